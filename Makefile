@@ -1,0 +1,106 @@
+# Strata's build. One hand-written Makefile: sources are globbed, objects go to build/, header dependencies come
+# from the compiler (-MMD -MP).
+#
+#   make            the library (build/libstrata.so) and the programs
+#   make test       install missing packages, build and run the test suite; ends with "N passed, M failed"
+#   make bench      the benchmarks (performance is measured here, never in unit tests)
+#   make deps       install the Debian packages the build needs (as root), or print the command
+#   make fixtures   regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not part of the tests)
+#   make clean
+#
+#   CUDA=auto|0|1   build the CUDA backend from cuda/ (auto: when nvcc is found)
+#   ARCH=...        code-generation flags (default: -march=native when the compiler accepts it)
+
+CXX      ?= g++
+NVCC     ?= /usr/local/cuda/bin/nvcc
+CUDA     ?= auto
+PYTHON   ?= /usr/bin/python3
+
+MULTIARCH := $(shell $(CXX) -print-multiarch 2>/dev/null)
+# OpenBLAS's OpenMP build, so that BLAS and our parallel_for share one thread pool (framework/parallel.h).
+BLAS_LIB_DIR := /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_INC_DIR := /usr/include/$(MULTIARCH)/openblas-openmp
+ARCH ?= $(shell $(CXX) -march=native -x c++ -E /dev/null >/dev/null 2>&1 && echo -march=native)
+
+CXXFLAGS := -std=c++20 -O2 $(ARCH) -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(BLAS_INC_DIR) -MMD -MP
+LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
+LDLIBS   := -lopenblas -lpthread
+
+ifeq ($(CUDA),auto)
+  CUDA := $(if $(wildcard $(NVCC)),1,0)
+endif
+
+BUILD := build
+LIB_SRCS   := $(wildcard framework/*.cpp layers/*.cpp)
+TEST_SRCS  := $(wildcard tests/*.cpp tests/*/*.cpp)
+BENCH_SRCS := $(wildcard bench/*.cpp)
+LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
+TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
+
+LIBRARY    := $(BUILD)/libstrata.so
+TEST_BIN   := $(BUILD)/tests/strata_tests
+BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bench/%)
+EXAMPLE_BIN := $(BUILD)/examples/hello
+
+DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev nlohmann-json3-dev doctest-dev
+
+.PHONY: all test bench deps fixtures clean example
+.DEFAULT_GOAL := all
+
+all: $(LIBRARY) $(EXAMPLE_BIN)
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# The shared library keeps every object file, so every kernel and layer registrar runs when it is loaded.
+# Programs inside the repo link the objects directly for the same reason (a static archive would drop them).
+$(LIBRARY): $(LIB_OBJS)
+	$(CXX) -shared $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJS) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJS)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The README's example, built exactly as the README tells users to build their own programs.
+$(EXAMPLE_BIN): examples/hello.cpp $(LIBRARY)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 -O2 -I. -I$(BLAS_INC_DIR) examples/hello.cpp -L$(BUILD) -lstrata -Wl,-rpath,'$$ORIGIN/..' -o $@
+
+example: $(EXAMPLE_BIN)
+	$(EXAMPLE_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory $(TEST_BIN) $(EXAMPLE_BIN)
+	@$(EXAMPLE_BIN) > $(BUILD)/example.log 2>&1 || (cat $(BUILD)/example.log; echo "the README example failed"; exit 1)
+	@tests/run_tests.sh $(TEST_BIN)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; } || \
+	    { echo "apt-get failed to install:$$missing"; exit 1; }; \
+	  else \
+	    echo "missing packages:$$missing"; echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+fixtures:
+	@for f in tests/fixtures/gen_*.py; do echo "$(PYTHON) $$f"; $(PYTHON) $$f || exit 1; done
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,61 @@
+// relu: the rectified linear unit, elementwise.
+//
+//   forward:   y = max(0, x)
+//   backward:  dx = dy * [x > 0]
+//
+// NOTE: at x == 0 the derivative is undefined; like PyTorch we use 0 there (the subgradient that keeps dead units
+// dead). The backward reads x rather than y: [y > 0] is the same mask, but x is what the op already holds.
+#include "layers/relu.h"
+
+#include "framework/autograd.h"
+#include "framework/parallel.h"
+#include "framework/registry.h"
+
+namespace strata {
+
+constinit KernelTable<relu_forward_fn> relu_forward{"relu_forward"};
+constinit KernelTable<relu_backward_fn> relu_backward{"relu_backward"};
+
+namespace {
+
+void relu_forward_cpu(float* y, const float* x, int64_t n) {
+    parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    });
+}
+
+void relu_backward_cpu(float* dx, const float* dy, const float* x, int64_t n) {
+    parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    });
+}
+
+}  // namespace
+
+REGISTER_KERNEL(relu_forward, DeviceType::CPU, relu_forward_cpu);
+REGISTER_KERNEL(relu_backward, DeviceType::CPU, relu_backward_cpu);
+
+Tensor relu(const Tensor& x_in) {
+    check_dtype(x_in, DType::F32, "relu", "input");
+    Tensor x = x_in.contiguous();
+    Tensor y = empty_like(x);
+    relu_forward[x.device()](y.f32(), x.f32(), x.numel());
+    if (any_requires_grad({x})) {
+        Tensor saved = x.detach();
+        record(y, "relu", {x}, [saved](const Tensor& dy_in, const std::vector<bool>&) {
+            Tensor dy = dy_in.contiguous();
+            Tensor dx = empty_like(saved);
+            relu_backward[dy.device()](dx.f32(), dy.f32(), saved.f32(), dx.numel());
+            return std::vector<Tensor>{dx};
+        });
+    }
+    return y;
+}
+
+namespace {
+std::shared_ptr<Module> make_relu(Attrs&) { return std::make_shared<ReLU>(); }
+}  // namespace
+
+REGISTER_LAYER("relu", make_relu);
+
+}  // namespace strata

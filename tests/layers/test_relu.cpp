@@ -1,0 +1,58 @@
+// relu: a hand-computed case, the PyTorch fixture, the gradient check, the module and its registry entry.
+#include <doctest/doctest.h>
+
+#include "framework/check.h"
+#include "framework/registry.h"
+#include "layers/relu.h"
+#include "tests/fixtures.h"
+#include "tests/gradcheck.h"
+
+using namespace strata;
+using namespace strata::testing;
+
+TEST_CASE("relu: hand-computed values and gradient") {
+    Tensor x = from_vector({-2.f, -0.5f, 0.f, 0.5f, 3.f}, {5}).requires_grad_();
+    Tensor y = relu(x);
+    CHECK(y.to_vector() == std::vector<float>{0.f, 0.f, 0.f, 0.5f, 3.f});
+    y.backward(from_vector({1.f, 2.f, 3.f, 4.f, 5.f}, {5}));
+    // the gradient at exactly 0 is 0, as in PyTorch
+    CHECK(x.grad().to_vector() == std::vector<float>{0.f, 0.f, 0.f, 4.f, 5.f});
+}
+
+TEST_CASE("relu: matches PyTorch forward and backward") {
+    SafetensorsFile fx = load_fixture("relu");
+    for (const std::string& c : fixture_cases(fx)) {
+        Tensor x = fx.get(c + ".x").clone().requires_grad_();
+        Tensor y = relu(x);
+        check_close(y, fx.get(c + ".y"), 0, 0, c + " forward");
+        y.backward(fx.get(c + ".dy"));
+        check_close(x.grad(), fx.get(c + ".dx"), 0, 0, c + " backward");
+    }
+}
+
+TEST_CASE("relu: gradient check") {
+    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{1, 7, 3, 9}, Shape{13}}) {
+        Tensor x = randn(shape).requires_grad_();
+        gradcheck("relu " + shape_str(shape), [](const std::vector<Tensor>& in) { return relu(in[0]); }, {x});
+    }
+}
+
+TEST_CASE("relu: non-contiguous input") {
+    Tensor x = randn({3, 4}).requires_grad_();
+    Tensor xt = x.transpose(0, 1);
+    Tensor y = relu(xt);
+    CHECK(y.shape() == Shape{4, 3});
+    std::vector<float> xv = x.to_vector(), yv = y.to_vector();
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 4; ++j) CHECK(yv[size_t(j * 3 + i)] == std::max(0.f, xv[size_t(i * 4 + j)]));
+    gradcheck("relu transposed", [](const std::vector<Tensor>& in) { return relu(in[0].transpose(0, 1)); }, {x});
+}
+
+TEST_CASE("relu: module from the registry") {
+    auto m = create_layer("relu");
+    Tensor y = m->forward(from_vector({-1.f, 2.f}, {2}));
+    CHECK(y.to_vector() == std::vector<float>{0.f, 2.f});
+    CHECK_THROWS_WITH_AS(create_layer("relu", {{"inplace", true}}), doctest::Contains("unknown attribute 'inplace'"),
+                         Error);
+    CHECK_THROWS_WITH_AS(relu(zeros({2}, DType::I32)), doctest::Contains("relu: input must be F32"), Error);
+}
