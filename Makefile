@@ -15,6 +15,7 @@ CXX      ?= g++
 NVCC     ?= /usr/local/cuda/bin/nvcc
 CUDA     ?= auto
 PYTHON   ?= /usr/bin/python3
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 MULTIARCH := $(shell $(CXX) -print-multiarch 2>/dev/null)
 # OpenBLAS's OpenMP build, so that BLAS and our parallel_for share one thread pool (framework/parallel.h).
@@ -24,30 +25,38 @@ ARCH ?= $(shell $(CXX) -march=native -x c++ -E /dev/null >/dev/null 2>&1 && echo
 
 CXXFLAGS := -std=c++20 -O2 $(ARCH) -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(BLAS_INC_DIR) -MMD -MP
 LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
-LDLIBS   := -lopenblas -lpthread
+LDLIBS   := -lopenblas -lpng -lpthread
 
 ifeq ($(CUDA),auto)
   CUDA := $(if $(wildcard $(NVCC)),1,0)
 endif
 
 BUILD := build
-LIB_SRCS   := $(wildcard framework/*.cpp layers/*.cpp)
+# Every .cpp that defines main() is a program (built into build/bin/<name>); the rest form the library.
+SRC_DIRS     := framework layers data models/pspnet
+ALL_SRCS     := $(wildcard $(addsuffix /*.cpp,$(SRC_DIRS)))
+open_paren   := (
+PROGRAM_SRCS := $(shell grep -l '^int main$(open_paren)' $(ALL_SRCS) /dev/null 2>/dev/null)
+LIB_SRCS     := $(filter-out $(PROGRAM_SRCS),$(ALL_SRCS))
 TEST_SRCS  := $(wildcard tests/*.cpp tests/*/*.cpp)
 BENCH_SRCS := $(wildcard bench/*.cpp)
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 
 LIBRARY    := $(BUILD)/libstrata.so
+PROGRAMS   := $(foreach p,$(PROGRAM_SRCS),$(BUILD)/bin/$(basename $(notdir $(p))))
 TEST_BIN   := $(BUILD)/tests/strata_tests
+# Every test program `make test` runs; cuda/cuda.mk adds the emulated-CUDA ones.
+TEST_BINS  := $(TEST_BIN)
 BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bench/%)
 EXAMPLE_BIN := $(BUILD)/examples/hello
 
-DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev nlohmann-json3-dev doctest-dev
+DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev
 
 .PHONY: all test bench deps fixtures clean example
 .DEFAULT_GOAL := all
 
-all: $(LIBRARY) $(EXAMPLE_BIN)
+all: $(LIBRARY) $(EXAMPLE_BIN) $(PROGRAMS)
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -62,24 +71,32 @@ $(TEST_BIN): $(TEST_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# build/bin/<name> from the one source file <dir>/<name>.cpp that defines main()
+define program_rule
+$(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.cpp=.o) $$(LIB_OBJS)
+	@mkdir -p $$(dir $$@)
+	$$(CXX) $$(LDFLAGS) $$^ -o $$@ $$(LDLIBS)
+endef
+$(foreach p,$(PROGRAM_SRCS),$(eval $(call program_rule,$(p))))
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The README's example, built exactly as the README tells users to build their own programs.
 $(EXAMPLE_BIN): examples/hello.cpp $(LIBRARY)
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++20 -O2 -I. -I$(BLAS_INC_DIR) examples/hello.cpp -L$(BUILD) -lstrata -Wl,-rpath,'$$ORIGIN/..' -o $@
+	$(CXX) -std=c++20 -I$(CURDIR) examples/hello.cpp -L$(CURDIR)/$(BUILD) -lstrata -Wl,-rpath,$(CURDIR)/$(BUILD) -o $@
 
 example: $(EXAMPLE_BIN)
 	$(EXAMPLE_BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory $(TEST_BIN) $(EXAMPLE_BIN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BINS) $(EXAMPLE_BIN)
 	@$(EXAMPLE_BIN) > $(BUILD)/example.log 2>&1 || (cat $(BUILD)/example.log; echo "the README example failed"; exit 1)
-	@tests/run_tests.sh $(TEST_BIN)
+	@tests/run_tests.sh $(TEST_BINS)
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_BINS)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
 deps:
@@ -102,5 +119,8 @@ fixtures:
 
 clean:
 	rm -rf $(BUILD)
+
+# The CUDA backend's rules (nvcc builds, the emulated build and its sanitizer variants) live beside its sources.
+-include cuda/cuda.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -17,6 +17,8 @@ void set_num_threads(int n);
 
 // Calls body(lo, hi) on disjoint chunks that cover [begin, end). Chunks have at least `grain` iterations, so that
 // small loops stay on one thread. body must not throw.
+// NOTE: the chunk boundaries depend on the thread count. A reduction whose result must not depend on it (a float
+// sum) chooses its own fixed chunks and combines them in a fixed order, as layers/sum.cpp does.
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
 
 }  // namespace strata

@@ -26,7 +26,9 @@ namespace strata::testing {
 struct GradcheckOptions {
     double eps = 1e-2;
     double tol = 1e-2;
-    double kink_tol = 0.1;
+    // Next to a kink the central difference is off by half the gap between the one-sided differences, so a gap
+    // above 2 * tol is exactly what could fail the test for a reason other than a wrong gradient: skip those.
+    double kink_tol = 2e-2;
     int64_t max_points = 300;              // per input
     double max_skipped_fraction = 0.25;
     uint64_t seed = 7;
