@@ -1,0 +1,99 @@
+// mean: hand-computed cases, the PyTorch fixture, the gradient check, thread-count independence, errors.
+#include <doctest/doctest.h>
+
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "layers/mean.h"
+#include "tests/fixtures.h"
+#include "tests/gradcheck.h"
+
+using namespace strata;
+using namespace strata::testing;
+
+namespace {
+
+// Sets the thread count for a scope and restores the previous one, even when a check fails.
+struct ThreadCountScope {
+    int saved = num_threads();
+    explicit ThreadCountScope(int n) { set_num_threads(n); }
+    ~ThreadCountScope() { set_num_threads(saved); }
+};
+
+std::vector<float> mean_with_threads(int threads, const Tensor& x, int64_t dim) {
+    ThreadCountScope scope(threads);
+    return (dim == -100 ? mean(x) : mean(x, dim)).to_vector();
+}
+
+}  // namespace
+
+TEST_CASE("mean: hand-computed values and gradients") {
+    Tensor x = from_vector({1.f, 2.f, 3.f, 4.f, 5.f, 9.f}, {2, 3}).requires_grad_();
+
+    Tensor all = mean(x);
+    CHECK(all.shape() == Shape{});
+    CHECK(all.item() == 4.f);
+    all.backward(from_vector({3.f}, {}));  // dx = 3 / 6 everywhere
+    CHECK(x.grad().to_vector() == std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f});
+    x.set_grad(Tensor());
+
+    Tensor cols = mean(x, 0, true);
+    CHECK(cols.shape() == Shape{1, 3});
+    CHECK(cols.to_vector() == std::vector<float>{2.5f, 3.5f, 6.f});
+    cols.backward(from_vector({2.f, 4.f, -6.f}, {1, 3}));  // dx = dy / 2 on both rows
+    CHECK(x.grad().to_vector() == std::vector<float>{1.f, 2.f, -3.f, 1.f, 2.f, -3.f});
+    x.set_grad(Tensor());
+
+    Tensor rows = mean(x, -1);
+    CHECK(rows.shape() == Shape{2});
+    CHECK(rows.to_vector() == std::vector<float>{2.f, 6.f});
+}
+
+TEST_CASE("mean: matches PyTorch forward and backward") {
+    SafetensorsFile fx = load_fixture("mean");
+    for (const std::string& c : fixture_cases(fx)) {
+        nlohmann::json p = fixture_params(fx, c);
+        Tensor x = fx.get(c + ".x").clone().requires_grad_();
+        Tensor y = p["dim"].is_null() ? mean(x) : mean(x, p["dim"].get<int64_t>(), p["keepdim"].get<bool>());
+        // PyTorch accumulates in float and divides by len; Strata accumulates in double and multiplies by the
+        // float 1/len: the last bits may differ.
+        check_close(y, fx.get(c + ".y"), 1e-6, 1e-5, c + " forward");
+        y.backward(fx.get(c + ".dy"));
+        check_close(x.grad(), fx.get(c + ".dx"), 1e-7, 1e-6, c + " backward");
+    }
+}
+
+TEST_CASE("mean: gradient check") {
+    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
+        Tensor x = randn(shape).requires_grad_();
+        gradcheck("mean all " + shape_str(shape), [](const std::vector<Tensor>& in) { return mean(in[0]); }, {x});
+        for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
+            for (bool keepdim : {false, true}) {
+                gradcheck("mean " + shape_str(shape) + " dim " + std::to_string(dim) + " keepdim " +
+                              std::to_string(keepdim),
+                          [dim, keepdim](const std::vector<Tensor>& in) { return mean(in[0], dim, keepdim); }, {x});
+            }
+        }
+    }
+    Tensor x = randn({4, 6}).requires_grad_();
+    gradcheck("mean transposed", [](const std::vector<Tensor>& in) { return mean(in[0].transpose(0, 1), 1); }, {x});
+}
+
+TEST_CASE("mean: the result does not depend on the number of threads") {
+    Tensor x = randn({3, 1000003});
+    for (int64_t dim : {-100, 0, 1}) {  // -100: the full reduction
+        std::vector<float> one = mean_with_threads(1, x, dim), two = mean_with_threads(2, x, dim);
+        CHECK_MESSAGE(one == two, "dim ", dim);  // bit-exact
+    }
+    CHECK(mean(full({1000000}, 0.1f)).item() == 0.1f);  // double accumulation: no drift
+}
+
+TEST_CASE("mean: errors") {
+    CHECK_THROWS_WITH_AS(mean(zeros({0, 3})),
+                         doctest::Contains("mean: input is empty (shape [0, 3]); the mean of no elements is undefined"),
+                         Error);
+    CHECK_THROWS_WITH_AS(mean(zeros({2, 0}), 1), doctest::Contains("mean: dimension 1 of input shape [2, 0] has size 0"),
+                         Error);
+    CHECK(mean(zeros({0, 3}), 1).shape() == Shape{0});  // nothing to average per output, but no output either
+    CHECK_THROWS_WITH_AS(mean(zeros({2, 3}), 5), doctest::Contains("mean: dim 5 is out of range"), Error);
+    CHECK_THROWS_WITH_AS(mean(zeros({2}, DType::I32)), doctest::Contains("mean: input must be F32, got I32"), Error);
+}

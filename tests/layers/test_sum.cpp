@@ -1,0 +1,123 @@
+// sum: hand-computed cases, the PyTorch fixture, the gradient check, accuracy, thread-count independence, errors.
+#include <doctest/doctest.h>
+
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "layers/sum.h"
+#include "tests/fixtures.h"
+#include "tests/gradcheck.h"
+
+using namespace strata;
+using namespace strata::testing;
+
+namespace {
+
+// Sets the thread count for a scope and restores the previous one, even when a check fails.
+struct ThreadCountScope {
+    int saved = num_threads();
+    explicit ThreadCountScope(int n) { set_num_threads(n); }
+    ~ThreadCountScope() { set_num_threads(saved); }
+};
+
+std::vector<float> sum_with_threads(int threads, const Tensor& x, int64_t dim) {
+    ThreadCountScope scope(threads);
+    return (dim == -100 ? sum(x) : sum(x, dim)).to_vector();
+}
+
+}  // namespace
+
+TEST_CASE("sum: hand-computed values and gradients") {
+    Tensor x = from_vector({1.f, 2.f, 3.f, 4.f, 5.f, 6.f}, {2, 3}).requires_grad_();
+
+    Tensor all = sum(x);
+    CHECK(all.shape() == Shape{});
+    CHECK(all.item() == 21.f);
+    all.backward();  // dy = 1: every element contributes once
+    CHECK(x.grad().to_vector() == std::vector<float>{1.f, 1.f, 1.f, 1.f, 1.f, 1.f});
+    x.set_grad(Tensor());
+
+    Tensor cols = sum(x, 0);
+    CHECK(cols.shape() == Shape{3});
+    CHECK(cols.to_vector() == std::vector<float>{5.f, 7.f, 9.f});
+    cols.backward(from_vector({1.f, 2.f, 3.f}, {3}));  // each column's dy goes to both rows
+    CHECK(x.grad().to_vector() == std::vector<float>{1.f, 2.f, 3.f, 1.f, 2.f, 3.f});
+    x.set_grad(Tensor());
+
+    Tensor rows = sum(x, -1, true);
+    CHECK(rows.shape() == Shape{2, 1});
+    CHECK(rows.to_vector() == std::vector<float>{6.f, 15.f});
+    rows.backward(from_vector({10.f, -1.f}, {2, 1}));  // each row's dy goes to its three elements
+    CHECK(x.grad().to_vector() == std::vector<float>{10.f, 10.f, 10.f, -1.f, -1.f, -1.f});
+
+    CHECK(sum(x, 1, false).shape() == Shape{2});
+    CHECK(sum(from_vector({7.f}, {})).item() == 7.f);  // a 0-D tensor sums to itself
+}
+
+TEST_CASE("sum: matches PyTorch forward and backward") {
+    SafetensorsFile fx = load_fixture("sum");
+    for (const std::string& c : fixture_cases(fx)) {
+        nlohmann::json p = fixture_params(fx, c);
+        Tensor x = fx.get(c + ".x").clone().requires_grad_();
+        Tensor y = p["dim"].is_null() ? sum(x) : sum(x, p["dim"].get<int64_t>(), p["keepdim"].get<bool>());
+        // PyTorch accumulates in float, Strata in double: they may differ in the last bits.
+        check_close(y, fx.get(c + ".y"), 1e-5, 1e-5, c + " forward");
+        y.backward(fx.get(c + ".dy"));
+        check_close(x.grad(), fx.get(c + ".dx"), 0, 0, c + " backward");
+    }
+}
+
+TEST_CASE("sum: gradient check") {
+    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
+        Tensor x = randn(shape).requires_grad_();
+        gradcheck("sum all " + shape_str(shape), [](const std::vector<Tensor>& in) { return sum(in[0]); }, {x});
+        for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
+            for (bool keepdim : {false, true}) {
+                gradcheck("sum " + shape_str(shape) + " dim " + std::to_string(dim) + " keepdim " +
+                              std::to_string(keepdim),
+                          [dim, keepdim](const std::vector<Tensor>& in) { return sum(in[0], dim, keepdim); }, {x});
+            }
+        }
+    }
+    Tensor s = randn({}).requires_grad_();
+    gradcheck("sum 0-D", [](const std::vector<Tensor>& in) { return sum(in[0]); }, {s});
+    Tensor x = randn({4, 6}).requires_grad_();
+    gradcheck("sum transposed", [](const std::vector<Tensor>& in) { return sum(in[0].transpose(0, 1), 1); }, {x});
+}
+
+TEST_CASE("sum: accumulates in double") {
+    // 0.1f added a million times: a float accumulator drifts to about 100958; the exact sum of the float 0.1f
+    // values, 100000.0015, rounds to 100000.
+    CHECK(sum(full({1000000}, 0.1f)).item() == 100000.f);
+    CHECK(sum(full({1000000, 2}, 0.1f), 0).to_vector() == std::vector<float>{100000.f, 100000.f});
+    CHECK(sum(full({2, 1000000}, 0.1f), 1).to_vector() == std::vector<float>{100000.f, 100000.f});
+}
+
+TEST_CASE("sum: the result does not depend on the number of threads") {
+    Tensor x = randn({3, 1000003});  // large enough to use many chunks, odd so that chunks are uneven
+    for (int64_t dim : {-100, 0, 1}) {  // -100: the full reduction
+        std::vector<float> one = sum_with_threads(1, x, dim), two = sum_with_threads(2, x, dim);
+        CHECK_MESSAGE(one == two, "dim ", dim);  // bit-exact
+    }
+    Tensor y = randn({1000, 37, 29});
+    CHECK(sum_with_threads(1, y, 1) == sum_with_threads(2, y, 1));
+}
+
+TEST_CASE("sum: empty inputs") {
+    Tensor x = zeros({0, 3}).requires_grad_();
+    CHECK(sum(x).item() == 0.f);
+    Tensor y = sum(x, 0);
+    CHECK(y.to_vector() == std::vector<float>{0.f, 0.f, 0.f});
+    y.backward(ones({3}));
+    CHECK(x.grad().shape() == Shape{0, 3});
+    CHECK(sum(x, 1, true).shape() == Shape{0, 1});
+}
+
+TEST_CASE("sum: errors") {
+    CHECK_THROWS_WITH_AS(sum(zeros({2, 3}), 2),
+                         doctest::Contains("sum: dim 2 is out of range for input of shape [2, 3] (expected -2 to 1)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(sum(zeros({2, 3}), -3), doctest::Contains("sum: dim -3 is out of range"), Error);
+    CHECK_THROWS_WITH_AS(sum(zeros({}), 0), doctest::Contains("sum: cannot reduce dimension 0 of a 0-D tensor"),
+                         Error);
+    CHECK_THROWS_WITH_AS(sum(zeros({2}, DType::I32)), doctest::Contains("sum: input must be F32, got I32"), Error);
+}
