@@ -1,0 +1,226 @@
+// maxpool2d: hand-computed cases (ties, shared argmax, NaN), output sizes, the PyTorch fixture, the gradient check,
+// thread-count independence, errors, the module and its registry entry.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "framework/random.h"
+#include "framework/registry.h"
+#include "layers/maxpool2d.h"
+#include "tests/fixtures.h"
+#include "tests/gradcheck.h"
+
+using namespace strata;
+using namespace strata::testing;
+
+namespace {
+
+// This file's own random stream: its tests leave the default generator, which other test files draw from,
+// alone.
+Generator& test_gen() {
+    static Generator gen(101);
+    return gen;
+}
+
+// Sets the thread count for a scope and restores the previous one, even when a check fails.
+struct ThreadCountScope {
+    int saved = num_threads();
+    explicit ThreadCountScope(int n) { set_num_threads(n); }
+    ~ThreadCountScope() { set_num_threads(saved); }
+};
+
+// 4x4 input with a tie in the bottom-right 2x2 block (three 3's).
+Tensor hand_input() {
+    return from_vector({1, 2, 5, 3,   //
+                        4, 0, 1, 7,   //
+                        2, 9, 3, 3,   //
+                        6, 1, 3, 2},
+                       {1, 1, 4, 4});
+}
+
+// Distinct values 0.1 apart in a random order: far more than gradcheck's eps (1e-2), so no perturbation changes
+// which element wins a window, and the check meets no kinks.
+Tensor distinct_values(const Shape& shape, uint64_t seed) {
+    int64_t n = shape_numel(shape);
+    std::vector<float> v(size_t(n), 0.0f);
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = 0.1f * float(i - n / 2);
+    Generator gen(seed);
+    for (int64_t i = n - 1; i > 0; --i) std::swap(v[size_t(i)], v[size_t(gen.randint(i + 1))]);
+    return from_vector(v, shape);
+}
+
+MaxPool2dOptions options_from(const nlohmann::json& p) {
+    MaxPool2dOptions o;
+    o.kernel_size = Size2(p["kernel_size"][0].get<int64_t>(), p["kernel_size"][1].get<int64_t>());
+    if (!p["stride"].is_null()) o.stride = Size2(p["stride"][0].get<int64_t>(), p["stride"][1].get<int64_t>());
+    o.padding = Size2(p["padding"][0].get<int64_t>(), p["padding"][1].get<int64_t>());
+    o.ceil_mode = p["ceil_mode"].get<bool>();
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("maxpool2d: hand-computed 2x2 stride 2, ties go to the first maximum") {
+    Tensor x = hand_input().requires_grad_();
+    Tensor y = maxpool2d(x, {.kernel_size = 2});  // stride defaults to the kernel size
+    CHECK(y.shape() == Shape{1, 1, 2, 2});
+    CHECK(y.to_vector() == std::vector<float>{4, 7, 9, 3});
+    y.backward(from_vector({1, 2, 3, 4}, {1, 1, 2, 2}));
+    // the bottom-right window holds three 3's: the first in scan order, (2, 2), gets the gradient
+    CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 0, 0,  //
+                                                     1, 0, 0, 2,  //
+                                                     0, 3, 4, 0,  //
+                                                     0, 0, 0, 0});
+}
+
+TEST_CASE("maxpool2d: hand-computed 3x3 stride 2 padding 1 (PSPNet), two outputs share an argmax") {
+    Tensor x = hand_input().requires_grad_();
+    Tensor y = maxpool2d(x, {.kernel_size = 3, .stride = 2, .padding = 1});
+    // out = floor((4 + 2 - 3) / 2) + 1 = 2; windows are rows/columns [-1, 1] and [1, 3], clipped to the input
+    CHECK(y.shape() == Shape{1, 1, 2, 2});
+    CHECK(y.to_vector() == std::vector<float>{4, 7, 9, 9});
+    y.backward(from_vector({1, 2, 3, 4}, {1, 1, 2, 2}));
+    // the 9 at (2, 1) wins both bottom windows: its gradient is 3 + 4
+    CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 0, 0,  //
+                                                     1, 0, 0, 2,  //
+                                                     0, 7, 0, 0,  //
+                                                     0, 0, 0, 0});
+}
+
+TEST_CASE("maxpool2d: NaN propagates and takes the gradient, as in PyTorch") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Tensor x = from_vector({1, nan, 2, nan, 0, 5}, {1, 1, 2, 3}).requires_grad_();
+    Tensor y = maxpool2d(x, {.kernel_size = {2, 3}});
+    CHECK(std::isnan(y.item()));
+    y.backward(from_vector({1}, {1, 1, 1, 1}));
+    // PyTorch's CPU kernel reports the last NaN of the window (index 3)
+    CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 0, 1, 0, 0});
+}
+
+TEST_CASE("maxpool2d: output sizes as PyTorch computes them") {
+    auto out_shape = [](int64_t h, int64_t w, const MaxPool2dOptions& o) {
+        return maxpool2d(zeros({1, 1, h, w}), o).shape();
+    };
+    // PSPNet's stem pool: 237 -> 119 and 357 -> 179
+    CHECK(out_shape(237, 357, {.kernel_size = 3, .stride = 2, .padding = 1}) == Shape{1, 1, 119, 179});
+    // ceil_mode rounds up: 12 -> 7 instead of 6
+    CHECK(out_shape(12, 12, {.kernel_size = 3, .stride = 2, .padding = 1}) == Shape{1, 1, 6, 6});
+    CHECK(out_shape(12, 12, {.kernel_size = 3, .stride = 2, .padding = 1, .ceil_mode = true}) == Shape{1, 1, 7, 7});
+    // ... but a last window that would start in the right padding is dropped: 5 -> 3, not 4
+    CHECK(out_shape(5, 5, {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true}) == Shape{1, 1, 3, 3});
+    // a kernel larger than the input is fine in ceil_mode as long as one window fits the rule
+    CHECK(out_shape(2, 2, {.kernel_size = 3, .ceil_mode = true}) == Shape{1, 1, 1, 1});
+    // an empty batch is allowed, as in PyTorch
+    CHECK(maxpool2d(zeros({0, 3, 4, 4}), {.kernel_size = 2}).shape() == Shape{0, 3, 2, 2});
+}
+
+TEST_CASE("maxpool2d: matches PyTorch forward and backward") {
+    SafetensorsFile fx = load_fixture("maxpool2d");
+    for (const std::string& c : fixture_cases(fx)) {
+        MaxPool2dOptions o = options_from(fixture_params(fx, c));
+        Tensor x = fx.get(c + ".x").clone().requires_grad_();
+        Tensor y = maxpool2d(x, o);
+        check_close(y, fx.get(c + ".y"), 0, 0, c + " forward");
+        y.backward(fx.get(c + ".dy"));
+        check_close(x.grad(), fx.get(c + ".dx"), 1e-6, 1e-6, c + " backward");
+    }
+}
+
+TEST_CASE("maxpool2d: gradient check") {
+    struct Config {
+        Shape shape;
+        MaxPool2dOptions options;
+    };
+    std::vector<Config> configs = {
+        {{1, 2, 7, 7}, {.kernel_size = 3, .stride = 2, .padding = 1}},
+        {{2, 1, 6, 5}, {.kernel_size = {2, 3}, .stride = {2, 1}, .padding = {1, 1}, .ceil_mode = true}},
+        {{1, 2, 5, 5}, {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true}},
+        {{1, 1, 6, 7}, {.kernel_size = 3, .ceil_mode = true}},
+        {{2, 2, 5, 6}, {.kernel_size = 3, .stride = 1, .padding = 1}},
+    };
+    uint64_t seed = 1;
+    for (const Config& cfg : configs) {
+        Tensor x = distinct_values(cfg.shape, seed++).requires_grad_();
+        MaxPool2dOptions o = cfg.options;
+        int64_t compared = gradcheck("maxpool2d " + shape_str(cfg.shape),
+                                     [o](const std::vector<Tensor>& in) { return maxpool2d(in[0], o); }, {x});
+        CHECK(compared == std::min<int64_t>(x.numel(), 300));  // no point was skipped as a kink
+    }
+}
+
+TEST_CASE("maxpool2d: the same result on 1 and 4 threads") {
+    // 64 planes of 32x32: enough for parallel_for to split the planes over the threads
+    Tensor x = randn({4, 16, 32, 32}, test_gen());
+    Tensor dy;
+    std::vector<float> y_ref, dx_ref;
+    for (int threads : {1, 4}) {
+        ThreadCountScope scope(threads);
+        Tensor xi = x.clone().requires_grad_();
+        Tensor y = maxpool2d(xi, {.kernel_size = 3, .stride = 2, .padding = 1});
+        if (!dy.defined()) dy = randn(y.shape(), test_gen());
+        y.backward(dy);
+        if (threads == 1) {
+            y_ref = y.to_vector();
+            dx_ref = xi.grad().to_vector();
+        } else {
+            CHECK(y.to_vector() == y_ref);
+            CHECK(xi.grad().to_vector() == dx_ref);
+        }
+    }
+}
+
+TEST_CASE("maxpool2d: non-contiguous input") {
+    Tensor x_nhwc = randn({2, 5, 6, 3}, test_gen());
+    Tensor x = x_nhwc.permute({0, 3, 1, 2});  // (N, C, H, W) view with channels last in memory
+    MaxPool2dOptions o{.kernel_size = 3, .stride = 2, .padding = 1};
+    check_close(maxpool2d(x, o), maxpool2d(x.contiguous(), o), 0, 0, "permuted input");
+}
+
+TEST_CASE("maxpool2d: errors") {
+    Tensor x = zeros({1, 2, 5, 5});
+    CHECK_THROWS_WITH_AS(maxpool2d(zeros({2, 5, 5}), {.kernel_size = 2}),
+                         doctest::Contains("maxpool2d: input must be 4-D (N,C,H,W), got shape [2, 5, 5]"), Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(zeros({1, 2, 5, 5}, DType::I32), {.kernel_size = 2}),
+                         doctest::Contains("maxpool2d: input must be F32, got I32"), Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(zeros({1, 0, 5, 5}), {.kernel_size = 2}),
+                         doctest::Contains("maxpool2d: input must have non-zero C, H and W"), Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(x, {}), doctest::Contains("maxpool2d: kernel_size must be positive, got (0, 0)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(x, {.kernel_size = 2, .stride = {1, 0}}),
+                         doctest::Contains("maxpool2d: stride must be positive (or (0, 0) for kernel_size), got "
+                                           "(1, 0)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(x, {.kernel_size = 2, .padding = -1}),
+                         doctest::Contains("maxpool2d: padding must be non-negative"), Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(x, {.kernel_size = 3, .padding = 2}),
+                         doctest::Contains("maxpool2d: padding should be at most half of kernel_size, got padding "
+                                           "(2, 2) and kernel_size (3, 3)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(maxpool2d(zeros({1, 1, 2, 7}), {.kernel_size = 3}),
+                         doctest::Contains("maxpool2d: input of size 2x7 is too small for kernel_size (3, 3)"), Error);
+}
+
+TEST_CASE("maxpool2d: module from the registry") {
+    Tensor x = randn({2, 3, 9, 9}, test_gen());
+    auto m = create_layer("maxpool2d", {{"kernel_size", 3}, {"stride", 2}, {"padding", 1}});
+    CHECK(m->type_name() == "MaxPool2d");
+    CHECK(m->named_parameters().empty());
+    CHECK(m->named_buffers().empty());
+    check_close(m->forward(x), maxpool2d(x, {.kernel_size = 3, .stride = 2, .padding = 1}), 0, 0, "registry");
+
+    // stride defaults to the kernel size; sizes may be [h, w]
+    auto d = create_layer("maxpool2d", {{"kernel_size", {2, 3}}, {"ceil_mode", true}});
+    CHECK(d->forward(x).shape() == Shape{2, 3, 5, 3});
+    MaxPool2d direct(3, 2, 1);
+    check_close(direct(x), m->forward(x), 0, 0, "constructor");
+
+    CHECK_THROWS_WITH_AS(create_layer("maxpool2d", {{"kernel_size", 2}, {"dilation", 2}}),
+                         doctest::Contains("unknown attribute 'dilation'"), Error);
+    CHECK_THROWS_WITH_AS(create_layer("maxpool2d", {{"stride", 2}}),
+                         doctest::Contains("maxpool2d: missing required attribute 'kernel_size'"), Error);
+    CHECK_THROWS_WITH_AS(create_layer("maxpool2d", {{"kernel_size", 3}, {"padding", 2}}),
+                         doctest::Contains("MaxPool2d: padding should be at most half of kernel_size"), Error);
+}
