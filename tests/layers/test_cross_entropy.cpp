@@ -1,0 +1,162 @@
+// cross_entropy: hand-computed cases, the PyTorch fixture ((N,C,H,W) and (N,C) forms, ignored pixels, large
+// logits), the all-ignored convention, gradient checks and the label errors.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "layers/cross_entropy.h"
+#include "tests/fixtures.h"
+#include "tests/gradcheck.h"
+
+using namespace strata;
+using namespace strata::testing;
+
+TEST_CASE("cross_entropy: hand-computed values and gradient, with an ignored sample") {
+    // row 0: logits (0, 0), label 0 -> softmax (1/2, 1/2), loss ln 2
+    // row 1: label 255, ignored
+    // row 2: logits (0, ln 3), label 1 -> softmax (1/4, 3/4), loss ln(4/3)
+    Tensor logits = from_vector({0.f, 0.f, 5.f, -5.f, 0.f, std::log(3.f)}, {3, 2}).requires_grad_();
+    Tensor target = from_vector_i32({0, 255, 1}, {3});
+    Tensor loss = cross_entropy(logits, target);
+    CHECK(loss.dim() == 0);
+    CHECK(loss.item() == doctest::Approx((std::log(2.0) + std::log(4.0 / 3.0)) / 2).epsilon(1e-6));
+    // (softmax - onehot) / count with count = 2, times dloss = 2
+    loss.backward(full({}, 2.f));
+    check_close(logits.grad(), from_vector({-0.5f, 0.5f, 0.f, 0.f, 0.25f, -0.25f}, {3, 2}), 1e-6, 0, "dlogits");
+}
+
+TEST_CASE("cross_entropy: matches PyTorch forward and backward") {
+    SafetensorsFile fx = load_fixture("cross_entropy");
+    std::vector<std::string> cases = fixture_cases(fx);
+    CHECK(cases.size() == 7);
+    for (const std::string& c : cases) {
+        int64_t ignore_index = fixture_params(fx, c)["ignore_index"].get<int64_t>();
+        Tensor logits = fx.get(c + ".logits").clone().requires_grad_();
+        Tensor loss = cross_entropy(logits, fx.get(c + ".target"), ignore_index);
+        check_close(loss, fx.get(c + ".loss"), 1e-5, 1e-5, c + " forward");
+        loss.backward(fx.get(c + ".dloss"));
+        check_close(logits.grad(), fx.get(c + ".dlogits"), 1e-6, 1e-5, c + " backward");
+    }
+}
+
+TEST_CASE("cross_entropy: all pixels ignored gives loss 0 and gradient 0 (PyTorch: NaN)") {
+    Tensor logits = randn({2, 3, 2, 2}).requires_grad_();
+    Tensor target = full({2, 2, 2}, 255.f, DType::I32);
+    Tensor loss = cross_entropy(logits, target);
+    CHECK(loss.item() == 0.f);
+    loss.backward();
+    check_close(logits.grad(), zeros({2, 3, 2, 2}), 0, 0, "dlogits");
+    // an empty batch too
+    CHECK(cross_entropy(zeros({0, 3}), zeros({0}, DType::I32)).item() == 0.f);
+}
+
+TEST_CASE("cross_entropy: large logits stay finite") {
+    // without the max subtraction exp(1e4) overflows to inf
+    Tensor logits = from_vector({1e4f, 0.f, -1e4f, 0.f, 1e4f, 5e3f}, {2, 3}).requires_grad_();
+    Tensor loss = cross_entropy(logits, from_vector_i32({0, 2}, {2}));
+    // row 0 is certain and right (loss 0); row 1 puts label 2 5e3 below the best class (loss 5e3)
+    CHECK(loss.item() == doctest::Approx(2500.0));
+    loss.backward();
+    check_close(logits.grad(), from_vector({0.f, 0.f, 0.f, 0.f, 0.5f, -0.5f}, {2, 3}), 1e-6, 0, "dlogits");
+}
+
+TEST_CASE("cross_entropy: (N,C,H,W) equals the (N*H*W, C) form") {
+    Tensor logits = randn({2, 4, 3, 5});
+    std::vector<int32_t> labels(30);
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % 7 == 3 ? 255 : int32_t(i % 4);
+    Tensor pixels = cross_entropy(logits, from_vector_i32(labels, {2, 3, 5}));
+    // (N, C, H, W) -> (N, H, W, C) -> (N*H*W, C): the same pixels in the same order, a non-contiguous input
+    Tensor rows = cross_entropy(logits.permute({0, 2, 3, 1}).reshape({30, 4}), from_vector_i32(labels, {30}));
+    CHECK(pixels.item() == doctest::Approx(rows.item()).epsilon(1e-6));
+}
+
+TEST_CASE("cross_entropy: the loss does not depend on the thread count") {
+    Tensor logits = randn({2, 3, 40, 40});  // 3200 pixels: several parallel chunks
+    std::vector<int32_t> labels(3200);
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % 5 == 0 ? 255 : int32_t(i % 3);
+    Tensor target = from_vector_i32(labels, {2, 40, 40});
+    int threads = num_threads();
+    set_num_threads(1);
+    float one = cross_entropy(logits, target).item();
+    set_num_threads(std::max(2, threads));
+    float many = cross_entropy(logits, target).item();
+    set_num_threads(threads);
+    CHECK(one == many);
+}
+
+TEST_CASE("cross_entropy: gradient check") {
+    // The gradients are (softmax - onehot) / count, small next to gradcheck's floor of 1 in the relative error,
+    // so tol is tightened from 1e-2 to 1e-3 to keep the check meaningful. The loss is smooth, so the central
+    // difference with eps = 1e-2 is accurate far below that.
+    GradcheckOptions opt;
+    opt.tol = 1e-3;
+    struct Config {
+        Shape logits;
+        int64_t ignore_every;  // every k-th pixel gets the ignore label (0: none)
+        int64_t ignore_index;
+    };
+    for (const Config& cfg : {Config{{2, 3, 2, 3}, 0, 255}, Config{{1, 5, 3, 3}, 4, 255}, Config{{2, 2, 1, 5}, 3, 255},
+                              Config{{5, 4}, 2, 255}, Config{{7, 3}, 3, -100}}) {
+        Shape target_shape = cfg.logits.size() == 4 ? Shape{cfg.logits[0], cfg.logits[2], cfg.logits[3]}
+                                                    : Shape{cfg.logits[0]};
+        int64_t c = cfg.logits[1];
+        std::vector<int32_t> labels(size_t(shape_numel(target_shape)));
+        for (size_t i = 0; i < labels.size(); ++i)
+            labels[i] = cfg.ignore_every && i % size_t(cfg.ignore_every) == 1 ? int32_t(cfg.ignore_index)
+                                                                               : int32_t((i * 7 + 2) % size_t(c));
+        Tensor target = from_vector_i32(labels, target_shape);
+        Tensor logits = randn(cfg.logits).requires_grad_();
+        int64_t ignore_index = cfg.ignore_index;
+        gradcheck(str("cross_entropy ", shape_str(cfg.logits), " ignore every ", cfg.ignore_every),
+                  [target, ignore_index](const std::vector<Tensor>& in) {
+                      return cross_entropy(in[0], target, ignore_index);
+                  }, {logits}, opt);
+    }
+}
+
+TEST_CASE("cross_entropy: a bad label is an error naming its value and position") {
+    std::vector<int32_t> labels(8, 1);
+    labels[5] = 7;  // n = 1, h = 0, w = 1 in (2, 2, 2)
+    Tensor logits = zeros({2, 3, 2, 2});
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector_i32(labels, {2, 2, 2})),
+                         doctest::Contains("cross_entropy: target has label 7 at (n=1, h=0, w=1), which is neither a "
+                                           "class in [0, 3) nor the ignore label 255"),
+                         Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector_i32(labels, {2, 2, 2})),
+                         doctest::Contains("use the labelTrainIds images, not labelIds"), Error);
+    labels[5] = 1;
+    labels[2] = -1;
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector_i32(labels, {2, 2, 2})),
+                         doctest::Contains("label -1 at (n=0, h=1, w=0)"), Error);
+    // the first bad label in memory order is reported
+    labels[6] = 40;
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector_i32(labels, {2, 2, 2})),
+                         doctest::Contains("label -1 at"), Error);
+    // 255 is a bad label when another ignore_index is chosen
+    CHECK_THROWS_WITH_AS(cross_entropy(zeros({3, 4}), from_vector_i32({0, 255, 1}, {3}), -100),
+                         doctest::Contains("label 255 at (n=1), which is neither a class in [0, 4) nor the ignore "
+                                           "label -100"),
+                         Error);
+}
+
+TEST_CASE("cross_entropy: argument errors") {
+    Tensor logits = zeros({2, 3, 4, 5});
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, zeros({2, 4, 5})),
+                         doctest::Contains("cross_entropy: target must be I32 class indices, got F32"), Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, zeros({2, 4, 5}, DType::I64)),
+                         doctest::Contains("target must be I32 class indices, got I64"), Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, zeros({2, 5, 4}, DType::I32)),
+                         doctest::Contains("cross_entropy: target must have shape [2, 4, 5] (N,H,W) for logits of "
+                                           "shape [2, 3, 4, 5], got [2, 5, 4]"),
+                         Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(zeros({4, 3}), zeros({4, 1}, DType::I32)),
+                         doctest::Contains("target must have shape [4] (N) for logits of shape [4, 3], got [4, 1]"),
+                         Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 3, 4}), zeros({2, 4}, DType::I32)),
+                         doctest::Contains("logits must be 4-D (N,C,H,W) or 2-D (N,C), got shape [2, 3, 4]"), Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 3}, DType::I32), zeros({2}, DType::I32)),
+                         doctest::Contains("cross_entropy: logits must be F32, got I32"), Error);
+}
