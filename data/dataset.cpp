@@ -1,0 +1,197 @@
+// What every dataset format shares: the file-backed dataset, the label checks and their hints, class files, and
+// open_dataset(), which picks the format from a config.
+#include "data/dataset.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "framework/check.h"
+
+namespace strata {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string trim(const std::string& s) {
+    size_t begin = s.find_first_not_of(" \t\r\n");
+    if (begin == std::string::npos) return "";
+    size_t end = s.find_last_not_of(" \t\r\n");
+    return s.substr(begin, end - begin + 1);
+}
+
+// The hint that goes with a label value outside the class range, from the largest value in the file.
+std::string label_range_hint(int32_t max_value, int num_classes) {
+    if (max_value >= 1000)
+        return "values of 1000 and more look like Cityscapes instanceIds (labelId * 1000 + instance): use the "
+               "*_gtFine_labelIds.png files instead";
+    if (num_classes == 19 && max_value <= 33)
+        return "did you mean trainIds? Values up to 33 are Cityscapes labelIds: use the *_gtFine_labelTrainIds.png "
+               "files (cityscapesScripts' createTrainIdLabelImgs.py makes them), or the format 'cityscapes' or "
+               "label_mapping=cityscapes_ids, which map labelIds to the 19 trainIds";
+    if (num_classes == 150 && max_value == 150)
+        return "ADE20K labels need the minus-one shift: the raw annotations hold 0..150 with 0 = 'other objects'; use "
+               "the format 'ade20k' or label_mapping=ade20k_reduce_zero (0 -> 255, v -> v - 1)";
+    std::string hint = str("labels must be class indices 0..", num_classes - 1, " or 255 (ignore); check the class "
+                           "count and that the label files hold indices, not colours");
+    if (num_classes == 21)
+        hint += " (a VOC label converted from its colours to grayscale holds luma values such as 38 or 75: read the "
+                "palette PNG itself, or use SegmentationClassAug)";
+    return hint;
+}
+
+}  // namespace
+
+// ---- labels ----
+
+void map_and_check_label(LabelMap& label, LabelMapping mapping, int num_classes, const std::string& path) {
+    if (mapping == LabelMapping::kCityscapesIds) cityscapes_ids_to_train_ids(label, path);
+    if (mapping == LabelMapping::kAdeReduceZero) ade20k_reduce_zero(label, path);
+    int64_t bad = 0;
+    int32_t first_bad = 0, max_value = 0;
+    for (int32_t v : label.data) {
+        if (v != kIgnoreLabel && (v < 0 || v >= num_classes)) {
+            if (bad == 0) first_bad = v;
+            ++bad;
+        }
+        if (v != kIgnoreLabel) max_value = std::max(max_value, v);
+    }
+    STRATA_CHECK(bad == 0, "dataset: label ", path, " holds value ", first_bad, " (", bad, " pixels; largest value ",
+                 max_value, "), outside the ", num_classes, " classes and not 255: ",
+                 label_range_hint(max_value, num_classes));
+}
+
+// ---- class files ----
+
+ClassInfo read_class_info(const std::string& names_file, const std::string& colors_file) {
+    std::ifstream names_in(names_file);
+    STRATA_CHECK(names_in, "class names: cannot open ", names_file);
+    ClassInfo info;
+    std::string line;
+    while (std::getline(names_in, line)) {
+        line = trim(line);
+        if (!line.empty()) info.names.push_back(line);
+    }
+    STRATA_CHECK(!info.names.empty(), "class names: ", names_file, " lists no classes (one name per line)");
+    STRATA_CHECK(info.names.size() <= 255, "class names: ", names_file, " lists ", info.names.size(),
+                 " classes; at most 255 fit (255 is the ignore label)");
+    for (size_t i = 0; i < info.names.size(); ++i) info.colors.push_back(voc_color(int(i)));
+    if (colors_file.empty()) return info;
+    std::ifstream colors_in(colors_file);
+    STRATA_CHECK(colors_in, "class colours: cannot open ", colors_file);
+    size_t index = 0;
+    int line_number = 0;
+    while (std::getline(colors_in, line)) {
+        ++line_number;
+        line = trim(line);
+        if (line.empty()) continue;
+        std::istringstream fields(line);
+        int r = -1, g = -1, b = -1;
+        std::string extra;
+        fields >> r >> g >> b;
+        bool ok = !fields.fail() && !(fields >> extra) && r >= 0 && r <= 255 && g >= 0 && g <= 255 && b >= 0 &&
+                  b <= 255;
+        STRATA_CHECK(ok, "class colours: ", colors_file, ":", line_number, ": expected \"R G B\" with values 0..255, "
+                     "got \"", line, "\"");
+        if (index < info.colors.size()) info.colors[index] = Rgb{uint8_t(r), uint8_t(g), uint8_t(b)};
+        ++index;
+    }
+    return info;
+}
+
+// ---- FileDataset ----
+
+FileDataset::FileDataset(std::string description, std::vector<FileEntry> entries, ClassInfo classes)
+    : description_(std::move(description)), entries_(std::move(entries)) {
+    classes_ = std::move(classes);
+    STRATA_CHECK(!entries_.empty(), "dataset: ", description_, " has no samples");
+    STRATA_CHECK(classes_.count() > 0, "dataset: ", description_, " has no classes");
+    has_labels_ = !entries_[0].label.empty();
+    // Missing files are found now rather than hours into training. Checking existence costs one stat per file.
+    int64_t missing = 0;
+    std::string first_missing;
+    for (const FileEntry& e : entries_) {
+        STRATA_CHECK(e.label.empty() != has_labels_, "dataset: ", description_, ": some samples have a label and "
+                     "some do not (sample '", e.name, "' ", has_labels_ ? "has none" : "has one", ")");
+        for (const std::string* path : {&e.image, &e.label}) {
+            std::error_code ec;
+            if (path->empty() || fs::is_regular_file(*path, ec)) continue;
+            if (missing == 0) first_missing = *path;
+            ++missing;
+        }
+    }
+    STRATA_CHECK(missing == 0, "dataset: ", description_, ": ", missing, " file(s) missing, the first: ",
+                 first_missing);
+}
+
+const FileEntry& FileDataset::entry(int64_t index) const {
+    STRATA_CHECK(index >= 0 && index < size(), "dataset: index ", index, " out of range for ", description_, " (",
+                 size(), " samples)");
+    return entries_[size_t(index)];
+}
+
+std::string FileDataset::name(int64_t index) const { return entry(index).name; }
+
+Sample FileDataset::get(int64_t index) const {
+    const FileEntry& e = entry(index);
+    Sample sample;
+    sample.name = e.name;
+    sample.image = load_rgb(e.image);
+    if (e.label.empty()) return sample;
+    sample.label = load_label(e.label);
+    STRATA_CHECK(sample.label.h == sample.image.h && sample.label.w == sample.image.w,
+                 "dataset: image and label sizes differ for sample '", e.name, "': ", e.image, " is ", sample.image.w,
+                 "x", sample.image.h, " (width x height) but ", e.label, " is ", sample.label.w, "x", sample.label.h);
+    map_and_check_label(sample.label, e.mapping, num_classes(), e.label);
+    return sample;
+}
+
+// ---- open_dataset ----
+
+namespace {
+
+std::string under_root(const std::string& root, const std::string& path) {
+    if (path.empty() || fs::path(path).is_absolute() || root.empty()) return path;
+    return (fs::path(root) / path).string();
+}
+
+LabelMapping parse_label_mapping(const std::string& name) {
+    if (name == "none" || name.empty()) return LabelMapping::kNone;
+    if (name == "cityscapes_ids") return LabelMapping::kCityscapesIds;
+    if (name == "ade20k_reduce_zero") return LabelMapping::kAdeReduceZero;
+    STRATA_FAIL("dataset: unknown label_mapping '", name, "'; valid: none, cityscapes_ids, ade20k_reduce_zero");
+}
+
+}  // namespace
+
+std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config) {
+    const std::string& format = config.format;
+    if (format == "contextscenes") return open_context_scenes(config.scenes, config.split);
+    STRATA_CHECK(format == "list" || format == "voc" || format == "cityscapes" || format == "ade20k",
+                 "dataset: unknown format '", format, "'; valid: list, voc, cityscapes, ade20k, contextscenes");
+    STRATA_CHECK(!config.root.empty(), "dataset: the format '", format, "' needs a data root (root=...)");
+    if (format == "voc") return open_voc(config.root, config.split, config.label_dir);
+    if (format == "cityscapes") return open_cityscapes(config.root, config.split);
+    if (format == "ade20k") return open_ade20k(config.root, config.split);
+
+    STRATA_CHECK(!config.list.empty(), "dataset: the format 'list' needs a list file (list=...)");
+    ClassInfo classes;
+    if (!config.names_file.empty()) {
+        classes = read_class_info(under_root(config.root, config.names_file));
+        STRATA_CHECK(config.num_classes == 0 || config.num_classes == classes.count(), "dataset: num_classes is ",
+                     config.num_classes, " but ", config.names_file, " lists ", classes.count(), " classes");
+    } else {
+        STRATA_CHECK(config.num_classes > 0 && config.num_classes <= 255, "dataset: the format 'list' needs the "
+                     "classes: names_file=... or num_classes=1..255 (got ", config.num_classes, ")");
+        for (int i = 0; i < config.num_classes; ++i) {
+            classes.names.push_back(str("class_", i));
+            classes.colors.push_back(voc_color(i));
+        }
+    }
+    return open_list_dataset(under_root(config.root, config.list), config.root, classes,
+                             parse_label_mapping(config.label_mapping));
+}
+
+}  // namespace strata
