@@ -1,0 +1,410 @@
+// conv2d: 2-D convolution of an NCHW batch by im2col + GEMM (Caffe, darknet).
+//
+// x (N, C, H, W), weight W (K, C, R, S), bias b (K); output y (N, K, P, Q) with
+//     P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1,   Q likewise.
+// Like PyTorch (and every framework) this is a cross-correlation: the kernel is not flipped.
+//
+//   forward:   y[n,k,p,q] = b[k] + sum_{c,r,s} W[k,c,r,s] * x[n, c, p*stride_h - pad_h + r*dil_h,
+//                                                            q*stride_w - pad_w + s*dil_w]
+//              (x reads as 0 outside the image: that is the zero padding)
+//
+// im2col turns this into one matrix product per image. Row (c,r,s) of the column matrix holds, for every output
+// pixel (p,q), the input value that kernel tap (c,r,s) multiplies there:
+//     col_n[(c*R + r)*S + s, p*Q + q] = x[n, c, p*stride_h - pad_h + r*dil_h, q*stride_w - pad_w + s*dil_w]
+// so that, with W viewed as a (K, C*R*S) matrix and y_n as (K, P*Q):
+//     y_n = W · col_n + b                                       (GEMM: M = K, N = P*Q, K = C*R*S)
+//
+//   backward:  dW = sum_n dy_n · col_nᵀ                          (GEMM "NT", accumulated over the images)
+//              db[k] = sum_{n,p,q} dy[n,k,p,q]                    (b is added at every output pixel)
+//              dcol_n = Wᵀ · dy_n                                (GEMM "TN"), then dx_n = col2im(dcol_n):
+//              every entry of col_n is a copy of one x element (or of a padding zero), so its gradient goes back
+//              to that element; col2im adds up the up to R*S copies of each x element and drops the padding ones.
+//
+// Two shortcuts keep the GEMMs big and the copies few:
+//  - 1x1 kernel, stride 1, no padding: col_n IS x_n seen as a (C, H*W) matrix, so im2col is skipped, the forward
+//    GEMM reads x directly and the backward GEMM writes dx directly (35 of PSPNet-50's 55 backbone convs).
+//  - Small maps (PSPNet's pooled 1x1..6x6 maps, a batch of 13x13 maps): a GEMM with P*Q = 36 columns runs far
+//    below the machine's peak. G images then share one GEMM: their columns sit side by side in col
+//    (C*R*S, G*P*Q), the GEMM writes y in the same layout (K, G*P*Q) into the scratch `ycol`, and a copy moves it
+//    to (G, K, P*Q). The backward gathers dy into that layout the same way. G is about the smallest count of
+//    images whose maps together have at least kMinGemmColumns output pixels (1 for maps of 32x32 and more).
+//
+// NOTE: the backward kernel accumulates inside its own outputs (dW over the images, dx over the R*S taps of col2im)
+// but always starts from zero (beta = 0 for the first image, a zeroed plane in col2im): it writes its outputs, as
+// every backward kernel must; the engine does the accumulation across ops.
+// NOTE: the output size is checked before it is computed: in C++ integer division truncates towards zero, so a
+// negative numerator (kernel larger than the padded input) would otherwise give P = 1 instead of an error.
+// NOTE: memory: col holds C*R*S*G*P*Q floats: 531 MB for PSPNet's 3x3 4096->512 classifier conv at 60x60. The
+// CPU allocator caches freed blocks (framework/device.cpp), so the next conv of that size reuses the block.
+#include "layers/conv2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "framework/autograd.h"
+#include "framework/blas.h"
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "framework/registry.h"
+
+namespace strata {
+
+constinit KernelTable<conv2d_forward_fn> conv2d_forward{"conv2d_forward"};
+constinit KernelTable<conv2d_backward_fn> conv2d_backward{"conv2d_backward"};
+
+namespace {
+
+// Below this many output pixels per GEMM, several images share one GEMM. On this project's 2-core machine OpenBLAS
+// sgemm with M = 256..512, K = 2048..4608 reaches about 25% of its large-N rate at N = 36, 60% at N = 169, and
+// levels off from N ~ 700..1000 on (`conv2d_bench --feature 13 --batch 8` shows the effect on whole layers).
+constexpr int64_t kMinGemmColumns = 1024;
+
+// 1x1 kernel, stride 1, no padding: col_n is x_n itself (dilation is irrelevant for a single tap).
+bool is_pointwise(const Conv2dShape& s) {
+    return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
+}
+
+}  // namespace
+
+int64_t conv2d_scratch_col(const Conv2dShape& s) {
+    if (is_pointwise(s) && s.images_per_gemm == 1) return 0;
+    return s.C * s.R * s.S * s.images_per_gemm * s.P * s.Q;
+}
+
+int64_t conv2d_scratch_ycol(const Conv2dShape& s) {
+    return s.images_per_gemm > 1 ? s.K * s.images_per_gemm * s.P * s.Q : 0;
+}
+
+namespace {
+
+// The output positions q in [0, Q) whose input coordinate q*stride + start lies in [0, size): [lo, hi).
+// (start = tap offset - padding; the positions before lo and from hi on read padding.)
+void valid_range(int64_t Q, int64_t size, int64_t stride, int64_t start, int64_t& lo, int64_t& hi) {
+    lo = start >= 0 ? 0 : (-start + stride - 1) / stride;         // first q with q*stride + start >= 0
+    hi = start > size - 1 ? 0 : (size - 1 - start) / stride + 1;  // one past the last q with q*stride + start < size
+    lo = std::min(lo, Q);
+    hi = std::max(lo, std::min(hi, Q));
+}
+
+// col (C*R*S, images*P*Q) from x (images, C, H, W):
+//   col[(c*R + r)*S + s, g*P*Q + p*Q + q] = x[g, c, p*stride_h - pad_h + r*dil_h, q*stride_w - pad_w + s*dil_w]
+// and 0 where that position is padding. One row per (c, r, s); the threads split the rows.
+void im2col_cpu(float* col, const float* x, int64_t images, const Conv2dShape& s) {
+    const int64_t RS = s.R * s.S, PQ = s.P * s.Q, cols = images * PQ;
+    parallel_for(0, s.C * RS, std::max<int64_t>(1, 16384 / cols), [&](int64_t lo, int64_t hi) {
+        for (int64_t row = lo; row < hi; ++row) {
+            int64_t c = row / RS, r = row / s.S % s.R, t = row % s.S;
+            int64_t w0 = t * s.dil_w - s.pad_w;  // input column read by output column q: q*stride_w + w0
+            int64_t q_lo, q_hi;
+            valid_range(s.Q, s.W, s.stride_w, w0, q_lo, q_hi);
+            for (int64_t g = 0; g < images; ++g) {
+                const float* plane = x + (g * s.C + c) * s.H * s.W;
+                float* dst_rows = col + row * cols + g * PQ;
+                for (int64_t p = 0; p < s.P; ++p) {
+                    int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+                    float* dst = dst_rows + p * s.Q;
+                    if (h < 0 || h >= s.H) {  // the whole output row reads the top or bottom padding
+                        std::fill(dst, dst + s.Q, 0.0f);
+                        continue;
+                    }
+                    const float* src = plane + h * s.W;
+                    std::fill(dst, dst + q_lo, 0.0f);
+                    if (s.stride_w == 1) {
+                        std::memcpy(dst + q_lo, src + q_lo + w0, size_t(q_hi - q_lo) * sizeof(float));
+                    } else {
+                        for (int64_t q = q_lo; q < q_hi; ++q) dst[q] = src[q * s.stride_w + w0];
+                    }
+                    std::fill(dst + q_hi, dst + s.Q, 0.0f);
+                }
+            }
+        }
+    });
+}
+
+// dx (images, C, H, W) from dcol (C*R*S, images*P*Q): the transpose of im2col. Each x element receives the sum of
+// the col entries that were copied from it; entries copied from padding are dropped. The threads split the
+// (image, channel) planes, which no two of them share.
+void col2im_cpu(float* dx, const float* dcol, int64_t images, const Conv2dShape& s) {
+    const int64_t PQ = s.P * s.Q, cols = images * PQ;
+    parallel_for(0, images * s.C, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t gc = lo; gc < hi; ++gc) {
+            int64_t g = gc / s.C, c = gc % s.C;
+            float* plane = dx + gc * s.H * s.W;
+            std::fill(plane, plane + s.H * s.W, 0.0f);
+            for (int64_t r = 0; r < s.R; ++r) {
+                for (int64_t t = 0; t < s.S; ++t) {
+                    int64_t w0 = t * s.dil_w - s.pad_w;
+                    int64_t q_lo, q_hi;
+                    valid_range(s.Q, s.W, s.stride_w, w0, q_lo, q_hi);
+                    const float* src_rows = dcol + ((c * s.R + r) * s.S + t) * cols + g * PQ;
+                    for (int64_t p = 0; p < s.P; ++p) {
+                        int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+                        if (h < 0 || h >= s.H) continue;
+                        const float* src = src_rows + p * s.Q;
+                        float* dst = plane + h * s.W;
+                        if (s.stride_w == 1) {  // a plain loop the compiler vectorises
+                            for (int64_t q = q_lo; q < q_hi; ++q) dst[q + w0] += src[q];
+                        } else {
+                            for (int64_t q = q_lo; q < q_hi; ++q) dst[q * s.stride_w + w0] += src[q];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+// y (images, K, P*Q) = ycol (K, images*P*Q) rearranged, plus bias[k] (bias may be null). With images == 1 the
+// two layouts are the same and ycol may be y itself (then only the bias is added).
+void ycol_to_y(float* y, const float* ycol, const float* bias, int64_t images, int64_t K, int64_t PQ) {
+    parallel_for(0, images * K, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
+        for (int64_t gk = lo; gk < hi; ++gk) {
+            int64_t g = gk / K, k = gk % K;
+            const float* src = ycol + k * images * PQ + g * PQ;
+            float* dst = y + gk * PQ;
+            float b = bias ? bias[k] : 0.0f;
+            for (int64_t i = 0; i < PQ; ++i) dst[i] = src[i] + b;
+        }
+    });
+}
+
+// ycol (K, images*P*Q) = y (images, K, P*Q) rearranged: the inverse of ycol_to_y, used to gather dy.
+void y_to_ycol(float* ycol, const float* y, int64_t images, int64_t K, int64_t PQ) {
+    parallel_for(0, images * K, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
+        for (int64_t gk = lo; gk < hi; ++gk) {
+            int64_t g = gk / K, k = gk % K;
+            std::memcpy(ycol + k * images * PQ + g * PQ, y + gk * PQ, size_t(PQ) * sizeof(float));
+        }
+    });
+}
+
+// y (N, K, P, Q), x (N, C, H, W), weight (K, C*R*S), bias (K) or null; col, ycol: see conv2d.h.
+void conv2d_forward_cpu(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
+                        const Conv2dShape& s) {
+    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
+    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
+        int64_t g = std::min(s.images_per_gemm, s.N - n0);  // images in this GEMM
+        const float* x_g = x + n0 * s.C * s.H * s.W;
+        float* y_g = y + n0 * s.K * PQ;
+        // The GEMM's right operand: x itself for a pointwise conv of one image, else the im2col matrix.
+        const float* cols = x_g;
+        if (!(is_pointwise(s) && g == 1)) {
+            im2col_cpu(col, x_g, g, s);
+            cols = col;
+        }
+        // (K, g*PQ) = weight (K, CRS) · cols (CRS, g*PQ); one image's result is already in y's layout.
+        float* out = g == 1 ? y_g : ycol;
+        gemm_cpu(false, false, s.K, g * PQ, CRS, 1.0f, weight, CRS, cols, g * PQ, 0.0f, out, g * PQ);
+        if (g > 1 || bias) ycol_to_y(y_g, out, bias, g, s.K, PQ);
+    }
+}
+
+// dx (N, C, H, W), dweight (K, C*R*S), dbias (K): each written if non-null. dy (N, K, P, Q), x, weight as in the
+// forward; col, ycol: see conv2d.h.
+void conv2d_backward_cpu(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* weight,
+                         float* col, float* ycol, const Conv2dShape& s) {
+    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
+    if (dbias) {
+        // db[k] = sum over images and pixels of dy[n, k, :, :]
+        parallel_for(0, s.K, 16, [&](int64_t lo, int64_t hi) {
+            for (int64_t k = lo; k < hi; ++k) {
+                double sum = 0.0;
+                for (int64_t n = 0; n < s.N; ++n) {
+                    const float* d = dy + (n * s.K + k) * PQ;
+                    for (int64_t i = 0; i < PQ; ++i) sum += d[i];
+                }
+                dbias[k] = float(sum);
+            }
+        });
+    }
+    if (!dx && !dweight) return;
+    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
+        int64_t g = std::min(s.images_per_gemm, s.N - n0);
+        bool pointwise = is_pointwise(s) && g == 1;
+        const float* x_g = x + n0 * s.C * s.H * s.W;
+        float* dx_g = dx ? dx + n0 * s.C * s.H * s.W : nullptr;
+        // dy of these g images as a (K, g*PQ) matrix
+        const float* dy_g = dy + n0 * s.K * PQ;
+        if (g > 1) {
+            y_to_ycol(ycol, dy_g, g, s.K, PQ);
+            dy_g = ycol;
+        }
+        if (dweight) {
+            const float* cols = x_g;
+            if (!pointwise) {
+                im2col_cpu(col, x_g, g, s);
+                cols = col;
+            }
+            // dweight (K, CRS) (+)= dy_g (K, g*PQ) · cols (CRS, g*PQ)ᵀ; the first group overwrites.
+            gemm_cpu(false, true, s.K, CRS, g * PQ, 1.0f, dy_g, g * PQ, cols, g * PQ, n0 == 0 ? 0.0f : 1.0f, dweight,
+                     CRS);
+        }
+        if (dx) {
+            // dcol (CRS, g*PQ) = weightᵀ (CRS, K) · dy_g (K, g*PQ); for a pointwise conv dcol is dx itself.
+            float* dcol = pointwise ? dx_g : col;
+            gemm_cpu(true, false, CRS, g * PQ, s.K, 1.0f, weight, CRS, dy_g, g * PQ, 0.0f, dcol, g * PQ);
+            if (!pointwise) col2im_cpu(dx_g, col, g, s);
+        }
+    }
+}
+
+}  // namespace
+
+REGISTER_KERNEL(conv2d_forward, DeviceType::CPU, conv2d_forward_cpu);
+REGISTER_KERNEL(conv2d_backward, DeviceType::CPU, conv2d_backward_cpu);
+
+namespace {
+
+// One output dimension (P or Q), after checking that the dilated kernel fits in the padded input.
+int64_t output_size(const char* dim, int64_t input, int64_t kernel, int64_t stride, int64_t pad, int64_t dil) {
+    int64_t span = dil * (kernel - 1) + 1;  // extent of the dilated kernel
+    STRATA_CHECK(input + 2 * pad >= span, "conv2d: output ", dim, " would be <= 0: input ", dim, " ", input,
+                 " + 2*padding ", pad, " = ", input + 2 * pad, " is smaller than the dilated kernel ", dim, " ", span,
+                 " (kernel ", kernel, ", dilation ", dil, ")");
+    return (input + 2 * pad - span) / stride + 1;
+}
+
+void check_options(const Conv2dOptions& o) {
+    STRATA_CHECK(o.stride.h >= 1 && o.stride.w >= 1, "conv2d: stride must be >= 1, got (", o.stride.h, ", ", o.stride.w,
+                 ")");
+    STRATA_CHECK(o.padding.h >= 0 && o.padding.w >= 0, "conv2d: padding must be >= 0, got (", o.padding.h, ", ",
+                 o.padding.w, ")");
+    STRATA_CHECK(o.dilation.h >= 1 && o.dilation.w >= 1, "conv2d: dilation must be >= 1, got (", o.dilation.h, ", ",
+                 o.dilation.w, ")");
+}
+
+// Allocates a scratch buffer of n floats on `device`, or returns an undefined tensor for n == 0.
+Tensor scratch(int64_t n, Device device) { return n > 0 ? empty({n}, DType::F32, device) : Tensor(); }
+float* ptr(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
+
+}  // namespace
+
+Conv2dShape conv2d_shape(const Shape& x, const Shape& weight, const Conv2dOptions& o) {
+    STRATA_CHECK(x.size() == 4 && weight.size() == 4, "conv2d: shapes must be (N,C,H,W) and (K,C,R,S), got ",
+                 shape_str(x), " and ", shape_str(weight));
+    check_options(o);
+    Conv2dShape s;
+    s.N = x[0], s.C = x[1], s.H = x[2], s.W = x[3];
+    s.K = weight[0], s.R = weight[2], s.S = weight[3];
+    s.stride_h = o.stride.h, s.stride_w = o.stride.w;
+    s.pad_h = o.padding.h, s.pad_w = o.padding.w;
+    s.dil_h = o.dilation.h, s.dil_w = o.dilation.w;
+    s.P = output_size("height", s.H, s.R, s.stride_h, s.pad_h, s.dil_h);
+    s.Q = output_size("width", s.W, s.S, s.stride_w, s.pad_w, s.dil_w);
+    // Images per GEMM: enough for kMinGemmColumns output pixels, then evened out over the groups this needs
+    // (8 images of 13x13: 7 would reach 1024 pixels, so 2 groups, of 4 images each rather than 7 + 1).
+    int64_t PQ = s.P * s.Q, N = std::max<int64_t>(s.N, 1);
+    int64_t enough = std::min((kMinGemmColumns + PQ - 1) / PQ, N);
+    int64_t groups = (N + enough - 1) / enough;
+    s.images_per_gemm = (N + groups - 1) / groups;
+    return s;
+}
+
+Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const Conv2dOptions& options) {
+    check_dtype(x_in, DType::F32, "conv2d", "input");
+    check_dim(x_in, 4, "conv2d", "input", "(N,C,H,W)");
+    check_dtype(weight_in, DType::F32, "conv2d", "weight");
+    check_dim(weight_in, 4, "conv2d", "weight", "(K,C,R,S)");
+    check_same_device(x_in, weight_in, "conv2d");
+    STRATA_CHECK(weight_in.numel() > 0, "conv2d: weight must not be empty, got shape ", weight_in.shape_string());
+    STRATA_CHECK(x_in.size(1) == weight_in.size(1), "conv2d: input has ", x_in.size(1), " channels but weight expects ",
+                 weight_in.size(1), " (input shape ", x_in.shape_string(), ", weight shape (K,C,R,S) ",
+                 weight_in.shape_string(), ")");
+    bool has_bias = bias_in.defined();
+    if (has_bias) {
+        check_dtype(bias_in, DType::F32, "conv2d", "bias");
+        STRATA_CHECK(bias_in.shape() == Shape{weight_in.size(0)}, "conv2d: bias must have shape [", weight_in.size(0),
+                     "] (the K of weight ", weight_in.shape_string(), "), got ", bias_in.shape_string());
+        check_same_device(x_in, bias_in, "conv2d");
+    }
+    Conv2dShape s = conv2d_shape(x_in.shape(), weight_in.shape(), options);
+
+    Tensor x = x_in.contiguous();
+    Tensor weight = weight_in.contiguous();
+    Tensor bias = has_bias ? bias_in.contiguous() : Tensor();
+    Device device = x.device();
+    Tensor y = empty({s.N, s.K, s.P, s.Q}, DType::F32, device);
+    Tensor col = scratch(conv2d_scratch_col(s), device);
+    Tensor ycol = scratch(conv2d_scratch_ycol(s), device);
+    conv2d_forward[device](y.f32(), x.f32(), weight.f32(), ptr(bias), ptr(col), ptr(ycol), s);
+
+    if (any_requires_grad({x, weight, bias})) {
+        Tensor saved_x = x.detach(), saved_w = weight.detach();
+        record(y, "conv2d", {x, weight, bias},
+               [saved_x, saved_w, options](const Tensor& dy, const std::vector<bool>& needs_grad) {
+                   Conv2dGrads g =
+                       conv2d_grads(dy, saved_x, saved_w, options, needs_grad[0], needs_grad[1], needs_grad[2]);
+                   return std::vector<Tensor>{g.dx, g.dweight, g.dbias};
+               });
+    }
+    return y;
+}
+
+Conv2dGrads conv2d_grads(const Tensor& dy_in, const Tensor& x_in, const Tensor& weight_in, const Conv2dOptions& options,
+                         bool need_dx, bool need_dweight, bool need_dbias) {
+    Conv2dShape s = conv2d_shape(x_in.shape(), weight_in.shape(), options);
+    STRATA_CHECK(dy_in.shape() == Shape({s.N, s.K, s.P, s.Q}), "conv2d: the output gradient has shape ",
+                 dy_in.shape_string(), ", expected ", shape_str({s.N, s.K, s.P, s.Q}));
+    Tensor dy = dy_in.contiguous();
+    Tensor x = x_in.contiguous();
+    Tensor weight = weight_in.contiguous();
+    Device device = dy.device();
+    Conv2dGrads g;
+    if (need_dx) g.dx = empty(x.shape(), DType::F32, device);
+    if (need_dweight) g.dweight = empty(weight.shape(), DType::F32, device);
+    if (need_dbias) g.dbias = empty({s.K}, DType::F32, device);
+    Tensor col, ycol;
+    if (need_dx || need_dweight) {
+        col = scratch(conv2d_scratch_col(s), device);
+        ycol = scratch(conv2d_scratch_ycol(s), device);
+    }
+    conv2d_backward[device](ptr(g.dx), ptr(g.dweight), ptr(g.dbias), dy.f32(), x.f32(), weight.f32(), ptr(col),
+                            ptr(ycol), s);
+    return g;
+}
+
+Conv2d::Conv2d(int64_t in_channels_, int64_t out_channels_, Size2 kernel_size_, Size2 stride, Size2 padding,
+               Size2 dilation, bool with_bias)
+    : in_channels(in_channels_),
+      out_channels(out_channels_),
+      kernel_size(kernel_size_),
+      options{stride, padding, dilation} {
+    STRATA_CHECK(in_channels > 0 && out_channels > 0, "Conv2d: in_channels and out_channels must be positive, got ",
+                 in_channels, " and ", out_channels);
+    STRATA_CHECK(kernel_size.h > 0 && kernel_size.w > 0, "Conv2d: kernel_size must be positive, got (", kernel_size.h,
+                 ", ", kernel_size.w, ")");
+    check_options(options);
+    // PyTorch's reset_parameters: kaiming_uniform_(a = sqrt(5)) on the weight, whose bound
+    // gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)) simplifies to 1/sqrt(fan_in); the bias uses the same
+    // bound. fan_in = C*R*S, the number of inputs of one output pixel.
+    int64_t fan_in = in_channels * kernel_size.h * kernel_size.w;
+    float bound = float(1.0 / std::sqrt(double(fan_in)));
+    weight = register_parameter("weight",
+                                rand_uniform({out_channels, in_channels, kernel_size.h, kernel_size.w}, -bound, bound));
+    if (with_bias) bias = register_parameter("bias", rand_uniform({out_channels}, -bound, bound));
+}
+
+namespace {
+Size2 size2(Attrs& attrs, const std::string& key, std::vector<int64_t> fallback) {
+    std::vector<int64_t> v = attrs.get_ints(key, fallback, 2);
+    return Size2(v[0], v[1]);
+}
+
+std::shared_ptr<Module> make_conv2d(Attrs& attrs) {
+    int64_t in_channels = attrs.require_int("in_channels");
+    int64_t out_channels = attrs.require_int("out_channels");
+    std::vector<int64_t> kernel = attrs.get_ints("kernel_size", {}, 2);
+    STRATA_CHECK(!kernel.empty(), "conv2d: missing required attribute 'kernel_size'");
+    Size2 stride = size2(attrs, "stride", {1, 1});
+    Size2 padding = size2(attrs, "padding", {0, 0});
+    Size2 dilation = size2(attrs, "dilation", {1, 1});
+    bool bias = attrs.get_bool("bias", true);
+    return std::make_shared<Conv2d>(in_channels, out_channels, Size2(kernel[0], kernel[1]), stride, padding, dilation,
+                                    bias);
+}
+}  // namespace
+
+REGISTER_LAYER("conv2d", make_conv2d);
+
+}  // namespace strata
