@@ -1,0 +1,131 @@
+# The CUDA backend's build rules, included by the top-level Makefile (which defines BUILD, CXX, CXXFLAGS, LDFLAGS,
+# LDLIBS, NVCC, CUDA, LIB_OBJS and TEST_BINS). Sources are globbed: a new cuda/<op>.cu, cuda/tests/*.{cu,cpp} or
+# cuda/emu/tests/*.cu is picked up without editing this file. See docs/cuda.md.
+#
+# Every .cu file is compiled two ways:
+#   real      nvcc for sm_80 and sm_90 (+ PTX for later GPUs), warnings as errors, register spills and local memory
+#             as errors; ptxas's per-kernel report (registers, shared memory, spills) is kept in
+#             $(BUILD)/cuda/ptxas/<file>.log. Only with CUDA=1 (the default when nvcc is found).
+#   emulated  g++ -x c++ -DCUEMU: the SIMT emulator in cuda/emu/ runs the kernels on the CPU. Always built: it
+#             needs no CUDA toolkit.
+#
+# Test programs (all run by `make test`; each ends with "N passed, M failed"):
+#   $(BUILD)/cuda/cuda_emu_tests       the emulator's tests (cuda/emu/tests) and the backend tests (cuda/tests)
+#                                      on the emulated backend, linked with the library
+#   $(BUILD)/cuda/cuda_emu_tests_tsan  the emulator's tests under ThreadSanitizer (zero reports allowed)
+#   $(BUILD)/cuda/cuda_emu_tests_asan  the emulator's tests under AddressSanitizer + UBSan (zero reports allowed)
+#   $(BUILD)/cuda/cuda_tests           CUDA=1: the backend tests on the real backend, linked with cudart, cuBLAS and
+#                                      NCCL (never -lcuda); without a GPU it reports so and skips its GPU cases
+# and two helpers the emulator's tests run as child processes, to see the sanitizers catch deliberate bugs:
+#   $(BUILD)/cuda/cuemu_bugs_tsan, $(BUILD)/cuda/cuemu_bugs_asan
+#
+#   make cuda-test     build and run only the CUDA test programs
+#   make cuda          CUDA=1: compile the real backend and link $(BUILD)/cuda/cuda_tests
+
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))  # the toolkit root (libraries in lib64/)
+CUDA_BUILD := $(BUILD)/cuda
+
+# ---- sources ----
+CUDA_BACKEND_CU := $(wildcard cuda/*.cu)            # the backend: device_cuda.cu and one file per op
+CUDA_TESTS_CU   := $(wildcard cuda/tests/*.cu)      # backend tests that use the CUDA API (both builds)
+CUDA_TESTS_CPP  := $(wildcard cuda/tests/*.cpp)     # backend tests through the Strata API only (both builds)
+EMU_CORE_CPP    := $(wildcard cuda/emu/*.cpp)       # the emulator and the cuBLAS/NCCL stand-ins
+EMU_TESTS_CU    := $(wildcard cuda/emu/tests/*.cu)  # the emulator's own tests
+EMU_TESTS_CPP   := $(wildcard cuda/emu/tests/*.cpp) # tests that run the sanitizer children (plain build only)
+EMU_BUGS_CU     := cuda/emu/tests/bugs/cuemu_bugs.cu
+# The scheduler and the fibers are compiled without TSan instrumentation in the TSan build (fiber.h).
+EMU_TSAN_UNINSTRUMENTED := cuda/emu/scheduler.cpp cuda/emu/fiber.cpp
+
+# ---- flags ----
+EMU_CXXFLAGS := $(CXXFLAGS) -DCUEMU -Wno-unknown-pragmas
+# Sanitizer builds: -O1 -g for exact lines in reports; no OpenMP (TSan does not understand libgomp's barriers).
+SAN_CXXFLAGS := $(filter-out -O2 -fopenmp,$(CXXFLAGS)) -O1 -g -fno-omit-frame-pointer -Wno-unknown-pragmas
+TSAN_FLAGS   := -fsanitize=thread
+ASAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SAN_LDLIBS   := -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR) -lopenblas -lpthread
+
+NVCC_ARCH    := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_FLAGS   := -std=c++20 -O2 $(NVCC_ARCH) --Werror all-warnings -Xptxas -warn-spills,-warn-lmem-usage -Xptxas -v \
+                -Xcompiler -fPIC -I. -MMD -MP
+CUDA_LDLIBS  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lnccl
+
+# ---- objects ----
+cu_objs = $(patsubst %.cu,$(CUDA_BUILD)/$(1)/%.o,$(2))
+cpp_objs = $(patsubst %.cpp,$(CUDA_BUILD)/$(1)/%.o,$(2))
+
+EMU_CORE_OBJS      := $(EMU_CORE_CPP:%.cpp=$(BUILD)/%.o)
+EMU_TEST_CPP_OBJS  := $(EMU_TESTS_CPP:%.cpp=$(BUILD)/%.o)
+CUDA_TEST_CPP_OBJS := $(CUDA_TESTS_CPP:%.cpp=$(BUILD)/%.o)
+EMULATED_OBJS      := $(call cu_objs,emulated,$(CUDA_BACKEND_CU) $(CUDA_TESTS_CU) $(EMU_TESTS_CU))
+TSAN_OBJS          := $(call cu_objs,tsan,$(EMU_TESTS_CU)) $(call cpp_objs,tsan,$(EMU_CORE_CPP) tests/main.cpp)
+ASAN_OBJS          := $(call cu_objs,asan,$(EMU_TESTS_CU)) $(call cpp_objs,asan,$(EMU_CORE_CPP) tests/main.cpp)
+TSAN_CORE_OBJS     := $(call cpp_objs,tsan,$(EMU_TSAN_UNINSTRUMENTED))
+NVCC_OBJS          := $(call cu_objs,nvcc,$(CUDA_BACKEND_CU) $(CUDA_TESTS_CU))
+
+CUDA_EMU_TESTS := $(CUDA_BUILD)/cuda_emu_tests
+CUDA_TSAN_TESTS := $(CUDA_BUILD)/cuda_emu_tests_tsan
+CUDA_ASAN_TESTS := $(CUDA_BUILD)/cuda_emu_tests_asan
+CUDA_REAL_TESTS := $(CUDA_BUILD)/cuda_tests
+CUEMU_BUGS_TSAN := $(CUDA_BUILD)/cuemu_bugs_tsan
+CUEMU_BUGS_ASAN := $(CUDA_BUILD)/cuemu_bugs_asan
+
+CUDA_TEST_BINS := $(CUDA_EMU_TESTS) $(CUDA_TSAN_TESTS) $(CUDA_ASAN_TESTS)
+ifeq ($(CUDA),1)
+  CUDA_TEST_BINS += $(CUDA_REAL_TESTS)
+endif
+TEST_BINS += $(CUDA_TEST_BINS)
+
+.PHONY: cuda cuda-test
+
+# ---- compile rules ----
+$(CUDA_BUILD)/emulated/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+
+$(CUDA_BUILD)/tsan/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN_CXXFLAGS) $(TSAN_FLAGS) -DCUEMU -x c++ -c $< -o $@
+$(CUDA_BUILD)/tsan/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN_CXXFLAGS) $(TSAN_FLAGS) -c $< -o $@
+$(TSAN_CORE_OBJS): $(CUDA_BUILD)/tsan/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN_CXXFLAGS) -DCUEMU_TSAN -c $< -o $@
+
+$(CUDA_BUILD)/asan/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN_CXXFLAGS) $(ASAN_FLAGS) -DCUEMU -x c++ -c $< -o $@
+$(CUDA_BUILD)/asan/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN_CXXFLAGS) $(ASAN_FLAGS) -c $< -o $@
+
+# nvcc: the ptxas report goes to $(CUDA_BUILD)/ptxas/<path>.log (shown when the compile fails).
+$(CUDA_BUILD)/nvcc/%.o: %.cu
+	@mkdir -p $(dir $@) $(dir $(CUDA_BUILD)/ptxas/$*.log)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@ 2> $(CUDA_BUILD)/ptxas/$*.log || { cat $(CUDA_BUILD)/ptxas/$*.log; exit 1; }
+
+# ---- programs ----
+$(CUDA_EMU_TESTS): $(EMULATED_OBJS) $(EMU_CORE_OBJS) $(EMU_TEST_CPP_OBJS) $(CUDA_TEST_CPP_OBJS) $(LIB_OBJS) \
+                   $(BUILD)/tests/main.o | $(CUEMU_BUGS_TSAN) $(CUEMU_BUGS_ASAN)
+	$(CXX) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
+
+$(CUDA_TSAN_TESTS): $(TSAN_OBJS) $(TSAN_CORE_OBJS)
+	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
+
+$(CUDA_ASAN_TESTS): $(ASAN_OBJS)
+	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
+
+$(CUEMU_BUGS_TSAN): $(call cu_objs,tsan,$(EMU_BUGS_CU)) $(call cpp_objs,tsan,$(EMU_CORE_CPP)) $(TSAN_CORE_OBJS)
+	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
+
+$(CUEMU_BUGS_ASAN): $(call cu_objs,asan,$(EMU_BUGS_CU)) $(call cpp_objs,asan,$(EMU_CORE_CPP))
+	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
+
+$(CUDA_REAL_TESTS): $(NVCC_OBJS) $(CUDA_TEST_CPP_OBJS) $(LIB_OBJS) $(BUILD)/tests/main.o
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
+
+cuda: $(CUDA_REAL_TESTS)
+
+cuda-test: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(CUDA_TEST_BINS)
+	@tests/run_tests.sh $(CUDA_TEST_BINS)

@@ -1,0 +1,94 @@
+// The CUDA backend through the Strata API: tensors on "cuda", the device backend (allocator, copies, fill), the
+// tensor core's kernels, and relu forward and backward against the CPU. Plain C++ (no CUDA header): the same
+// object is linked into the emulated test program, where the CUDA backend runs on the emulator, and into the real
+// one, where these cases are skipped when no GPU is present (link_check.cu says so).
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "cuda/tests/helpers.h"
+#include "framework/check.h"
+#include "framework/random.h"
+#include "framework/tensor.h"
+#include "layers/relu.h"
+
+using namespace strata;
+
+TEST_CASE("cuda backend: tensors move to the device and back") {
+    if (!cuda_usable()) return;
+    Generator gen(7);
+    Tensor x = randn({3, 5, 7}, gen);
+    Tensor xc = x.to(kCuda0);
+    CHECK(xc.device() == kCuda0);
+    CHECK(xc.to_vector() == x.to_vector());
+    CHECK(xc.to(kCPU).to_vector() == x.to_vector());
+
+    // a device-to-device copy, and copy_ across devices
+    Tensor yc = xc.clone();
+    CHECK(yc.device() == kCuda0);
+    CHECK(yc.to_vector() == x.to_vector());
+    Tensor z = zeros({3, 5, 7});
+    z.copy_(yc);
+    CHECK(z.to_vector() == x.to_vector());
+
+    // zeros (memset) and fill_ (the fill kernel) on the device
+    CHECK(zeros({4, 6}, DType::F32, kCuda0).to_vector() == std::vector<float>(24, 0.0f));
+    Tensor f = empty({9}, DType::F32, kCuda0);
+    f.fill_(2.5f);
+    CHECK(f.to_vector() == std::vector<float>(9, 2.5f));
+}
+
+TEST_CASE("cuda backend: strided views are made contiguous on the device") {
+    if (!cuda_usable()) return;
+    Generator gen(8);
+    Tensor x = randn({4, 6, 5}, gen);
+    Tensor xc = x.to(kCuda0);
+    Tensor want = x.permute({2, 0, 1}).contiguous();
+    Tensor got = xc.permute({2, 0, 1}).contiguous();  // copy_strided on the device
+    CHECK(got.device() == kCuda0);
+    CHECK(got.shape() == want.shape());
+    CHECK(got.to_vector() == want.to_vector());
+    CHECK(xc.narrow(1, 2, 3).contiguous().to_vector() == x.narrow(1, 2, 3).contiguous().to_vector());
+}
+
+TEST_CASE("cuda backend: the caching allocator hands a freed block out again") {
+    if (!cuda_usable()) return;
+    void* first = nullptr;
+    {
+        Tensor a = empty({1000}, DType::F32, kCuda0);
+        first = a.raw();
+    }
+    Tensor b = empty({1000}, DType::F32, kCuda0);
+    CHECK(b.raw() == first);
+}
+
+TEST_CASE("cuda backend: relu forward and backward match the CPU") {
+    if (!cuda_usable()) return;
+    Generator gen(9);
+    for (Shape shape : {Shape{1}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}}) {
+        INFO("shape ", shape_str(shape));
+        Tensor x = randn(shape, gen);
+        Tensor dy = randn(shape, gen);
+
+        Tensor x_cpu = x.clone().requires_grad_();
+        Tensor y_cpu = relu(x_cpu);
+        y_cpu.backward(dy);
+
+        Tensor x_leaf = x.clone().requires_grad_();  // a CPU leaf: its gradient comes back through to()
+        Tensor y_cuda = relu(x_leaf.to(kCuda0));
+        CHECK(y_cuda.device() == kCuda0);
+        y_cuda.backward(dy.to(kCuda0));
+
+        CHECK(y_cuda.to_vector() == y_cpu.to_vector());  // relu is exact: no tolerance
+        REQUIRE(x_leaf.grad().defined());
+        CHECK(x_leaf.grad().device() == kCPU);
+        CHECK(x_leaf.grad().to_vector() == x_cpu.grad().to_vector());
+    }
+}
+
+TEST_CASE("cuda backend: a device that does not exist is a clear error") {
+    if (!cuda_usable()) return;
+    int count = backend(DeviceType::CUDA).device_count();
+    Device missing{DeviceType::CUDA, count};
+    CHECK_THROWS_WITH_AS(zeros({2}).to(missing), doctest::Contains("is not available: this machine has"), Error);
+}
