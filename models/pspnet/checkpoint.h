@@ -1,0 +1,38 @@
+// Training checkpoints: everything needed to continue a run exactly where it stopped.
+//
+// A checkpoint at iteration N is three files in <run_dir>/checkpoints/:
+//   iter_N.safetensors        the model's state_dict (parameters and BN buffers), semseg's names
+//   iter_N.optim.safetensors  the SGD momentum buffers
+//   iter_N.json               iteration, the random generator's state, the loader's position, file names
+// and <run_dir>/checkpoints/latest, a one-line file naming the newest iter_N.json. Every file is written to a
+// temporary name and renamed (framework/safetensors.h), and `latest` is updated last, so a crash or Ctrl-C in the
+// middle of saving leaves the previous checkpoint intact and `latest` pointing at it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "framework/module.h"
+#include "framework/optimizer.h"
+
+namespace strata::pspnet {
+
+struct TrainingPosition {
+    int64_t iteration = 0;     // the number of optimizer steps done
+    uint64_t rng_seed = 0;     // the default generator's state (dropout draws from it)
+    uint64_t rng_counter = 0;
+    int64_t loader_step = 0;   // the next batch the loader hands out
+};
+
+// Saves a checkpoint and keeps only the newest `keep` (older iter_* files are removed).
+void save_checkpoint(const std::string& run_dir, const Module& model, const SGD& optimizer,
+                     const TrainingPosition& position, int keep = 2);
+// True if <run_dir>/checkpoints/latest exists.
+bool has_checkpoint(const std::string& run_dir);
+// Loads the newest checkpoint into model and optimizer (strict names and shapes) and returns its position.
+TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD& optimizer);
+// Loads weights only (a checkpoint's iter_N.safetensors or any safetensors state dict). strict = false reports and
+// skips names that do not match (e.g. an ImageNet backbone without the heads).
+void load_weights(const std::string& path, Module& model, bool strict);
+
+}  // namespace strata::pspnet

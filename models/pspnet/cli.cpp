@@ -1,0 +1,55 @@
+// Command-line parsing for the PSPNet programs (see cli.h).
+#include "models/pspnet/cli.h"
+
+#include <cstdlib>
+#include <iostream>
+
+#include "framework/check.h"
+
+namespace strata::pspnet {
+
+CommandLine parse_command_line(int argc, char** argv, const std::set<std::string>& flags,
+                               const std::set<std::string>& options, const std::string& usage) {
+    CommandLine cl;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--help" || a == "-h") {
+            std::cout << usage;
+            std::exit(0);
+        }
+        if (a.rfind("--", 0) == 0) {
+            if (flags.count(a)) {
+                cl.flags.insert(a);
+            } else if (options.count(a)) {
+                STRATA_CHECK(i + 1 < argc, a, " needs a value");
+                cl.options[a] = argv[++i];
+            } else {
+                std::string known;
+                for (const auto& f : flags) known += " " + f;
+                for (const auto& o : options) known += " " + o + " <value>";
+                STRATA_FAIL("unknown option '", a, "'; known:", known.empty() ? " none" : known, " --help");
+            }
+        } else if (a.find('=') != std::string::npos) {
+            cl.overrides.push_back(a);
+        } else {
+            STRATA_CHECK(cl.config_path.empty(), "two config files given ('", cl.config_path, "' and '", a,
+                         "'); overrides are written key=value\n", usage);
+            cl.config_path = a;
+        }
+    }
+    return cl;
+}
+
+int run_program(int (*body)(int, char**), int argc, char** argv) {
+    try {
+        return body(argc, argv);
+    } catch (const Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+}  // namespace strata::pspnet

@@ -1,0 +1,46 @@
+// `eval`: evaluates trained weights on a config's validation split (semseg's tool/test.py).
+//
+//     build/bin/eval configs/contextscenes.json                     the weights of the config's run_dir
+//     build/bin/eval configs/voc2012_pspnet50.json weights=w.safetensors eval_mode=slide scales=[0.5,0.75,1,1.25,1.5,1.75] eval_flip=true
+//
+// Prints mIoU, mAcc, allAcc and the per-class table; writes <run_dir>/eval.json and colourised predictions.
+#include <filesystem>
+#include <iostream>
+
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "models/pspnet/checkpoint.h"
+#include "models/pspnet/cli.h"
+#include "models/pspnet/config.h"
+#include "models/pspnet/trainer.h"
+
+using namespace strata;
+using namespace strata::pspnet;
+
+namespace {
+
+const char* kUsage =
+    "usage: eval [config.json] [key=value ...]\n"
+    "  Evaluates weights= (default: <run_dir>/model.safetensors) on the config's val_split.\n"
+    "  Protocol keys: eval_mode=whole|slide test_h test_w base_size scales=[...] eval_flip=true|false\n";
+
+int eval_main(int argc, char** argv) {
+    CommandLine cl = parse_command_line(argc, argv, {}, {}, kUsage);
+    nlohmann::json config = load_config(cl.config_path, cl.overrides);
+    if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
+    std::string run_dir = config["run_dir"];
+    std::string weights = config["weights"];
+    if (weights.empty()) weights = run_dir + "/model.safetensors";
+    STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
+                 "': train first, or pass weights=<file.safetensors>");
+    PSPNet model(model_config(config));
+    load_weights(weights, model, true);
+    std::filesystem::create_directories(run_dir);
+    evaluate_run(model, config, run_dir, true);
+    std::cout << "wrote " << run_dir << "/eval.json\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_program(eval_main, argc, argv); }

@@ -1,0 +1,119 @@
+// PSPNet: backbone + pyramid pooling + classifier + auxiliary head (see pspnet.h).
+#include "models/pspnet/pspnet.h"
+
+#include <cmath>
+
+#include "framework/check.h"
+#include "layers/adaptive_avg_pool2d.h"
+#include "layers/concat.h"
+#include "layers/dropout2d.h"
+#include "layers/relu.h"
+#include "layers/upsample_bilinear2d.h"
+
+namespace strata::pspnet {
+
+PSPNetConfig::PSPNetConfig() : bins{1, 2, 3, 6} {}
+
+PPM::PPM(int64_t in_channels, int64_t reduction, const std::vector<int64_t>& bins) {
+    auto features = std::make_shared<Sequential>();  // used as a list: its children are the branches
+    for (int64_t bin : bins) {
+        STRATA_CHECK(bin >= 1, "PPM: bins must be >= 1, got ", bin);
+        features->append(std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+            std::make_shared<AdaptiveAvgPool2d>(Size2(bin)),
+            std::make_shared<Conv2d>(in_channels, reduction, 1, 1, 0, 1, false),
+            std::make_shared<BatchNorm2d>(reduction), std::make_shared<ReLU>()}));
+    }
+    features_ = register_module("features", features);
+    out_channels_ = in_channels + reduction * int64_t(bins.size());
+}
+
+Tensor PPM::forward(const Tensor& x) {
+    Size2 size(x.size(2), x.size(3));
+    std::vector<Tensor> parts = {x};
+    for (auto& [name, branch] : features_->named_children())
+        parts.push_back(upsample_bilinear2d(branch->forward(x), size, true));
+    return concat(parts, 1);
+}
+
+namespace {
+
+// conv3x3 -> BN -> ReLU -> Dropout2d -> conv1x1: semseg's cls and aux heads (children 0..4).
+std::shared_ptr<Sequential> head(int64_t in, int64_t hidden, int64_t classes, double dropout) {
+    return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+        std::make_shared<Conv2d>(in, hidden, 3, 1, 1, 1, false), std::make_shared<BatchNorm2d>(hidden),
+        std::make_shared<ReLU>(), std::make_shared<Dropout2d>(float(dropout)),
+        std::make_shared<Conv2d>(hidden, classes, 1, 1, 0, 1, true)});
+}
+
+int64_t scaled(int64_t channels, double width) {
+    return std::max<int64_t>(1, int64_t(std::lround(double(channels) * width)));
+}
+
+}  // namespace
+
+PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
+    STRATA_CHECK(c.classes >= 1, "PSPNet: classes must be >= 1, got ", c.classes);
+    STRATA_CHECK(c.zoom_factor == 1 || c.zoom_factor == 2 || c.zoom_factor == 4 || c.zoom_factor == 8,
+                 "PSPNet: zoom_factor must be 1, 2, 4 or 8, got ", c.zoom_factor);
+    STRATA_CHECK(c.dropout >= 0 && c.dropout < 1, "PSPNet: dropout must be in [0, 1), got ", c.dropout);
+    Backbone b = make_backbone(c.backbone);
+    layer0 = register_module("layer0", b.layer0);
+    layer1 = register_module("layer1", b.layer1);
+    layer2 = register_module("layer2", b.layer2);
+    layer3 = register_module("layer3", b.layer3);
+    layer4 = register_module("layer4", b.layer4);
+
+    int64_t features = b.layer4_channels;
+    if (c.use_ppm) {
+        STRATA_CHECK(!c.bins.empty(), "PSPNet: use_ppm needs at least one bin");
+        STRATA_CHECK(features % int64_t(c.bins.size()) == 0, "PSPNet: the backbone's ", features,
+                     " output channels are not divisible by the ", c.bins.size(), " PPM bins");
+        ppm = register_module("ppm", std::make_shared<PPM>(features, features / int64_t(c.bins.size()), c.bins));
+        features = ppm->out_channels();
+    }
+    double width = c.backbone.width;
+    cls = register_module("cls", head(features, scaled(512, width), c.classes, c.dropout));
+    if (c.aux) aux = register_module("aux", head(b.layer3_channels, scaled(256, width), c.classes, c.dropout));
+    init_backbone_weights(*this);
+}
+
+int64_t PSPNet::output_size(int64_t input) const {
+    int64_t os = config_.backbone.output_stride;
+    return (input - 1) / os * config_.zoom_factor * os / 8 + 1;
+}
+
+PSPNetOutput PSPNet::forward_all(const Tensor& x) {
+    STRATA_CHECK(x.dim() == 4 && x.size(1) == 3, "PSPNet: input must be (N, 3, H, W), got ", x.shape_string());
+    int64_t h = output_size(x.size(2)), w = output_size(x.size(3));
+
+    Tensor f = layer1->forward(layer0->forward(x));
+    f = layer2->forward(f);
+    Tensor f3 = layer3->forward(f);
+    Tensor f4 = layer4->forward(f3);
+    if (ppm) f4 = ppm->forward(f4);
+
+    PSPNetOutput out;
+    out.logits = cls->forward(f4);
+    if (config_.zoom_factor != 1) out.logits = upsample_bilinear2d(out.logits, Size2(h, w), true);
+    if (aux && is_training()) {
+        out.aux_logits = aux->forward(f3);
+        if (config_.zoom_factor != 1) out.aux_logits = upsample_bilinear2d(out.aux_logits, Size2(h, w), true);
+    }
+    return out;
+}
+
+NamedTensors PSPNet::backbone_parameters() const {
+    NamedTensors out;
+    for (auto& [name, t] : named_parameters())
+        if (name.rfind("layer", 0) == 0) out.emplace_back(name, t);
+    return out;
+}
+
+NamedTensors PSPNet::head_parameters() const {
+    NamedTensors out;
+    for (auto& [name, t] : named_parameters())
+        if (name.rfind("layer", 0) != 0) out.emplace_back(name, t);
+    return out;
+}
+
+}  // namespace strata::pspnet

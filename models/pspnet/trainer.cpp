@@ -1,0 +1,340 @@
+// The training loop, its logging and the end-of-run report (see trainer.h).
+#include "models/pspnet/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "data/loader.h"
+#include "framework/autograd.h"
+#include "framework/check.h"
+#include "framework/optimizer.h"
+#include "framework/parallel.h"
+#include "framework/random.h"
+#include "framework/safetensors.h"
+#include "layers/add.h"
+#include "layers/cross_entropy.h"
+#include "layers/mul.h"
+#include "models/pspnet/checkpoint.h"
+#include "models/pspnet/config.h"
+#include "models/pspnet/evaluate.h"
+
+namespace strata::pspnet {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+std::string format_duration(double seconds) {
+    int s = int(seconds + 0.5);
+    char buf[32];
+    if (s >= 3600) std::snprintf(buf, sizeof buf, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
+    else std::snprintf(buf, sizeof buf, "%d:%02d", s / 60, s % 60);
+    return buf;
+}
+
+TransformConfig train_transform_config(const nlohmann::json& c) {
+    TransformConfig t = train_transforms(c["train_h"], c["train_w"]);
+    t.scale_min = c["scale_min"];
+    t.scale_max = c["scale_max"];
+    t.rotate_min = c["rotate_min"];
+    t.rotate_max = c["rotate_max"];
+    t.blur_p = c["blur"].get<bool>() ? 0.5f : 0.0f;
+    t.flip_p = c["flip"].get<bool>() ? 0.5f : 0.0f;
+    STRATA_CHECK(t.scale_min > 0 && t.scale_min <= t.scale_max, "config: need 0 < scale_min <= scale_max, got ",
+                 t.scale_min, " and ", t.scale_max);
+    return t;
+}
+
+// Keeps the metrics lines of iterations <= `iteration` (a resumed run rewrites what came after its checkpoint).
+void truncate_metrics(const fs::path& path, int64_t iteration) {
+    std::ifstream in(path);
+    if (!in.good()) return;
+    std::string line, kept;
+    while (std::getline(in, line)) {
+        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.value("iteration", int64_t(0)) <= iteration) kept += line + "\n";
+    }
+    in.close();
+    write_file_atomically(path.string(), kept);
+}
+
+std::vector<std::string> class_names(const nlohmann::json& config, const Dataset& ds) {
+    std::vector<std::string> names = config["class_names"].get<std::vector<std::string>>();
+    return names.empty() ? ds.classes().names : names;
+}
+
+}  // namespace
+
+std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train) {
+    DatasetConfig d;
+    d.format = c["dataset"];
+    d.root = c["data_root"];
+    d.split = c[train ? "train_split" : "val_split"];
+    d.list = d.split;
+    d.label_dir = c["label_dir"];
+    d.names_file = c["names_file"];
+    d.num_classes = c["classes"];
+    d.label_mapping = c["label_mapping"];
+    d.scenes.seed = c["seed"];
+    d.scenes.size = c["scene_size"];
+    d.scenes.min_gap = c["scene_min_gap"];
+    d.scenes.train_count = c["scene_train"];
+    d.scenes.val_count = c["scene_val"];
+    std::shared_ptr<Dataset> ds = open_dataset(d);
+    STRATA_CHECK(ds->size() > 0, ds->description(), " is empty");
+    STRATA_CHECK(ds->num_classes() == 0 || ds->num_classes() == c["classes"].get<int>(), "config: classes = ",
+                 c["classes"].get<int>(), " but ", ds->description(), " has ", ds->num_classes(),
+                 " classes; set classes=", ds->num_classes());
+    return ds;
+}
+
+nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::string& run_dir, bool verbose) {
+    std::shared_ptr<Dataset> val = open_config_dataset(c, false);
+    EvalOptions options = eval_options(c);
+    fs::path pred_dir = fs::path(run_dir) / "predictions";
+    int save = c["save_predictions"];
+    if (save > 0) fs::create_directories(pred_dir);
+    std::vector<Rgb> palette = val->classes().colors;
+    if (palette.empty()) palette = voc_palette();
+    auto t0 = std::chrono::steady_clock::now();
+    SegmentationMetrics m = evaluate_dataset(
+        model, *val, options, c["max_eval_images"], c["ignore_label"],
+        [&](int64_t i, const Sample& s, const LabelMap& pred) {
+            if (i >= save) return;
+            save_png((pred_dir / (s.name + ".png")).string(), prediction_panel(s.image, s.label, pred, palette));
+        },
+        [&](int64_t done, int64_t total) {
+            if (verbose && isatty(fileno(stderr)))
+                std::fprintf(stderr, "\revaluating %lld/%lld", (long long)done, (long long)total);
+        });
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (verbose && isatty(fileno(stderr))) std::fprintf(stderr, "\n");
+    std::vector<std::string> names = class_names(c, *val);
+    nlohmann::json result = m.to_json(names);
+    std::vector<int64_t> objects = c["object_classes"].get<std::vector<int64_t>>();
+    if (!objects.empty()) result["object_class_accuracy"] = m.group_accuracy(objects);
+    result["split"] = val->description();
+    result["mode"] = options.mode;
+    result["scales"] = options.scales;
+    result["flip"] = options.flip;
+    int64_t max_images = c["max_eval_images"];
+    result["images"] = max_images > 0 ? std::min(max_images, val->size()) : val->size();
+    result["seconds"] = seconds;
+    write_file_atomically((fs::path(run_dir) / "eval.json").string(), result.dump(2) + "\n");
+    if (verbose) {
+        std::cout << "evaluation on " << val->description() << "\n" << m.table(names);
+        if (!objects.empty())
+            std::cout << "object class accuracy (right class among pixels labelled and predicted as objects): "
+                      << result["object_class_accuracy"].get<double>() << "\n";
+        std::cout << std::flush;
+    }
+    return result;
+}
+
+bool plot_curves(const std::string& run_dir) {
+    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+        std::cerr << "gnuplot not found: no curves.png (install it with: apt-get install gnuplot-nox)\n";
+        return false;
+    }
+    fs::path dir(run_dir);
+    std::ifstream in(dir / "metrics.jsonl");
+    std::ofstream loss(dir / "loss.dat"), miou(dir / "miou.dat");
+    std::string line;
+    bool has_miou = false;
+    while (std::getline(in, line)) {
+        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded()) continue;
+        if (j.contains("loss")) loss << j["iteration"] << " " << j["loss"] << " " << j.value("aux_loss", 0.0) << "\n";
+        if (j.contains("mIoU")) {
+            miou << j["iteration"] << " " << j["mIoU"] << "\n";
+            has_miou = true;
+        }
+    }
+    loss.close();
+    miou.close();
+    std::ofstream script(dir / "curves.gnuplot");
+    script << "set terminal pngcairo size 900,420 font ',10'\n"
+           << "set output '" << (dir / "curves.png").string() << "'\n"
+           << "set multiplot layout 1," << (has_miou ? 2 : 1) << "\n"
+           << "set xlabel 'iteration'\nset grid\nset title 'training loss'\nset key top right\n"
+           << "plot '" << (dir / "loss.dat").string() << "' using 1:2 with lines title 'loss (main + aux weight x aux)', "
+           << "'' using 1:3 with lines title 'aux loss'\n";
+    if (has_miou)
+        script << "set title 'validation mIoU'\nset yrange [0:1]\nset xrange [0:*]\nset key bottom right\nplot '"
+               << (dir / "miou.dat").string() << "' using 1:2 with linespoints pointtype 7 title 'mIoU'\n";
+    script << "unset multiplot\n";
+    script.close();
+    std::string cmd = "gnuplot '" + (dir / "curves.gnuplot").string() + "' 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+        std::cerr << "gnuplot failed: see " << (dir / "curves.gnuplot").string() << "\n";
+        return false;
+    }
+    return true;
+}
+
+TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
+    TrainResult result;
+    std::string run_dir = c["run_dir"];
+    fs::create_directories(run_dir);
+    if (int threads = c["threads"]; threads > 0) set_num_threads(threads);
+    STRATA_CHECK(c["device"] == "cpu" || c["device"] == "auto", "config: device '", c["device"].get<std::string>(),
+                 "' is not available in this build; use device=cpu");
+    uint64_t seed = c["seed"];
+    manual_seed(seed);
+
+    std::shared_ptr<Dataset> train_set = open_config_dataset(c, true);
+    PSPNet model(model_config(c));
+    int64_t train_h = c["train_h"], train_w = c["train_w"];
+    STRATA_CHECK(model.output_size(train_h) == train_h && model.output_size(train_w) == train_w,
+                 "config: train_h and train_w must be of the form 8k+1 (473, 713, 97, ...) so that the upsampled "
+                 "logits match the label crop; got ", train_h, "x", train_w, ", the model would output ",
+                 model.output_size(train_h), "x", model.output_size(train_w));
+    if (!c["weights"].get<std::string>().empty()) load_weights(c["weights"], model, false);
+
+    SGDOptions so;
+    so.lr = c["base_lr"];
+    so.momentum = c["momentum"];
+    so.weight_decay = c["weight_decay"];
+    std::vector<Tensor> backbone, head;
+    for (auto& [name, t] : model.backbone_parameters()) backbone.push_back(t);
+    for (auto& [name, t] : model.head_parameters()) head.push_back(t);
+    SGD optimizer({ParamGroup{"backbone", backbone, 1.0f}, ParamGroup{"head", head, float(c["head_lr_mult"])}}, so);
+
+    TrainingPosition pos;
+    fs::path metrics_path = fs::path(run_dir) / "metrics.jsonl";
+    if (options.resume) {
+        pos = load_checkpoint(run_dir, model, optimizer);
+        default_generator().set_state(pos.rng_seed, pos.rng_counter);
+        truncate_metrics(metrics_path, pos.iteration);
+        if (options.verbose) std::cerr << "resuming " << run_dir << " at iteration " << pos.iteration << "\n";
+    } else {
+        fs::remove(metrics_path);
+        write_file_atomically((fs::path(run_dir) / "config.json").string(), c.dump(2) + "\n");
+    }
+
+    LoaderConfig lc;
+    lc.batch_size = c["batch_size"];
+    lc.seed = seed;
+    lc.workers = c["workers"];
+    lc.start_step = pos.loader_step;
+    STRATA_CHECK(lc.batch_size >= 1, "config: batch_size must be >= 1");
+    Loader loader(train_set, train_transform_config(c), lc);
+
+    const int64_t max_iter = c["iterations"];
+    const float base_lr = c["base_lr"], power = c["power"], aux_weight = c["aux_weight"];
+    const int64_t ignore = c["ignore_label"], log_every = std::max<int64_t>(1, c["log_every"]);
+    const int64_t save_every = c["save_every"], eval_every = c["eval_every"];
+    const bool tty = options.verbose && isatty(fileno(stderr));
+    std::ofstream metrics(metrics_path, std::ios::app);
+
+    g_interrupted = false;
+    auto previous_handler = std::signal(SIGINT, on_sigint);
+    model.train();
+    auto t0 = std::chrono::steady_clock::now();
+    auto last_log = t0;
+    int64_t images_since_log = 0, start_iter = pos.iteration;
+    double window_loss = 0, window_aux = 0, window_main = 0;
+    int64_t window = 0;
+
+    while (pos.iteration < max_iter) {
+        float lr = poly_lr(base_lr, pos.iteration, max_iter, power);
+        optimizer.set_lr(lr);
+        Batch batch = loader.next();
+        PSPNetOutput out = model.forward_all(batch.images);
+        Tensor main_loss = cross_entropy(out.logits, batch.labels, ignore);
+        Tensor loss = main_loss, aux_loss;
+        if (out.aux_logits.defined()) {
+            aux_loss = cross_entropy(out.aux_logits, batch.labels, ignore);
+            loss = main_loss + aux_loss * aux_weight;
+        }
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
+        pos.iteration++;
+
+        float l = loss.item(), lm = main_loss.item(), la = aux_loss.defined() ? aux_loss.item() : 0.0f;
+        STRATA_CHECK(std::isfinite(l), "training diverged at iteration ", pos.iteration, ": loss is ", l,
+                     ". Lower base_lr (now ", base_lr, ") or check the labels");
+        result.losses.push_back(l);
+        window_loss += l, window_main += lm, window_aux += la, ++window;
+        images_since_log += batch.images.size(0);
+
+        auto now = std::chrono::steady_clock::now();
+        double elapsed = std::chrono::duration<double>(now - t0).count();
+        double per_iter = elapsed / double(pos.iteration - start_iter);
+        double eta = per_iter * double(max_iter - pos.iteration);
+        if (pos.iteration % log_every == 0 || pos.iteration == max_iter) {
+            double since = std::chrono::duration<double>(now - last_log).count();
+            nlohmann::json j = {{"iteration", pos.iteration}, {"loss", window_loss / window},
+                                {"main_loss", window_main / window}, {"aux_loss", window_aux / window}, {"lr", lr},
+                                {"images_per_s", since > 0 ? double(images_since_log) / since : 0.0},
+                                {"seconds", elapsed}};
+            metrics << j.dump() << "\n" << std::flush;
+            if (options.verbose && !tty)
+                std::cerr << "iter " << pos.iteration << "/" << max_iter << "  loss " << j["loss"].get<double>()
+                          << "  aux " << j["aux_loss"].get<double>() << "  lr " << lr << "  "
+                          << j["images_per_s"].get<double>() << " img/s  ETA " << format_duration(eta) << "\n";
+            last_log = now;
+            images_since_log = 0;
+            window_loss = window_aux = window_main = 0, window = 0;
+        }
+        if (tty) {
+            std::fprintf(stderr, "\riter %lld/%lld | loss %.4f (aux %.4f) | lr %.5f | %.1f img/s | ETA %s   ",
+                         (long long)pos.iteration, (long long)max_iter, l, la, lr,
+                         double(batch.images.size(0)) / per_iter, format_duration(eta).c_str());
+        }
+
+        bool stop = g_interrupted || (options.stop_after >= 0 && pos.iteration - start_iter >= options.stop_after);
+        bool save = stop || pos.iteration == max_iter || (save_every > 0 && pos.iteration % save_every == 0);
+        if (save) {
+            pos.rng_seed = default_generator().seed();
+            pos.rng_counter = default_generator().counter();
+            pos.loader_step = loader.step();
+            save_checkpoint(run_dir, model, optimizer, pos);
+        }
+        if (eval_every > 0 && pos.iteration % eval_every == 0 && pos.iteration < max_iter && !stop) {
+            nlohmann::json e = evaluate_run(model, c, run_dir, false);
+            metrics << nlohmann::json{{"iteration", pos.iteration}, {"mIoU", e["mIoU"]}}.dump() << "\n" << std::flush;
+            if (tty) std::fprintf(stderr, "\n");
+            if (options.verbose) std::cerr << "iter " << pos.iteration << ": val mIoU " << e["mIoU"].get<double>() << "\n";
+        }
+        if (stop) {
+            result.interrupted = true;
+            if (options.verbose)
+                std::cerr << (tty ? "\n" : "") << "stopped at iteration " << pos.iteration << "; checkpoint saved in "
+                          << run_dir << "/checkpoints (continue with --resume)\n";
+            break;
+        }
+    }
+    std::signal(SIGINT, previous_handler);
+    if (tty) std::fprintf(stderr, "\n");
+    result.iteration = pos.iteration;
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (result.interrupted) return result;
+
+    save_safetensors((fs::path(run_dir) / "model.safetensors").string(), model.state_dict(),
+                     {{"format", "strata"}, {"iterations", std::to_string(pos.iteration)}});
+    if (options.verbose)
+        std::cout << "trained " << pos.iteration - start_iter << " iterations in " << format_duration(result.seconds)
+                  << "; weights in " << run_dir << "/model.safetensors\n";
+    if (options.evaluate) {
+        result.eval = evaluate_run(model, c, run_dir, options.verbose);
+        std::ofstream(metrics_path, std::ios::app)
+            << nlohmann::json{{"iteration", pos.iteration}, {"mIoU", result.eval["mIoU"]}}.dump() << "\n";
+    }
+    plot_curves(run_dir);
+    return result;
+}
+
+}  // namespace strata::pspnet

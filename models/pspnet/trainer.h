@@ -1,0 +1,50 @@
+// The PSPNet training loop (semseg's tool/train.py in C++), used by the `train` program and by the tests.
+//
+// One iteration: take a batch from the loader, set the poly learning rate, forward through PSPNet, compute
+// loss = CE(logits, labels) + aux_weight * CE(aux_logits, labels) with the ignore label, backward, SGD step with
+// the backbone at the base LR and the heads (ppm, cls, aux) at head_lr_mult times it. Every log_every iterations a
+// JSON line goes to <run_dir>/metrics.jsonl; every save_every a checkpoint (models/pspnet/checkpoint.h). A run
+// started with resume continues from the newest checkpoint and produces the same losses as an uninterrupted run.
+// Ctrl-C (SIGINT) finishes the current iteration, saves a checkpoint and returns.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/dataset.h"
+#include "models/pspnet/pspnet.h"
+
+namespace strata::pspnet {
+
+struct TrainOptions {
+    bool resume = false;        // continue from <run_dir>/checkpoints/latest
+    int64_t stop_after = -1;    // stop (with a checkpoint) after this many iterations of this call: for tests
+    bool evaluate = true;       // evaluate on the validation split at the end
+    bool verbose = true;        // progress on stderr
+};
+
+struct TrainResult {
+    std::vector<float> losses;  // the total loss of every iteration this call ran
+    int64_t iteration = 0;      // iterations done in all (including resumed ones)
+    bool interrupted = false;   // stopped by Ctrl-C or stop_after
+    double seconds = 0;         // wall time of the loop
+    nlohmann::json eval;        // the eval.json contents when evaluate ran
+};
+
+// The train or validation dataset a config names.
+std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& config, bool train);
+
+TrainResult train(const nlohmann::json& config, const TrainOptions& options);
+
+// Evaluates the model on the config's validation split, writes <run_dir>/eval.json and colourised predictions
+// under <run_dir>/predictions/, prints the per-class table, returns the eval.json contents.
+nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& config, const std::string& run_dir, bool verbose);
+
+// Draws the loss (and mIoU, when evaluated during training) curves of a run's metrics.jsonl with gnuplot into
+// <run_dir>/curves.png. Returns false (and says why on stderr) when gnuplot is not installed.
+bool plot_curves(const std::string& run_dir);
+
+}  // namespace strata::pspnet

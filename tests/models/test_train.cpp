@@ -1,0 +1,129 @@
+// The training loop end to end on a tiny PSPNet and in-memory ContextScenes: a checked-in 10-step loss trajectory,
+// resume equal to an uninterrupted run, the run folder's files, and config validation.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "framework/check.h"
+#include "models/pspnet/config.h"
+#include "models/pspnet/trainer.h"
+
+using namespace strata;
+using namespace strata::pspnet;
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json tiny_run(const std::string& run_dir) {
+    return load_config("", {"dataset=contextscenes", "classes=8", "scene_size=73", "scene_min_gap=0",
+                            "scene_train=32", "scene_val=4", "depth=18", "blocks=[1,1,0,0]", "width=0.125",
+                            "train_h=73", "train_w=73", "batch_size=4", "iterations=10", "base_lr=0.02",
+                            "workers=0", "log_every=2", "save_every=0", "save_predictions=2",
+                            "run_dir=" + run_dir});
+}
+
+TrainOptions quiet() {
+    TrainOptions o;
+    o.verbose = false;
+    o.evaluate = false;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("train: the fixed-seed 10-step loss trajectory") {
+    std::string dir = "build/test_runs/trajectory";
+    fs::remove_all(dir);
+    TrainResult r = train(tiny_run(dir), quiet());
+    REQUIRE(r.losses.size() == 10);
+    // Regenerate deliberately (print r.losses) when a change is meant to alter the numerics. The tolerance allows
+    // for OpenBLAS picking another kernel on another CPU, not for a changed computation.
+    const std::vector<float> expected = {4.94297504f, 5.31005859f, 3.65785456f, 4.14315367f, 4.08034372f,
+                                          2.8414309f,  2.4073875f,  2.71647215f, 2.67740035f, 2.07968616f};
+    for (size_t i = 0; i < expected.size(); ++i) {
+        CAPTURE(i);
+        CHECK(r.losses[i] == doctest::Approx(expected[i]).epsilon(2e-3));
+    }
+    CHECK(r.losses.back() < r.losses.front());
+}
+
+TEST_CASE("train: an interrupted run resumed from its checkpoint gives the same losses") {
+    std::string a = "build/test_runs/straight", b = "build/test_runs/resumed";
+    fs::remove_all(a);
+    fs::remove_all(b);
+    nlohmann::json ca = tiny_run(a), cb = tiny_run(b);
+    ca["iterations"] = 6;
+    cb["iterations"] = 6;
+    TrainResult straight = train(ca, quiet());
+    TrainOptions stop = quiet();
+    stop.stop_after = 3;
+    TrainResult first = train(cb, stop);
+    CHECK(first.interrupted);
+    CHECK(first.iteration == 3);
+    TrainOptions resume = quiet();
+    resume.resume = true;
+    TrainResult second = train(cb, resume);
+    CHECK(second.iteration == 6);
+    std::vector<float> joined = first.losses;
+    joined.insert(joined.end(), second.losses.begin(), second.losses.end());
+    CHECK(joined == straight.losses);  // bit for bit: weights, momentum, BN statistics, RNG and loader position
+    // the metrics file of the resumed run has each iteration once
+    std::ifstream m(b + "/metrics.jsonl");
+    std::string line;
+    std::vector<int64_t> its;
+    while (std::getline(m, line)) its.push_back(nlohmann::json::parse(line)["iteration"]);
+    CHECK(its == std::vector<int64_t>{2, 4, 6});
+}
+
+TEST_CASE("train: the run folder holds the config, metrics, checkpoints, weights and the evaluation") {
+    std::string dir = "build/test_runs/folder";
+    fs::remove_all(dir);
+    nlohmann::json c = tiny_run(dir);
+    c["iterations"] = 4;
+    TrainOptions o = quiet();
+    o.evaluate = true;
+    TrainResult r = train(c, o);
+    for (const char* f : {"config.json", "metrics.jsonl", "model.safetensors", "eval.json", "checkpoints/latest",
+                          "checkpoints/iter_4.json", "checkpoints/iter_4.safetensors",
+                          "checkpoints/iter_4.optim.safetensors", "predictions/val_000000.png"})
+        CHECK_MESSAGE(fs::exists(fs::path(dir) / f), f);
+    CHECK(r.eval["classes"].size() == 8);
+    CHECK(r.eval["mIoU"].get<double>() >= 0.0);
+    CHECK(nlohmann::json::parse(std::ifstream(dir + "/config.json"))["iterations"] == 4);
+    TrainOptions again = quiet();
+    again.resume = true;
+    CHECK(train(c, again).losses.empty());  // already complete: nothing to do
+}
+
+TEST_CASE("config: defaults, files, overrides and their errors") {
+    nlohmann::json c = load_config("", {"batch_size=8", "scales=[0.5,1.0]", "data_root=/x/y", "base_lr=1"});
+    CHECK(c["batch_size"] == 8);
+    CHECK(c["scales"].size() == 2);
+    CHECK(c["data_root"] == "/x/y");
+    CHECK(c["base_lr"].get<double>() == 1.0);  // an integer where a float is expected is fine
+    CHECK(c["momentum"].get<double>() == doctest::Approx(0.9));  // semseg's defaults
+    CHECK(c["aux_weight"].get<double>() == doctest::Approx(0.4));
+    CHECK_THROWS_WITH_AS(load_config("", {"batchsize=8"}),
+                         doctest::Contains("unknown config key 'batchsize'. Valid keys: "), Error);
+    CHECK_THROWS_WITH_AS(load_config("", {"batch_size=eight"}),
+                         doctest::Contains("'batch_size' must be an integer, got \"eight\""), Error);
+    CHECK_THROWS_WITH_AS(load_config("", {"batch_size"}), doctest::Contains("expected key=value"), Error);
+    CHECK_THROWS_WITH_AS(load_config("no/such/config.json", {}), doctest::Contains("cannot open config file"), Error);
+    fs::create_directories("build/test_runs");
+    std::ofstream("build/test_runs/bad.json") << "{\"depth\": 50, \"widht\": 1.0}";
+    CHECK_THROWS_WITH_AS(load_config("build/test_runs/bad.json", {}),
+                         doctest::Contains("build/test_runs/bad.json: unknown config key 'widht'"), Error);
+    for (const char* shipped : {"configs/contextscenes.json", "configs/voc2012_pspnet50.json",
+                                "configs/ade20k_pspnet50.json", "configs/cityscapes_pspnet50.json"})
+        CHECK_NOTHROW(load_config(shipped, {}));
+}
+
+TEST_CASE("train: a crop that is not 8k+1 is refused with the fix") {
+    nlohmann::json c = tiny_run("build/test_runs/badcrop");
+    c["train_h"] = 72;
+    CHECK_THROWS_WITH_AS(train(c, quiet()), doctest::Contains("must be of the form 8k+1"), Error);
+    c = tiny_run("build/test_runs/badclasses");
+    c["classes"] = 21;
+    CHECK_THROWS_WITH_AS(train(c, quiet()), doctest::Contains("has 8 classes; set classes=8"), Error);
+}
