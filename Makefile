@@ -1,9 +1,12 @@
 # Strata's build. One hand-written Makefile: sources are globbed, objects go to build/, header dependencies come
 # from the compiler (-MMD -MP).
 #
+#   make train      set up, build, generate ContextScenes, train a small PSPNet on it and evaluate it
+#                   (CONFIG=configs/<x>.json and ARGS="key=value ..." choose another run)
 #   make            the library (build/libstrata.so) and the programs
 #   make test       install missing packages, build and run the test suite; ends with "N passed, M failed"
 #   make bench      the benchmarks (performance is measured here, never in unit tests)
+#   make data       write the built-in ContextScenes dataset to datasets/contextscenes in VOC layout
 #   make deps       install the Debian packages the build needs (as root), or print the command
 #   make fixtures   regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not part of the tests)
 #   make clean
@@ -51,9 +54,16 @@ TEST_BINS  := $(TEST_BIN)
 BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bench/%)
 EXAMPLE_BIN := $(BUILD)/examples/hello
 
-DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev
+DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev \
+                gnuplot-nox
 
-.PHONY: all test bench deps fixtures clean example
+# `make train`: the run and the dataset it reads. The ContextScenes settings must agree with configs/contextscenes.json
+# (113x113 images, objects at least 40 rows below the scene band: see docs/pspnet.md).
+CONFIG ?= configs/contextscenes.json
+ARGS   ?=
+CONTEXTSCENES := out=datasets/contextscenes size=113 min_gap=40 train=2000 val=400
+
+.PHONY: all test bench deps fixtures clean example train data
 .DEFAULT_GOAL := all
 
 all: $(LIBRARY) $(EXAMPLE_BIN) $(PROGRAMS)
@@ -94,6 +104,14 @@ test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BINS) $(EXAMPLE_BIN)
 	@$(EXAMPLE_BIN) > $(BUILD)/example.log 2>&1 || (cat $(BUILD)/example.log; echo "the README example failed"; exit 1)
 	@tests/run_tests.sh $(TEST_BINS)
+
+data: $(BUILD)/bin/make_contextscenes
+	@$(BUILD)/bin/make_contextscenes $(CONTEXTSCENES)
+
+train: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory data
+	$(BUILD)/bin/train $(CONFIG) $(ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BINS)

@@ -69,7 +69,11 @@ CUDA_REAL_TESTS := $(CUDA_BUILD)/cuda_tests
 CUEMU_BUGS_TSAN := $(CUDA_BUILD)/cuemu_bugs_tsan
 CUEMU_BUGS_ASAN := $(CUDA_BUILD)/cuemu_bugs_asan
 
-CUDA_TEST_BINS := $(CUDA_EMU_TESTS) $(CUDA_TSAN_TESTS) $(CUDA_ASAN_TESTS)
+# The same emulated tests once more with the threads of each block resumed in reverse order: a kernel whose result
+# depends on the order threads run in (a missing barrier, a race) fails one of the two runs.
+CUDA_EMU_TESTS_REVERSE := $(CUDA_BUILD)/cuda_emu_tests_reverse
+
+CUDA_TEST_BINS := $(CUDA_EMU_TESTS) $(CUDA_EMU_TESTS_REVERSE) $(CUDA_TSAN_TESTS) $(CUDA_ASAN_TESTS)
 ifeq ($(CUDA),1)
   CUDA_TEST_BINS += $(CUDA_REAL_TESTS)
 endif
@@ -108,6 +112,10 @@ $(CUDA_BUILD)/nvcc/%.o: %.cu
 $(CUDA_EMU_TESTS): $(EMULATED_OBJS) $(EMU_CORE_OBJS) $(EMU_TEST_CPP_OBJS) $(CUDA_TEST_CPP_OBJS) $(LIB_OBJS) \
                    $(BUILD)/tests/main.o | $(CUEMU_BUGS_TSAN) $(CUEMU_BUGS_ASAN)
 	$(CXX) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
+
+$(CUDA_EMU_TESTS_REVERSE): $(CUDA_EMU_TESTS)
+	@printf '#!/bin/sh\n# the emulated CUDA tests with reversed thread order (cuda/cuda.mk)\nCUEMU_ORDER=reverse exec "$$(dirname "$$0")/cuda_emu_tests" "$$@"\n' > $@
+	@chmod +x $@
 
 $(CUDA_TSAN_TESTS): $(TSAN_OBJS) $(TSAN_CORE_OBJS)
 	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
