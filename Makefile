@@ -54,6 +54,12 @@ TEST_BINS  := $(TEST_BIN)
 BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bench/%)
 EXAMPLE_BIN := $(BUILD)/examples/hello
 
+# The CUDA backend's rules (nvcc builds, the emulated build and its sanitizer variants) live beside its sources.
+# With CUDA=1 it sets CUDA_LIB_OBJS/CUDA_LIB_LDLIBS: the real backend, linked into the library and the programs.
+-include cuda/cuda.mk
+LINK_OBJS := $(LIB_OBJS) $(CUDA_LIB_OBJS)
+LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
+
 DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev \
                 gnuplot-nox
 
@@ -74,8 +80,8 @@ $(BUILD)/%.o: %.cpp
 
 # The shared library keeps every object file, so every kernel and layer registrar runs when it is loaded.
 # Programs inside the repo link the objects directly for the same reason (a static archive would drop them).
-$(LIBRARY): $(LIB_OBJS)
-	$(CXX) -shared $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(LIBRARY): $(LINK_OBJS)
+	$(CXX) -shared $(LDFLAGS) $^ -o $@ $(LINK_LIBS)
 
 $(TEST_BIN): $(TEST_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -83,14 +89,14 @@ $(TEST_BIN): $(TEST_OBJS) $(LIB_OBJS)
 
 # build/bin/<name> from the one source file <dir>/<name>.cpp that defines main()
 define program_rule
-$(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.cpp=.o) $$(LIB_OBJS)
+$(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.cpp=.o) $$(LINK_OBJS)
 	@mkdir -p $$(dir $$@)
-	$$(CXX) $$(LDFLAGS) $$^ -o $$@ $$(LDLIBS)
+	$$(CXX) $$(LDFLAGS) $$^ -o $$@ $$(LINK_LIBS)
 endef
 $(foreach p,$(PROGRAM_SRCS),$(eval $(call program_rule,$(p))))
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJS)
-	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LINK_OBJS)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LINK_LIBS)
 
 # The README's example, built exactly as the README tells users to build their own programs.
 $(EXAMPLE_BIN): examples/hello.cpp $(LIBRARY)
@@ -137,8 +143,5 @@ fixtures:
 
 clean:
 	rm -rf $(BUILD)
-
-# The CUDA backend's rules (nvcc builds, the emulated build and its sanitizer variants) live beside its sources.
--include cuda/cuda.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

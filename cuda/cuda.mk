@@ -73,6 +73,13 @@ CUEMU_BUGS_ASAN := $(CUDA_BUILD)/cuemu_bugs_asan
 # depends on the order threads run in (a missing barrier, a race) fails one of the two runs.
 CUDA_EMU_TESTS_REVERSE := $(CUDA_BUILD)/cuda_emu_tests_reverse
 
+# The real backend for the library and the programs (CUDA=1). Never -lcuda: the programs must start on machines
+# without the driver, and then run on the CPU.
+ifeq ($(CUDA),1)
+  CUDA_LIB_OBJS   := $(call cu_objs,nvcc,$(CUDA_BACKEND_CU))
+  CUDA_LIB_LDLIBS := $(CUDA_LDLIBS)
+endif
+
 CUDA_TEST_BINS := $(CUDA_EMU_TESTS) $(CUDA_EMU_TESTS_REVERSE) $(CUDA_TSAN_TESTS) $(CUDA_ASAN_TESTS)
 ifeq ($(CUDA),1)
   CUDA_TEST_BINS += $(CUDA_REAL_TESTS)

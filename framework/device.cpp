@@ -38,6 +38,26 @@ Device parse_device(const std::string& text) {
     STRATA_FAIL("unknown device '", text, "': expected cpu, cuda or cuda:<index>");
 }
 
+Device select_device(const std::string& setting, std::string* note) {
+    bool built = has_backend(DeviceType::CUDA);
+    int gpus = built ? backend(DeviceType::CUDA).device_count() : 0;
+    if (setting == "auto") {
+        if (gpus > 0) return Device{DeviceType::CUDA, 0};
+        if (note)
+            *note = built ? "device=auto: no usable GPU (no device, or no NVIDIA driver); running on the CPU"
+                          : "device=auto: this build has no CUDA backend (built with CUDA=0); running on the CPU";
+        return kCPU;
+    }
+    Device d = parse_device(setting);
+    if (d.type == DeviceType::CUDA) {
+        STRATA_CHECK(built, "device=", setting, ": this build has no CUDA backend (rebuild with CUDA=1, which needs "
+                     "nvcc), or use device=cpu");
+        STRATA_CHECK(d.index < gpus, "device=", setting, ": ", gpus == 0 ? std::string("no usable GPU (no device, or no "
+                     "NVIDIA driver)") : str("only ", gpus, " GPU(s)"), "; use device=cpu or device=auto");
+    }
+    return d;
+}
+
 // ---- the CPU caching allocator ----
 
 namespace {

@@ -44,6 +44,11 @@ struct DeviceBackend {
     void (*synchronize)(int index);
 };
 
+// Resolves a device setting as programs accept it: "cpu", "cuda", "cuda:N", or "auto" (the first CUDA device if
+// this build has the CUDA backend and a GPU is usable, else the CPU). `note` receives a one-line explanation when
+// "auto" falls back to the CPU. "cuda" without a usable GPU is an error that says why and suggests device=cpu.
+Device select_device(const std::string& setting, std::string* note = nullptr);
+
 // Installs the backend for a device type (cuda/ calls this from a static registrar).
 void register_backend(DeviceType type, const DeviceBackend* backend);
 // The backend for a device; fails with a clear message if this build has none.

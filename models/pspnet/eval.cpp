@@ -35,6 +35,10 @@ int eval_main(int argc, char** argv) {
                  "': train first, or pass weights=<file.safetensors>");
     PSPNet model(model_config(config));
     load_weights(weights, model, true);
+    std::string device_note;
+    Device device = select_device(config["device"], &device_note);
+    if (!device_note.empty()) std::cerr << device_note << "\n";
+    model.to(device);
     std::filesystem::create_directories(run_dir);
     evaluate_run(model, config, run_dir, true);
     std::cout << "wrote " << run_dir << "/eval.json\n";

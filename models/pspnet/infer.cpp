@@ -76,8 +76,13 @@ int infer_main(int argc, char** argv) {
     STRATA_CHECK(fs::exists(weights), "no weights at '", weights, "': train first, or pass weights=<file>");
     PSPNet model(model_config(config));
     load_weights(weights, model, true);
+    std::string device_note;
+    Device device = select_device(config["device"], &device_note);
+    if (!device_note.empty()) std::cerr << device_note << "\n";
+    model.to(device);
     model.eval();
     EvalOptions options = eval_options(config);
+    options.device = device;
 
     std::vector<Rgb> palette = voc_palette();
     if (config["dataset"] == "voc" && !config["data_root"].get<std::string>().empty()) {

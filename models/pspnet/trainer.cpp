@@ -102,6 +102,7 @@ std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train
 nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::string& run_dir, bool verbose) {
     std::shared_ptr<Dataset> val = open_config_dataset(c, false);
     EvalOptions options = eval_options(c);
+    options.device = model.parameters().front().device();
     fs::path pred_dir = fs::path(run_dir) / "predictions";
     int save = c["save_predictions"];
     if (save > 0) fs::create_directories(pred_dir);
@@ -188,8 +189,9 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     std::string run_dir = c["run_dir"];
     fs::create_directories(run_dir);
     if (int threads = c["threads"]; threads > 0) set_num_threads(threads);
-    STRATA_CHECK(c["device"] == "cpu" || c["device"] == "auto", "config: device '", c["device"].get<std::string>(),
-                 "' is not available in this build; use device=cpu");
+    std::string device_note;
+    Device device = select_device(c["device"], &device_note);
+    if (options.verbose && !device_note.empty()) std::cerr << device_note << "\n";
     uint64_t seed = c["seed"];
     manual_seed(seed);
 
@@ -201,6 +203,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                  "logits match the label crop; got ", train_h, "x", train_w, ", the model would output ",
                  model.output_size(train_h), "x", model.output_size(train_w));
     if (!c["weights"].get<std::string>().empty()) load_weights(c["weights"], model, false);
+    model.to(device);  // before the optimizer, so that its momentum buffers are made on the same device
 
     SGDOptions so;
     so.lr = c["base_lr"];
@@ -251,11 +254,12 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
         float lr = poly_lr(base_lr, pos.iteration, max_iter, power);
         optimizer.set_lr(lr);
         Batch batch = loader.next();
-        PSPNetOutput out = model.forward_all(batch.images);
-        Tensor main_loss = cross_entropy(out.logits, batch.labels, ignore);
+        Tensor images = batch.images.to(device), labels = batch.labels.to(device);
+        PSPNetOutput out = model.forward_all(images);
+        Tensor main_loss = cross_entropy(out.logits, labels, ignore);
         Tensor loss = main_loss, aux_loss;
         if (out.aux_logits.defined()) {
-            aux_loss = cross_entropy(out.aux_logits, batch.labels, ignore);
+            aux_loss = cross_entropy(out.aux_logits, labels, ignore);
             loss = main_loss + aux_loss * aux_weight;
         }
         optimizer.zero_grad();
