@@ -29,8 +29,8 @@
 // CPU kernels sum in double and compute the variance in a second pass over (x - mean)^2: the one-pass
 // E[x^2] - mean^2 cancels catastrophically when |mean| >> std. The per-channel reductions run in parallel over
 // channels (PSPNet's BNs have 64 to 2048 of them); the elementwise passes (y, dx) run in parallel over the N*C
-// (n, c) planes, which balances the threads even when C is small. A CUDA twin would give each channel one block
-// with a tree reduction for the sums.
+// (n, c) planes, which balances the threads even when C is small. The CUDA twin (cuda/batchnorm2d.cu) gives each
+// channel one block with a tree reduction for the sums.
 #include "layers/batchnorm2d.h"
 
 #include <algorithm>
@@ -46,6 +46,7 @@ namespace strata {
 constinit KernelTable<batchnorm2d_forward_train_fn> batchnorm2d_forward_train{"batchnorm2d_forward_train"};
 constinit KernelTable<batchnorm2d_forward_eval_fn> batchnorm2d_forward_eval{"batchnorm2d_forward_eval"};
 constinit KernelTable<batchnorm2d_backward_fn> batchnorm2d_backward{"batchnorm2d_backward"};
+constinit KernelTable<batchnorm2d_count_batch_fn> batchnorm2d_count_batch{"batchnorm2d_count_batch"};
 
 namespace {
 
@@ -160,11 +161,15 @@ void batchnorm2d_backward_cpu(float* dx, float* dweight, float* dbias, const flo
     });
 }
 
+// num_batches_tracked: an I64 scalar.
+void batchnorm2d_count_batch_cpu(int64_t* num_batches_tracked) { num_batches_tracked[0] += 1; }
+
 }  // namespace
 
 REGISTER_KERNEL(batchnorm2d_forward_train, DeviceType::CPU, batchnorm2d_forward_train_cpu);
 REGISTER_KERNEL(batchnorm2d_forward_eval, DeviceType::CPU, batchnorm2d_forward_eval_cpu);
 REGISTER_KERNEL(batchnorm2d_backward, DeviceType::CPU, batchnorm2d_backward_cpu);
+REGISTER_KERNEL(batchnorm2d_count_batch, DeviceType::CPU, batchnorm2d_count_batch_cpu);
 
 namespace {
 
@@ -260,9 +265,9 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
     if (is_training()) {
         // PyTorch reads this counter only for momentum = None (a cumulative average, not offered here); we keep it
-        // so that checkpoints round-trip. Read-modify-write through the host: no int64 add kernel exists.
-        int64_t seen = num_batches_tracked.to_vector_i64()[0];
-        num_batches_tracked.copy_(from_vector_i64({seen + 1}, {}, num_batches_tracked.device()));
+        // so that checkpoints round-trip. A kernel adds the 1 where the counter lives: on a GPU, a read-modify-write
+        // through the host would cost two synchronizing copies per BN layer and step.
+        batchnorm2d_count_batch[num_batches_tracked.device()](num_batches_tracked.i64());
     }
     return y;
 }

@@ -50,8 +50,12 @@ using batchnorm2d_forward_eval_fn = void (*)(float* y, float* mean, float* invst
 using batchnorm2d_backward_fn = void (*)(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
                                          const float* mean, const float* invstd, const float* weight, bool training,
                                          int64_t N, int64_t C, int64_t HW);
+// num_batches_tracked[0] += 1: the module's batch counter (an I64 scalar buffer), updated where it lives, so that a
+// module on a GPU never copies it to the host and back.
+using batchnorm2d_count_batch_fn = void (*)(int64_t* num_batches_tracked);
 extern KernelTable<batchnorm2d_forward_train_fn> batchnorm2d_forward_train;
 extern KernelTable<batchnorm2d_forward_eval_fn> batchnorm2d_forward_eval;
 extern KernelTable<batchnorm2d_backward_fn> batchnorm2d_backward;
+extern KernelTable<batchnorm2d_count_batch_fn> batchnorm2d_count_batch;
 
 }  // namespace strata
