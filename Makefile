@@ -107,7 +107,7 @@ example: $(EXAMPLE_BIN)
 	$(EXAMPLE_BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BINS) $(EXAMPLE_BIN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BINS) $(EXAMPLE_BIN) $(PROGRAMS)
 	@$(EXAMPLE_BIN) > $(BUILD)/example.log 2>&1 || (cat $(BUILD)/example.log; echo "the README example failed"; exit 1)
 	@tests/run_tests.sh $(TEST_BINS)
 

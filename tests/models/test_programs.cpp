@@ -1,0 +1,138 @@
+// The train, eval and infer programs as a user runs them: a short ContextScenes run, Ctrl-C during training
+// (a checkpoint, then --resume to the end), evaluation of the saved weights, inference on a file, a folder and a
+// list, and the errors for a mistyped config key or a missing input. `make test` builds the programs first.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "data/contextscenes.h"
+#include "data/image.h"
+#include "framework/safetensors.h"
+
+namespace fs = std::filesystem;
+using namespace strata;
+
+namespace {
+
+const std::string kDir = "build/test_runs/programs";
+// A tiny in-memory ContextScenes run (no disk dataset needed).
+const std::string kRun = "dataset=contextscenes classes=8 scene_size=73 scene_min_gap=0 scene_train=32 scene_val=4 "
+                         "depth=18 blocks=[1,1,0,0] width=0.125 train_h=73 train_w=73 batch_size=4 workers=0 "
+                         "log_every=1 save_every=0 save_predictions=2 run_dir=" + kDir;
+
+struct Result {
+    int code;
+    std::string output;
+};
+
+Result run(const std::string& command) {
+    std::string full = command + " 2>&1";
+    FILE* pipe = popen(full.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+bool programs_built() {
+    for (const char* p : {"build/bin/train", "build/bin/eval", "build/bin/infer"})
+        if (!fs::exists(p)) return false;
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
+    REQUIRE_MESSAGE(programs_built(), "build the programs first (make test does)");
+    fs::remove_all(kDir);
+
+    // A long run interrupted by SIGINT once it has logged an iteration: it saves a checkpoint and exits with 130.
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        std::string cmd = "exec build/bin/train iterations=100000 --no-eval " + kRun + " > " + kDir + ".log 2>&1";
+        fs::create_directories(kDir);
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(kDir + "/metrics.jsonl") || fs::file_size(kDir + "/metrics.jsonl") == 0) {
+        REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "train did not start logging");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 130);
+    REQUIRE(fs::exists(kDir + "/checkpoints/latest"));
+    std::ifstream latest(kDir + "/checkpoints/latest");
+    std::string name;
+    latest >> name;
+    int64_t stopped_at = nlohmann::json::parse(std::ifstream(kDir + "/checkpoints/" + name))["iteration"];
+    CHECK(stopped_at >= 1);
+
+    // --resume with a smaller total: it continues from the checkpoint to the end, then evaluates
+    Result r = run("build/bin/train --resume iterations=" + std::to_string(stopped_at + 3) + " " + kRun);
+    CHECK_MESSAGE(r.code == 0, r.output);
+    CHECK(r.output.find("resuming " + kDir + " at iteration " + std::to_string(stopped_at)) != std::string::npos);
+    CHECK(r.output.find("mIoU") != std::string::npos);
+    for (const char* f : {"config.json", "model.safetensors", "eval.json", "predictions/val_000000.png"})
+        CHECK_MESSAGE(fs::exists(kDir + "/" + f), f);
+
+    // eval of the saved weights, with the sliding-window protocol and flip
+    r = run("build/bin/eval " + kRun + " eval_mode=slide test_h=41 test_w=41 base_size=73 eval_flip=true");
+    CHECK_MESSAGE(r.code == 0, r.output);
+    nlohmann::json e = nlohmann::json::parse(std::ifstream(kDir + "/eval.json"));
+    CHECK(e["mode"] == "slide");
+    CHECK(e["flip"] == true);
+    CHECK(e["classes"].size() == 8);
+
+    // infer on one image, a folder and a list
+    fs::create_directories(kDir + "/images");
+    ContextScenesConfig sc;
+    sc.size = 73;
+    sc.min_gap = 0;
+    for (int i = 0; i < 2; ++i)
+        save_png(kDir + "/images/scene" + std::to_string(i) + ".png", generate_context_scene(sc, "val", i).image);
+    std::ofstream(kDir + "/list.txt") << "images/scene0.png\nimages/scene1.png\n";
+    for (const std::string& input : {kDir + "/images/scene0.png", kDir + "/images", kDir + "/list.txt"}) {
+        fs::remove_all(kDir + "/out");
+        r = run("build/bin/infer " + kRun + " --input " + input + " --output " + kDir + "/out");
+        CHECK_MESSAGE(r.code == 0, r.output);
+        LabelMap pred = load_label(kDir + "/out/scene0.png");  // a palette PNG: indices are the classes
+        CHECK(pred.h == 73);
+        for (int32_t v : pred.data) CHECK((v >= 0 && v < 8));
+        CHECK(fs::exists(kDir + "/out/scene0_overlay.png"));
+    }
+}
+
+TEST_CASE("programs: mistakes give one clear line and a non-zero exit code") {
+    REQUIRE_MESSAGE(programs_built(), "build the programs first (make test does)");
+    Result r = run("build/bin/train batchsize=4 " + kRun);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("error: command line: unknown config key 'batchsize'. Valid keys:") != std::string::npos);
+    r = run("build/bin/train --resum");
+    CHECK(r.code == 1);
+    CHECK(r.output.find("unknown option '--resum'") != std::string::npos);
+    r = run("build/bin/infer " + kRun + " --input no/such/file.png --output " + kDir + "/out");
+    CHECK(r.code == 1);
+    CHECK(r.output.find("--input 'no/such/file.png' does not exist") != std::string::npos);
+    r = run("build/bin/eval " + kRun + " weights=no/such.safetensors");
+    CHECK(r.code == 1);
+    CHECK(r.output.find("no weights at 'no/such.safetensors'") != std::string::npos);
+    r = run("build/bin/train device=tpu " + kRun);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("unknown device 'tpu'") != std::string::npos);
+}
