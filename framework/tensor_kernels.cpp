@@ -13,6 +13,15 @@ constinit KernelTable<fill_fn> fill{"fill"};
 
 namespace {
 
+bool is_row_major(const StridedLayout& l) {
+    int64_t expected = 1;
+    for (int i = l.ndim - 1; i >= 0; --i) {
+        if (l.shape[i] != 1 && l.strides[i] != expected) return false;
+        expected *= l.shape[i];
+    }
+    return true;
+}
+
 // Walks the multi-index of `shape` in row-major order, starting at element `start`, and copies element by element.
 // Each parallel chunk decodes its first index once and then increments it like an odometer.
 void copy_strided_cpu(void* dst, const StridedLayout& dl, const void* src, const StridedLayout& sl, int64_t numel,
@@ -20,6 +29,12 @@ void copy_strided_cpu(void* dst, const StridedLayout& dl, const void* src, const
     char* d = static_cast<char*>(dst);
     const char* s = static_cast<const char*>(src);
     int nd = dl.ndim;
+    if (is_row_major(dl) && is_row_major(sl)) {  // both contiguous (clone, device copies): one memcpy per chunk
+        parallel_for(0, numel, 1 << 18, [&](int64_t lo, int64_t hi) {
+            std::memcpy(d + lo * int64_t(elem_size), s + lo * int64_t(elem_size), size_t(hi - lo) * elem_size);
+        });
+        return;
+    }
     parallel_for(0, numel, 1 << 16, [&](int64_t lo, int64_t hi) {
         int64_t idx[kMaxDims] = {};
         int64_t rem = lo;
