@@ -12,8 +12,11 @@
 # Test programs (all run by `make test`; each ends with "N passed, M failed"):
 #   $(BUILD)/cuda/cuda_emu_tests       the emulator's tests (cuda/emu/tests) and the backend tests (cuda/tests)
 #                                      on the emulated backend, linked with the library
-#   $(BUILD)/cuda/cuda_emu_tests_tsan  the emulator's tests under ThreadSanitizer (zero reports allowed)
-#   $(BUILD)/cuda/cuda_emu_tests_asan  the emulator's tests under AddressSanitizer + UBSan (zero reports allowed)
+#   $(BUILD)/cuda/cuda_emu_tests_tsan  the same tests (the emulator's and the backend's op parity tests) under
+#                                      ThreadSanitizer: zero reports allowed
+#   $(BUILD)/cuda/cuda_emu_tests_asan  the same under AddressSanitizer + UBSan: zero reports allowed
+#                                      (both are scripts that run tsan/cuda_emu_tests, asan/cuda_emu_tests with
+#                                      the host side single-threaded: see "Sanitizer programs" below)
 #   $(BUILD)/cuda/cuda_tests           CUDA=1: the backend tests on the real backend, linked with cudart, cuBLAS and
 #                                      NCCL (never -lcuda); without a GPU it reports so and skips its GPU cases
 # and two helpers the emulator's tests run as child processes, to see the sanitizers catch deliberate bugs:
@@ -36,6 +39,22 @@ EMU_BUGS_CU     := cuda/emu/tests/bugs/cuemu_bugs.cu
 # The scheduler and the fibers are compiled without TSan instrumentation in the TSan build (fiber.h).
 EMU_TSAN_UNINSTRUMENTED := cuda/emu/scheduler.cpp cuda/emu/fiber.cpp
 
+# Sanitizer programs. They run everything the plain emulated program runs (except the tests that start the
+# sanitizer children below): the emulator's tests and the op parity tests of cuda/tests/. What is compiled with the
+# sanitizer is what they check: the emulator, the backend (cuda/*.cu: every op's kernels and launchers, the
+# allocator, the cuBLAS calls) and the .cu tests. The library (the CPU reference of every op) and the plain C++
+# tests in cuda/tests/*.cpp are the plain build's objects, reused: they hold no kernel, and building them twice more
+# would cost minutes. The library is built with OpenMP, and libgomp's threads and barriers are invisible to TSan;
+# so the programs run with the host side single-threaded, through wrapper scripts that set SAN_ENV: parallel_for
+# then never opens a parallel region and OpenBLAS (its OpenMP build) never starts a thread, and the only
+# concurrency TSan sees is the emulator's GPU threads (fibers) and the NCCL tests' host threads.
+SAN_BACKEND_CU := $(CUDA_BACKEND_CU) $(CUDA_TESTS_CU)
+SAN_ENV        := STRATA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# Left out of the sanitizer runs: the PSPNet training test (cuda/tests/test_pspnet_training.cpp) runs every op's
+# kernels again, at larger sizes, which the parity tests already cover (it takes ~2 s in the plain program, ~80 s
+# under TSan). A doctest --test-case-exclude pattern.
+SAN_EXCLUDE    := cuda pspnet*
+
 # ---- flags ----
 EMU_CXXFLAGS := $(CXXFLAGS) -DCUEMU -Wno-unknown-pragmas
 # Sanitizer builds: -O1 -g for exact lines in reports; no OpenMP (TSan does not understand libgomp's barriers).
@@ -57,14 +76,18 @@ EMU_CORE_OBJS      := $(EMU_CORE_CPP:%.cpp=$(BUILD)/%.o)
 EMU_TEST_CPP_OBJS  := $(EMU_TESTS_CPP:%.cpp=$(BUILD)/%.o)
 CUDA_TEST_CPP_OBJS := $(CUDA_TESTS_CPP:%.cpp=$(BUILD)/%.o)
 EMULATED_OBJS      := $(call cu_objs,emulated,$(CUDA_BACKEND_CU) $(CUDA_TESTS_CU) $(EMU_TESTS_CU))
-TSAN_OBJS          := $(call cu_objs,tsan,$(EMU_TESTS_CU)) $(call cpp_objs,tsan,$(EMU_CORE_CPP) tests/main.cpp)
-ASAN_OBJS          := $(call cu_objs,asan,$(EMU_TESTS_CU)) $(call cpp_objs,asan,$(EMU_CORE_CPP) tests/main.cpp)
+TSAN_OBJS          := $(call cu_objs,tsan,$(EMU_TESTS_CU) $(SAN_BACKEND_CU)) \
+                      $(call cpp_objs,tsan,$(EMU_CORE_CPP) tests/main.cpp)
+ASAN_OBJS          := $(call cu_objs,asan,$(EMU_TESTS_CU) $(SAN_BACKEND_CU)) \
+                      $(call cpp_objs,asan,$(EMU_CORE_CPP) tests/main.cpp)
 TSAN_CORE_OBJS     := $(call cpp_objs,tsan,$(EMU_TSAN_UNINSTRUMENTED))
 NVCC_OBJS          := $(call cu_objs,nvcc,$(CUDA_BACKEND_CU) $(CUDA_TESTS_CU))
 
 CUDA_EMU_TESTS := $(CUDA_BUILD)/cuda_emu_tests
 CUDA_TSAN_TESTS := $(CUDA_BUILD)/cuda_emu_tests_tsan
 CUDA_ASAN_TESTS := $(CUDA_BUILD)/cuda_emu_tests_asan
+CUDA_TSAN_PROGRAM := $(CUDA_BUILD)/tsan/cuda_emu_tests
+CUDA_ASAN_PROGRAM := $(CUDA_BUILD)/asan/cuda_emu_tests
 CUDA_REAL_TESTS := $(CUDA_BUILD)/cuda_tests
 CUEMU_BUGS_TSAN := $(CUDA_BUILD)/cuemu_bugs_tsan
 CUEMU_BUGS_ASAN := $(CUDA_BUILD)/cuemu_bugs_asan
@@ -124,11 +147,21 @@ $(CUDA_EMU_TESTS_REVERSE): $(CUDA_EMU_TESTS)
 	@printf '#!/bin/sh\n# the emulated CUDA tests with reversed thread order (cuda/cuda.mk)\nCUEMU_ORDER=reverse exec "$$(dirname "$$0")/cuda_emu_tests" "$$@"\n' > $@
 	@chmod +x $@
 
-$(CUDA_TSAN_TESTS): $(TSAN_OBJS) $(TSAN_CORE_OBJS)
-	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
+# The sanitizer programs link the plain library and cuda/tests/*.cpp objects (see "Sanitizer programs" above), so
+# they link like the plain program (OpenMP, OpenBLAS, libpng); the scripts make test runs set SAN_ENV first.
+$(CUDA_TSAN_PROGRAM): $(TSAN_OBJS) $(TSAN_CORE_OBJS) $(CUDA_TEST_CPP_OBJS) $(LIB_OBJS)
+	$(CXX) $(TSAN_FLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(CUDA_ASAN_TESTS): $(ASAN_OBJS)
-	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
+$(CUDA_ASAN_PROGRAM): $(ASAN_OBJS) $(CUDA_TEST_CPP_OBJS) $(LIB_OBJS)
+	$(CXX) $(ASAN_FLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(CUDA_TSAN_TESTS): $(CUDA_TSAN_PROGRAM)
+	@printf '#!/bin/sh\n# the emulated CUDA tests under ThreadSanitizer, host side single-threaded (cuda/cuda.mk)\n$(SAN_ENV) exec "$$(dirname "$$0")/tsan/cuda_emu_tests" --test-case-exclude="$(SAN_EXCLUDE)" "$$@"\n' > $@
+	@chmod +x $@
+
+$(CUDA_ASAN_TESTS): $(CUDA_ASAN_PROGRAM)
+	@printf '#!/bin/sh\n# the emulated CUDA tests under AddressSanitizer + UBSan, host side single-threaded (cuda/cuda.mk)\n$(SAN_ENV) exec "$$(dirname "$$0")/asan/cuda_emu_tests" --test-case-exclude="$(SAN_EXCLUDE)" "$$@"\n' > $@
+	@chmod +x $@
 
 $(CUEMU_BUGS_TSAN): $(call cu_objs,tsan,$(EMU_BUGS_CU)) $(call cpp_objs,tsan,$(EMU_CORE_CPP)) $(TSAN_CORE_OBJS)
 	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(SAN_LDLIBS)
