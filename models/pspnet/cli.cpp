@@ -1,6 +1,8 @@
 // Command-line parsing for the PSPNet programs (see cli.h).
 #include "models/pspnet/cli.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -41,6 +43,14 @@ CommandLine parse_command_line(int argc, char** argv, const std::set<std::string
 }
 
 int run_program(int (*body)(int, char**), int argc, char** argv) {
+    // OpenMP threads spin while they wait for work (libgomp's default). On a machine where anything else runs, a
+    // spinning thread takes the core its partner needs, and a training step measured 10x slower (docs/PERFORMANCE.md).
+    // Sleeping waits cost little here, so the programs use them unless the user chose a policy. libgomp reads the
+    // setting when the process starts, hence the re-exec with it set.
+    if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+    }
     try {
         return body(argc, argv);
     } catch (const Error& e) {

@@ -26,7 +26,8 @@ struct CommandLine {
 CommandLine parse_command_line(int argc, char** argv, const std::set<std::string>& flags,
                                const std::set<std::string>& options, const std::string& usage);
 
-// Runs body and turns a strata::Error into "error: <message>" on stderr and exit code 1.
+// Runs body and turns a strata::Error into "error: <message>" on stderr and exit code 1. First it restarts the
+// program with OMP_WAIT_POLICY=PASSIVE when the variable is unset (see cli.cpp for why).
 int run_program(int (*body)(int, char**), int argc, char** argv);
 
 }  // namespace strata::pspnet
