@@ -59,6 +59,9 @@ void SGD::step() {
             const Tensor& p = group.params[pi];
             Tensor g = p.grad();
             if (!g.defined()) continue;
+            STRATA_CHECK(g.device() == p.device() && g.shape() == p.shape(), "SGD: group '", group.name, "' parameter ",
+                         pi, " is ", p.shape_string(), " on ", device_name(p.device()), " but its gradient is ",
+                         g.shape_string(), " on ", device_name(g.device()));
             Tensor gc = g.contiguous();
             Tensor& v = momentum_[gi][pi];
             bool first = !v.defined();

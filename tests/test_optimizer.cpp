@@ -84,4 +84,7 @@ TEST_CASE("sgd: bad options and parameters are rejected") {
     neg.lr = -1;
     CHECK_THROWS_WITH_AS(SGD({p}, neg), doctest::Contains("lr must be >= 0"), Error);
     CHECK_THROWS_WITH_AS(SGD({zeros({2}, DType::I32)}, SGDOptions{}), doctest::Contains("not an F32 leaf"), Error);
+    SGD opt({p}, SGDOptions{});
+    p.set_grad(zeros({3}));
+    CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("is [2] on cpu but its gradient is [3] on cpu"), Error);
 }
