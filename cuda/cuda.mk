@@ -52,8 +52,9 @@ SAN_BACKEND_CU := $(CUDA_BACKEND_CU) $(CUDA_TESTS_CU)
 SAN_ENV        := STRATA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # Left out of the sanitizer runs: the PSPNet training test (cuda/tests/test_pspnet_training.cpp) runs every op's
 # kernels again, at larger sizes, which the parity tests already cover (it takes ~2 s in the plain program, ~80 s
-# under TSan). A doctest --test-case-exclude pattern.
-SAN_EXCLUDE    := cuda pspnet*
+# under TSan), and the cases named "[large]" (the same kernels as their small siblings on shapes that exercise
+# long loops, up to a minute each under TSan). doctest --test-case-exclude patterns.
+SAN_EXCLUDE    := cuda pspnet*,*[large]*
 
 # ---- flags ----
 EMU_CXXFLAGS := $(CXXFLAGS) -DCUEMU -Wno-unknown-pragmas
