@@ -100,6 +100,7 @@ struct ReportLog {
     int errors = 0;
     int warnings = 0;
     int capture_depth = 0;
+    int uncaptured_errors = 0;  // errors no CaptureReports expected: the process fails at exit
 };
 
 ReportLog& report_log() {
@@ -184,6 +185,17 @@ namespace cuemu::detail {
 
 const Coords* g_coords = nullptr;
 
+// An error that no test captured must not go unnoticed even if the test itself passed (the kernel may have
+// produced the right numbers by luck of the thread order): the process then exits with status 3.
+void fail_at_exit_if_uncaptured_errors() {
+    ReportLog& log = report_log();
+    if (log.uncaptured_errors == 0) return;
+    std::fprintf(stderr, "cuemu: %d emulator error(s) were reported outside any CaptureReports: failing\n",
+                 log.uncaptured_errors);
+    std::fflush(stderr);
+    std::_Exit(3);
+}
+
 void report(Severity severity, const std::string& message) {
     std::string line = std::string(severity == Severity::Error ? "cuemu error: " : "cuemu warning: ") + message;
     ReportLog& log = report_log();
@@ -191,7 +203,10 @@ void report(Severity severity, const std::string& message) {
     log.messages.push_back(line);
     if (severity == Severity::Error) ++log.errors;
     else ++log.warnings;
-    if (log.capture_depth == 0) std::fprintf(stderr, "%s\n", line.c_str());
+    if (log.capture_depth == 0) {
+        std::fprintf(stderr, "%s\n", line.c_str());
+        if (severity == Severity::Error && log.uncaptured_errors++ == 0) std::atexit(fail_at_exit_if_uncaptured_errors);
+    }
 }
 
 std::string location(const std::source_location& where) {
