@@ -54,7 +54,7 @@ struct Conv2dShape {
     int64_t P, Q;        // output y (N, K, P, Q)
     int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
     // G: how many images share one GEMM. 1 for ordinary maps; more when P*Q is so small that a per-image GEMM
-    // would be tiny (PSPNet's pooled 1x1..6x6 maps). Chosen by the op (conv2d_images_per_gemm in conv2d.cpp).
+    // would be tiny (PSPNet's pooled 1x1..6x6 maps, a batch of 13x13 maps). Chosen by conv2d_shape() below.
     int64_t images_per_gemm;
 };
 

@@ -1,0 +1,252 @@
+// conv2d on the CPU: forward and backward GFLOP/s for the convolutions of PSPNet-50 at a 473x473 crop (60x60
+// feature map; layer2's first convs read the 119x119 map of layer1), next to OpenBLAS sgemm on exactly the GEMMs the
+// convolution issues, measured in the same run, and the ratio of the two.
+//
+//     build/bench/conv2d_bench [--batch N] [--feature F] [--reps R] [--layer TEXT]
+//
+// Defaults: batch 2, F = 60 (a 473x473 crop), 3 timed runs after a warm-up. --feature 13 --batch 8 gives the
+// small-map case of 97x97 crops (layer1 map 2F-1 = 25), where conv2d puts several images into one GEMM (column G).
+// --layer keeps only the layers whose name contains TEXT (e.g. --layer "3x3").
+//
+// What is timed:
+//   conv fwd   conv2d(x, weight, bias) under NoGradGuard: im2col (skipped for 1x1 stride-1 convs), the GEMM(s),
+//              the bias, the allocation of the output and scratch (served by the CPU allocator's cache).
+//   conv bwd   conv2d_grads(dy, x, weight, ..., dx, dweight and dbias): im2col again, dW = dY·colᵀ, dcol = Wᵀ·dY,
+//              col2im, db. This is what the autograd node runs; the engine's own bookkeeping is not included.
+//   sgemm      gemm_cpu on buffers of the same shapes, one call per GEMM the conv makes (one per image, or per group
+//              of images for small maps): forward W·col (NN); backward dY·colᵀ (NT) + Wᵀ·dY (TN).
+// Each figure is the best of R runs; the runs of the four measurements are interleaved, so that a burst of load
+// from other processes hits conv and sgemm alike. FLOPs are the nominal 2*N*K*C*R*S*P*Q per GEMM pass (padding
+// taps included, as im2col executes them): forward 1 pass, backward 2 (dX and dW).
+// When G > 1, the last column gives the rate of the forward GEMMs done one image at a time (P*Q columns each),
+// i.e. what the conv would get without grouping.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "framework/autograd.h"
+#include "framework/blas.h"
+#include "framework/check.h"
+#include "framework/parallel.h"
+#include "framework/random.h"
+#include "layers/conv2d.h"
+
+using namespace strata;
+
+namespace {
+
+// Where a layer's input map comes from; its size depends on the crop (--feature).
+enum class Map { kLayer1, kFeature, kBin };
+
+struct Layer {
+    const char* name;
+    Map map;
+    int64_t bin;      // the map size for Map::kBin (PPM); unused otherwise
+    int64_t C, K, R;  // input channels, output channels, kernel size (square)
+    int64_t stride, pad, dil;
+    bool bias;
+};
+
+// PSPNet-50 (semseg layout) at 473x473: layer1 leaves a 119x119 map, layer2 strides to 60x60 (the feature map F),
+// layer3/layer4 are dilated 2/4 at 60x60, the PPM pools to 1/2/3/6, then the heads. "layer2.x" stands for every
+// block after the first.
+const Layer kLayers[] = {
+    {"layer2.0.conv1 1x1 256->128", Map::kLayer1, 0, 256, 128, 1, 1, 0, 1, false},
+    {"layer2.0.conv2 3x3 s2 128->128", Map::kLayer1, 0, 128, 128, 3, 2, 1, 1, false},
+    {"layer2.0.downsample 1x1 s2 256->512", Map::kLayer1, 0, 256, 512, 1, 2, 0, 1, false},
+    {"layer2.x.conv1 1x1 512->128", Map::kFeature, 0, 512, 128, 1, 1, 0, 1, false},
+    {"layer2.x.conv2 3x3 128->128", Map::kFeature, 0, 128, 128, 3, 1, 1, 1, false},
+    {"layer2.x.conv3 1x1 128->512", Map::kFeature, 0, 128, 512, 1, 1, 0, 1, false},
+    {"layer3.0.conv1 1x1 512->256", Map::kFeature, 0, 512, 256, 1, 1, 0, 1, false},
+    {"layer3.0.downsample 1x1 512->1024", Map::kFeature, 0, 512, 1024, 1, 1, 0, 1, false},
+    {"layer3.x.conv1 1x1 1024->256", Map::kFeature, 0, 1024, 256, 1, 1, 0, 1, false},
+    {"layer3.x.conv2 3x3 d2 256->256", Map::kFeature, 0, 256, 256, 3, 1, 2, 2, false},
+    {"layer3.x.conv3 1x1 256->1024", Map::kFeature, 0, 256, 1024, 1, 1, 0, 1, false},
+    {"layer4.0.conv1 1x1 1024->512", Map::kFeature, 0, 1024, 512, 1, 1, 0, 1, false},
+    {"layer4.0.downsample 1x1 1024->2048", Map::kFeature, 0, 1024, 2048, 1, 1, 0, 1, false},
+    {"layer4.x.conv1 1x1 2048->512", Map::kFeature, 0, 2048, 512, 1, 1, 0, 1, false},
+    {"layer4.x.conv2 3x3 d4 512->512", Map::kFeature, 0, 512, 512, 3, 1, 4, 4, false},
+    {"layer4.x.conv3 1x1 512->2048", Map::kFeature, 0, 512, 2048, 1, 1, 0, 1, false},
+    {"ppm bin1 1x1 2048->512", Map::kBin, 1, 2048, 512, 1, 1, 0, 1, false},
+    {"ppm bin2 1x1 2048->512", Map::kBin, 2, 2048, 512, 1, 1, 0, 1, false},
+    {"ppm bin3 1x1 2048->512", Map::kBin, 3, 2048, 512, 1, 1, 0, 1, false},
+    {"ppm bin6 1x1 2048->512", Map::kBin, 6, 2048, 512, 1, 1, 0, 1, false},
+    {"cls 3x3 4096->512", Map::kFeature, 0, 4096, 512, 3, 1, 1, 1, false},
+    {"cls final 1x1 512->21", Map::kFeature, 0, 512, 21, 1, 1, 0, 1, true},
+    {"aux 3x3 1024->256", Map::kFeature, 0, 1024, 256, 3, 1, 1, 1, false},
+    {"aux final 1x1 256->21", Map::kFeature, 0, 256, 21, 1, 1, 0, 1, true},
+};
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double time_s(const std::function<void()>& f) {
+    double t0 = now_s();
+    f();
+    return now_s() - t0;
+}
+
+// Uniform [-1, 1) values, filled in parallel (the generator's sequential loop is slow for 500 MB buffers).
+Tensor random_tensor(const Shape& shape, uint64_t key) {
+    Tensor t = empty(shape);
+    float* p = t.f32();
+    parallel_for(0, t.numel(), 1 << 16, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) p[i] = 2.0f * u64_to_unit_float(random_u64(key, uint64_t(i))) - 1.0f;
+    });
+    return t;
+}
+
+// CPU time used by the whole machine (all processes, all cores) and by this process, in seconds. Their difference
+// over the run is what other processes took from the 2 cores while we measured.
+double machine_busy_s() {
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+    f >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+    return (user + nice + system + irq + softirq + steal) / double(sysconf(_SC_CLK_TCK));
+}
+
+double own_cpu_s() {
+    rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+std::string loadavg() {
+    std::ifstream f("/proc/loadavg");
+    std::string a, b, c;
+    f >> a >> b >> c;
+    return a + " " + b + " " + c;
+}
+
+struct Totals {
+    double flop = 0, conv_s = 0, gemm_s = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int64_t batch = 2, feature = 60;
+    int reps = 3;
+    std::string only;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--batch" && i + 1 < argc)
+            batch = std::atoll(argv[++i]);
+        else if (a == "--feature" && i + 1 < argc)
+            feature = std::atoll(argv[++i]);
+        else if (a == "--reps" && i + 1 < argc)
+            reps = std::atoi(argv[++i]);
+        else if (a == "--layer" && i + 1 < argc)
+            only = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: %s [--batch N] [--feature F] [--reps R] [--layer TEXT]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (batch < 1 || feature < 6 || reps < 1) {
+        std::fprintf(stderr, "need --batch >= 1, --feature >= 6, --reps >= 1\n");
+        return 2;
+    }
+    NoGradGuard no_grad;
+    double t_start = now_s(), busy_start = machine_busy_s(), own_start = own_cpu_s();
+    int64_t crop = 8 * (feature - 1) + 1, layer1_map = 2 * feature - 1;
+    std::printf(
+        "conv2d on the CPU: PSPNet-50 convs at a %lldx%lld crop (%lldx%lld features), batch %lld, %d threads, "
+        "best of %d runs after a warm-up\n",
+        (long long)crop, (long long)crop, (long long)feature, (long long)feature, (long long)batch, num_threads(),
+        reps);
+    std::printf("loadavg at start: %s\n\n", loadavg().c_str());
+    std::printf("%-36s %4s %3s %7s | %8s %6s %6s %5s | %8s %6s %6s %5s | %7s\n", "layer", "map", "G", "GFLOP", "fwd ms",
+                "conv", "sgemm", "ratio", "bwd ms", "conv", "sgemm", "ratio", "1-image");
+    std::printf("%-36s %4s %3s %7s | %8s %6s %6s %5s | %8s %6s %6s %5s | %7s\n", "", "", "", "(fwd)", "", "GF/s",
+                "GF/s", "", "", "GF/s", "GF/s", "", "sgemm");
+
+    Totals fwd_total, bwd_total;
+    double worst_fwd = 1e9, worst_bwd = 1e9;
+    for (const Layer& L : kLayers) {
+        if (std::string(L.name).find(only) == std::string::npos) continue;
+        int64_t H = L.map == Map::kLayer1 ? layer1_map : L.map == Map::kFeature ? feature : L.bin;
+        Conv2dOptions o{L.stride, L.pad, L.dil};
+        Shape x_shape{batch, L.C, H, H}, w_shape{L.K, L.C, L.R, L.R};
+        Conv2dShape s = conv2d_shape(x_shape, w_shape, o);
+        const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q, G = s.images_per_gemm;
+        const double flop = 2.0 * double(s.N) * double(s.K) * double(CRS) * double(PQ);
+
+        Tensor x = random_tensor(x_shape, 1), w = random_tensor(w_shape, 2);
+        Tensor b = L.bias ? random_tensor({L.K}, 3) : Tensor();
+        Tensor dy = random_tensor({s.N, s.K, s.P, s.Q}, 4);
+        // sgemm operands with the shapes of the conv's GEMMs: weight (K, CRS), col (CRS, G*PQ), y (K, G*PQ),
+        // dweight (K, CRS). The backward's dcol (CRS, G*PQ) reuses col.
+        Tensor gw = random_tensor({s.K, CRS}, 5), gcol = random_tensor({CRS, G * PQ}, 6);
+        Tensor gy = random_tensor({s.K, G * PQ}, 7), gdw = empty({s.K, CRS});
+
+        auto conv_fwd = [&] { Tensor y = conv2d(x, w, b, o); };
+        auto conv_bwd = [&] { Conv2dGrads g = conv2d_grads(dy, x, w, o, true, true, L.bias); };
+        // images_per_gemm images per call, as conv2d does
+        auto gemm_fwd_grouped = [&](int64_t images) {
+            for (int64_t n0 = 0; n0 < s.N; n0 += images) {
+                int64_t cols = std::min(images, s.N - n0) * PQ;
+                gemm_cpu(false, false, s.K, cols, CRS, 1.0f, gw.f32(), CRS, gcol.f32(), cols, 0.0f, gy.f32(), cols);
+            }
+        };
+        auto gemm_fwd = [&] { gemm_fwd_grouped(G); };
+        auto gemm_bwd = [&] {
+            for (int64_t n0 = 0; n0 < s.N; n0 += G) {
+                int64_t cols = std::min(G, s.N - n0) * PQ;
+                gemm_cpu(false, true, s.K, CRS, cols, 1.0f, gy.f32(), cols, gcol.f32(), cols, n0 == 0 ? 0.0f : 1.0f,
+                         gdw.f32(), CRS);
+                gemm_cpu(true, false, CRS, cols, s.K, 1.0f, gw.f32(), CRS, gy.f32(), cols, 0.0f, gcol.f32(), cols);
+            }
+        };
+
+        // warm-up (first-touch page faults, the allocator cache, OpenBLAS's threads), then interleaved timed runs
+        gemm_fwd(), conv_fwd(), gemm_bwd(), conv_bwd();
+        double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
+        for (int r = 0; r < reps; ++r) {
+            best[0] = std::min(best[0], time_s(gemm_fwd));
+            best[1] = std::min(best[1], time_s(conv_fwd));
+            best[2] = std::min(best[2], time_s(gemm_bwd));
+            best[3] = std::min(best[3], time_s(conv_bwd));
+            if (G > 1) best[4] = std::min(best[4], time_s([&] { gemm_fwd_grouped(1); }));
+        }
+        double gf_gemm_f = flop / best[0] * 1e-9, gf_conv_f = flop / best[1] * 1e-9;
+        double gf_gemm_b = 2 * flop / best[2] * 1e-9, gf_conv_b = 2 * flop / best[3] * 1e-9;
+        std::string one_image = G > 1 ? str(int(flop / best[4] * 1e-9 + 0.5)) : "-";
+        std::printf("%-36s %4lld %3lld %7.2f | %8.2f %6.1f %6.1f %4.0f%% | %8.2f %6.1f %6.1f %4.0f%% | %7s\n", L.name,
+                    (long long)H, (long long)G, flop * 1e-9, best[1] * 1e3, gf_conv_f, gf_gemm_f,
+                    100 * gf_conv_f / gf_gemm_f, best[3] * 1e3, gf_conv_b, gf_gemm_b, 100 * gf_conv_b / gf_gemm_b,
+                    one_image.c_str());
+        std::fflush(stdout);
+        fwd_total.flop += flop, fwd_total.gemm_s += best[0], fwd_total.conv_s += best[1];
+        bwd_total.flop += 2 * flop, bwd_total.gemm_s += best[2], bwd_total.conv_s += best[3];
+        if (flop >= 1e9) {  // the 70% target is about the layers that carry the work
+            worst_fwd = std::min(worst_fwd, gf_conv_f / gf_gemm_f);
+            worst_bwd = std::min(worst_bwd, gf_conv_b / gf_gemm_b);
+        }
+    }
+    auto total_line = [](const char* what, const Totals& t) {
+        std::printf("%-9s %7.1f GFLOP: conv %8.1f ms = %6.1f GF/s, sgemm %8.1f ms = %6.1f GF/s, ratio %.0f%%\n", what,
+                    t.flop * 1e-9, t.conv_s * 1e3, t.flop / t.conv_s * 1e-9, t.gemm_s * 1e3, t.flop / t.gemm_s * 1e-9,
+                    100 * t.gemm_s / t.conv_s);
+    };
+    std::printf("\nall layers above, once each (time-weighted):\n");
+    total_line("forward", fwd_total);
+    total_line("backward", bwd_total);
+    if (worst_fwd < 1e9)
+        std::printf("lowest conv/sgemm ratio among layers of >= 1 GFLOP: forward %.0f%%, backward %.0f%%\n",
+                    100 * worst_fwd, 100 * worst_bwd);
+    double wall = now_s() - t_start;
+    double others = (machine_busy_s() - busy_start - (own_cpu_s() - own_start)) / wall;
+    std::printf("loadavg at end: %s; bench took %.0f s; other processes used %.2f cores on average meanwhile\n",
+                loadavg().c_str(), wall, std::max(0.0, others));
+    return 0;
+}
