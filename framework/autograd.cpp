@@ -62,7 +62,11 @@ Tensor sum_of(const Tensor& a, const Tensor& b) {
 
 void accumulate_into_leaf(TensorImpl* leaf, const Tensor& g) {
     if (!leaf->grad) {
-        leaf->grad = g.contiguous().clone().impl_ptr();  // own copy: g may alias another gradient
+        // The leaf keeps g itself when nothing else can see g's memory (the usual case: a fresh gradient from a
+        // backward kernel); otherwise an own copy, because g may alias another gradient (add hands the same dout
+        // to both inputs) that a later accumulation would change.
+        bool exclusive = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous();
+        leaf->grad = exclusive ? g.impl_ptr() : g.contiguous().clone().impl_ptr();
         return;
     }
     Tensor acc(leaf->grad);
