@@ -132,19 +132,11 @@ AvgPool2d::AvgPool2d(Size2 kernel_size, Size2 stride, Size2 padding, bool ceil_m
 
 namespace {
 
-// {"kernel_size": 3 or [kh, kw], "stride": (default kernel_size), "padding": 0, "ceil_mode": false,
-//  "count_include_pad": true}
+// maxpool2d's attributes and "count_include_pad": true
 std::shared_ptr<Module> make_avgpool2d(Attrs& attrs) {
-    std::vector<int64_t> k = attrs.get_ints("kernel_size", {}, 2);
-    STRATA_CHECK(!k.empty(), "avgpool2d: missing required attribute 'kernel_size'");
-    std::vector<int64_t> s = attrs.get_ints("stride", k, 2);
-    STRATA_CHECK(s[0] > 0 && s[1] > 0, "avgpool2d: attribute 'stride' must be positive, got (", s[0], ", ", s[1],
-                 ")");
-    std::vector<int64_t> pad = attrs.get_ints("padding", {0, 0}, 2);
-    bool ceil_mode = attrs.get_bool("ceil_mode", false);
+    Pool2dAttrs a = read_pool2d_attrs(attrs, "avgpool2d");
     bool count_include_pad = attrs.get_bool("count_include_pad", true);
-    return std::make_shared<AvgPool2d>(Size2(k[0], k[1]), Size2(s[0], s[1]), Size2(pad[0], pad[1]), ceil_mode,
-                                       count_include_pad);
+    return std::make_shared<AvgPool2d>(a.kernel_size, a.stride, a.padding, a.ceil_mode, count_include_pad);
 }
 
 }  // namespace

@@ -106,6 +106,15 @@ void maxpool2d_backward_cpu(float* dx, const float* dy, const int32_t* indices, 
 REGISTER_KERNEL(maxpool2d_forward, DeviceType::CPU, maxpool2d_forward_cpu);
 REGISTER_KERNEL(maxpool2d_backward, DeviceType::CPU, maxpool2d_backward_cpu);
 
+Pool2dAttrs read_pool2d_attrs(Attrs& attrs, const char* layer) {
+    std::vector<int64_t> k = attrs.get_ints("kernel_size", {}, 2);
+    STRATA_CHECK(!k.empty(), layer, ": missing required attribute 'kernel_size'");
+    std::vector<int64_t> s = attrs.get_ints("stride", k, 2);
+    STRATA_CHECK(s[0] > 0 && s[1] > 0, layer, ": attribute 'stride' must be positive, got (", s[0], ", ", s[1], ")");
+    std::vector<int64_t> pad = attrs.get_ints("padding", {0, 0}, 2);
+    return {Size2(k[0], k[1]), Size2(s[0], s[1]), Size2(pad[0], pad[1]), attrs.get_bool("ceil_mode", false)};
+}
+
 void check_pool2d_options(const char* op, Size2 kernel_size, Size2 stride, Size2 padding) {
     Size2 k = kernel_size;
     STRATA_CHECK(k.h > 0 && k.w > 0, op, ": kernel_size must be positive, got (", k.h, ", ", k.w, ")");
@@ -176,14 +185,8 @@ namespace {
 
 // {"kernel_size": 3 or [kh, kw], "stride": (default kernel_size), "padding": 0, "ceil_mode": false}
 std::shared_ptr<Module> make_maxpool2d(Attrs& attrs) {
-    std::vector<int64_t> k = attrs.get_ints("kernel_size", {}, 2);
-    STRATA_CHECK(!k.empty(), "maxpool2d: missing required attribute 'kernel_size'");
-    std::vector<int64_t> s = attrs.get_ints("stride", k, 2);
-    STRATA_CHECK(s[0] > 0 && s[1] > 0, "maxpool2d: attribute 'stride' must be positive, got (", s[0], ", ", s[1],
-                 ")");
-    std::vector<int64_t> pad = attrs.get_ints("padding", {0, 0}, 2);
-    bool ceil_mode = attrs.get_bool("ceil_mode", false);
-    return std::make_shared<MaxPool2d>(Size2(k[0], k[1]), Size2(s[0], s[1]), Size2(pad[0], pad[1]), ceil_mode);
+    Pool2dAttrs a = read_pool2d_attrs(attrs, "maxpool2d");
+    return std::make_shared<MaxPool2d>(a.kernel_size, a.stride, a.padding, a.ceil_mode);
 }
 
 }  // namespace

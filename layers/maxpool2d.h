@@ -56,6 +56,15 @@ void check_pool2d_options(const char* op, Size2 kernel_size, Size2 stride, Size2
 Pool2dParams pool2d_params(const char* op, const Tensor& x, Size2 kernel_size, Size2 stride, Size2 padding,
                            bool ceil_mode);
 
+// The registry attributes both pooling layers share: {"kernel_size": 3 or [kh, kw] (required), "stride": (default
+// kernel_size), "padding": 0, "ceil_mode": false}.
+struct Pool2dAttrs {
+    Size2 kernel_size, stride, padding;
+    bool ceil_mode = false;
+};
+class Attrs;  // framework/registry.h
+Pool2dAttrs read_pool2d_attrs(Attrs& attrs, const char* layer);
+
 // ---- kernels ----
 // x, dx: (planes, in_h, in_w); y, dy, indices: (planes, out_h, out_w). indices[o] is the flat position
 // h * in_w + w inside its plane of the input element that won output o.

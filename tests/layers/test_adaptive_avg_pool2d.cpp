@@ -10,6 +10,7 @@
 #include "layers/adaptive_avg_pool2d.h"
 #include "tests/fixtures.h"
 #include "tests/gradcheck.h"
+#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -23,12 +24,6 @@ Generator& test_gen() {
     return gen;
 }
 
-// Sets the thread count for a scope and restores the previous one, even when a check fails.
-struct ThreadCountScope {
-    int saved = num_threads();
-    explicit ThreadCountScope(int n) { set_num_threads(n); }
-    ~ThreadCountScope() { set_num_threads(saved); }
-};
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include "layers/avgpool2d.h"
 #include "tests/fixtures.h"
 #include "tests/gradcheck.h"
+#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -22,12 +23,6 @@ Generator& test_gen() {
     return gen;
 }
 
-// Sets the thread count for a scope and restores the previous one, even when a check fails.
-struct ThreadCountScope {
-    int saved = num_threads();
-    explicit ThreadCountScope(int n) { set_num_threads(n); }
-    ~ThreadCountScope() { set_num_threads(saved); }
-};
 
 Tensor one_to_nine() { return from_vector({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3}); }
 

@@ -12,6 +12,7 @@
 #include "layers/maxpool2d.h"
 #include "tests/fixtures.h"
 #include "tests/gradcheck.h"
+#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -25,12 +26,6 @@ Generator& test_gen() {
     return gen;
 }
 
-// Sets the thread count for a scope and restores the previous one, even when a check fails.
-struct ThreadCountScope {
-    int saved = num_threads();
-    explicit ThreadCountScope(int n) { set_num_threads(n); }
-    ~ThreadCountScope() { set_num_threads(saved); }
-};
 
 // 4x4 input with a tie in the bottom-right 2x2 block (three 3's).
 Tensor hand_input() {

@@ -6,18 +6,13 @@
 #include "layers/sum.h"
 #include "tests/fixtures.h"
 #include "tests/gradcheck.h"
+#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
 
 namespace {
 
-// Sets the thread count for a scope and restores the previous one, even when a check fails.
-struct ThreadCountScope {
-    int saved = num_threads();
-    explicit ThreadCountScope(int n) { set_num_threads(n); }
-    ~ThreadCountScope() { set_num_threads(saved); }
-};
 
 std::vector<float> sum_with_threads(int threads, const Tensor& x, int64_t dim) {
     ThreadCountScope scope(threads);
