@@ -171,7 +171,8 @@ std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config) {
     if (format == "contextscenes") return open_context_scenes(config.scenes, config.split);
     STRATA_CHECK(format == "list" || format == "voc" || format == "cityscapes" || format == "ade20k",
                  "dataset: unknown format '", format, "'; valid: list, voc, cityscapes, ade20k, contextscenes");
-    STRATA_CHECK(!config.root.empty(), "dataset: the format '", format, "' needs a data root (root=...)");
+    STRATA_CHECK(!config.root.empty(), "dataset: the format '", format,
+                 "' needs a data root (the data_root config key, e.g. data_root=/data/VOCdevkit/VOC2012)");
     if (format == "voc") return open_voc(config.root, config.split, config.label_dir);
     if (format == "cityscapes") return open_cityscapes(config.root, config.split);
     if (format == "ade20k") return open_ade20k(config.root, config.split);

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "framework/check.h"
+#include "models/pspnet/checkpoint.h"
 #include "models/pspnet/cli.h"
 #include "models/pspnet/config.h"
 #include "models/pspnet/trainer.h"
@@ -30,10 +32,12 @@ int train_main(int argc, char** argv) {
     options.resume = cl.flags.count("--resume") > 0;
     options.evaluate = cl.flags.count("--no-eval") == 0;
     nlohmann::json config = load_config(cl.config_path, cl.overrides);
-    if (options.resume && cl.config_path.empty()) {
+    if (options.resume) {
+        std::string run_dir = config["run_dir"];
+        STRATA_CHECK(has_checkpoint(run_dir), "--resume: no checkpoint in '", run_dir, "' (expected ", run_dir,
+                     "/checkpoints/latest); pass the run's folder as run_dir=..., or start without --resume");
         // the run's own resolved config, with the command line's overrides on top
-        std::string saved = config["run_dir"].get<std::string>() + "/config.json";
-        if (std::filesystem::exists(saved)) config = load_config(saved, cl.overrides);
+        if (cl.config_path.empty()) config = load_config(run_dir + "/config.json", cl.overrides);
     }
     TrainResult r = train(config, options);
     return r.interrupted ? 130 : 0;
