@@ -132,6 +132,9 @@ TEST_CASE("programs: mistakes give one clear line and a non-zero exit code") {
     r = run("build/bin/eval " + kRun + " weights=no/such.safetensors");
     CHECK(r.code == 1);
     CHECK(r.output.find("no weights at 'no/such.safetensors'") != std::string::npos);
+    r = run("build/bin/train --resume run_dir=build/test_runs/never_trained");
+    CHECK(r.code == 1);
+    CHECK(r.output.find("--resume: no checkpoint in 'build/test_runs/never_trained'") != std::string::npos);
     r = run("build/bin/train device=tpu " + kRun);
     CHECK(r.code == 1);
     CHECK(r.output.find("unknown device 'tpu'") != std::string::npos);
