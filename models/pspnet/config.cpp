@@ -60,6 +60,7 @@ nlohmann::json default_config() {
         // ---- running ----
         {"device", "cpu"},              // cpu, cuda, cuda:N, auto
         {"threads", 0},                 // 0 = all cores
+        {"reproducible", false},        // GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS
         {"run_dir", "runs/pspnet"},
         {"log_every", 20},
         {"save_every", 1000},

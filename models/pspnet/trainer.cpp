@@ -14,6 +14,7 @@
 
 #include "data/loader.h"
 #include "framework/autograd.h"
+#include "framework/blas.h"
 #include "framework/check.h"
 #include "framework/optimizer.h"
 #include "framework/parallel.h"
@@ -189,6 +190,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     std::string run_dir = c["run_dir"];
     fs::create_directories(run_dir);
     if (int threads = c["threads"]; threads > 0) set_num_threads(threads);
+    ReproducibleGemmScope gemm_mode(c["reproducible"]);
     std::string device_note;
     Device device = select_device(c["device"], &device_note);
     if (options.verbose && !device_note.empty()) std::cerr << device_note << "\n";

@@ -1,0 +1,134 @@
+// gemm_cpu (framework/blas.h): both paths against a double-precision reference on every transpose case, BLAS's
+// beta = 0 rule, and the fixed-order kernel's promise: each element computed in the documented order, bit for bit
+// the same whatever the thread count.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "framework/blas.h"
+#include "framework/random.h"
+#include "tests/thread_scope.h"
+
+using namespace strata;
+using strata::testing::ThreadCountScope;
+
+namespace {
+
+struct Case {
+    bool ta, tb;
+    int64_t M, N, K;
+};
+
+// op(A) and op(B) as stored by a row-major caller: A is (M, K) or, transposed, (K, M); B is (K, N) or (N, K).
+struct Operands {
+    std::vector<float> A, B, C;
+    int64_t lda, ldb, ldc;
+};
+
+Operands make_operands(const Case& c, uint64_t seed) {
+    Generator g(seed);
+    Operands o;
+    o.lda = c.ta ? c.M + 3 : c.K + 1;  // padded rows: the strides must be honoured
+    o.ldb = c.tb ? c.K + 2 : c.N + 5;
+    o.ldc = c.N + 4;
+    o.A.resize(size_t((c.ta ? c.K : c.M) * o.lda));
+    o.B.resize(size_t((c.tb ? c.N : c.K) * o.ldb));
+    o.C.resize(size_t(c.M * o.ldc));
+    for (float& v : o.A) v = g.normal();
+    for (float& v : o.B) v = g.normal();
+    for (float& v : o.C) v = g.normal();
+    return o;
+}
+
+float a_at(const Case& c, const Operands& o, int64_t i, int64_t k) { return c.ta ? o.A[k * o.lda + i] : o.A[i * o.lda + k]; }
+float b_at(const Case& c, const Operands& o, int64_t k, int64_t j) { return c.tb ? o.B[j * o.ldb + k] : o.B[k * o.ldb + j]; }
+
+const Case kCases[] = {{false, false, 7, 70, 19}, {false, true, 5, 130, 33}, {true, false, 9, 17, 64},
+                       {true, true, 3, 65, 8},    {false, false, 1, 1, 300}, {false, true, 66, 2, 1}};
+
+}  // namespace
+
+TEST_CASE("gemm: OpenBLAS and the fixed-order kernel against a double-precision reference") {
+    for (bool reproducible : {false, true}) {
+        ReproducibleGemmScope mode(reproducible);
+        for (const Case& c : kCases) {
+            CAPTURE(reproducible);
+            INFO("ta ", c.ta, " tb ", c.tb, " M ", c.M, " N ", c.N, " K ", c.K);
+            Operands o = make_operands(c, 7);
+            std::vector<float> C0 = o.C;
+            const float alpha = 0.75f, beta = -0.5f;
+            gemm_cpu(c.ta, c.tb, c.M, c.N, c.K, alpha, o.A.data(), o.lda, o.B.data(), o.ldb, beta, o.C.data(), o.ldc);
+            for (int64_t i = 0; i < c.M; ++i)
+                for (int64_t j = 0; j < c.N; ++j) {
+                    double ref = 0, magnitude = 0;
+                    for (int64_t k = 0; k < c.K; ++k) {
+                        ref += double(a_at(c, o, i, k)) * b_at(c, o, k, j);
+                        magnitude += std::fabs(double(a_at(c, o, i, k)) * b_at(c, o, k, j));
+                    }
+                    ref = alpha * ref + beta * C0[size_t(i * o.ldc + j)];
+                    // float rounding of K products: a few ulps of the sum of their magnitudes
+                    REQUIRE(std::fabs(o.C[size_t(i * o.ldc + j)] - ref) <= 1e-6 * (magnitude + std::fabs(ref) + 1));
+                }
+            // the padding between rows of C is never written
+            for (int64_t i = 0; i < c.M; ++i)
+                for (int64_t j = c.N; j < o.ldc; ++j) CHECK(o.C[size_t(i * o.ldc + j)] == C0[size_t(i * o.ldc + j)]);
+        }
+    }
+}
+
+TEST_CASE("gemm: beta = 0 never reads C (NaN there does not leak), on both paths") {
+    for (bool reproducible : {false, true}) {
+        ReproducibleGemmScope mode(reproducible);
+        Case c{false, false, 4, 9, 5};
+        Operands o = make_operands(c, 3);
+        for (float& v : o.C) v = std::numeric_limits<float>::quiet_NaN();
+        gemm_cpu(false, false, c.M, c.N, c.K, 1.0f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.0f, o.C.data(), o.ldc);
+        for (int64_t i = 0; i < c.M; ++i)
+            for (int64_t j = 0; j < c.N; ++j) CHECK(std::isfinite(o.C[size_t(i * o.ldc + j)]));
+    }
+}
+
+TEST_CASE("gemm: the fixed-order kernel computes each element in the documented order, whatever the threads") {
+    for (const Case& c : kCases) {
+        INFO("ta ", c.ta, " tb ", c.tb, " M ", c.M, " N ", c.N, " K ", c.K);
+        Operands o = make_operands(c, 11);
+        const float alpha = 1.25f, beta = 0.5f;
+        // blas.h's order: c = beta * c, then c = fma(alpha * a[i,k], b[k,j], c) for k = 0, 1, ..., K-1
+        std::vector<float> expected = o.C;
+        for (int64_t i = 0; i < c.M; ++i)
+            for (int64_t j = 0; j < c.N; ++j) {
+                float v = beta * expected[size_t(i * o.ldc + j)];
+                for (int64_t k = 0; k < c.K; ++k) v = std::fma(alpha * a_at(c, o, i, k), b_at(c, o, k, j), v);
+                expected[size_t(i * o.ldc + j)] = v;
+            }
+        for (int threads : {1, 2, 3, 4}) {
+            CAPTURE(threads);
+            ThreadCountScope scope(threads);
+            std::vector<float> C = o.C;
+            gemm_fixed_order(c.ta, c.tb, c.M, c.N, c.K, alpha, o.A.data(), o.lda, o.B.data(), o.ldb, beta, C.data(),
+                             o.ldc);
+            CHECK(C == expected);  // bit for bit
+            ReproducibleGemmScope mode(true);
+            std::vector<float> via_door = o.C;
+            gemm_cpu(c.ta, c.tb, c.M, c.N, c.K, alpha, o.A.data(), o.lda, o.B.data(), o.ldb, beta, via_door.data(),
+                     o.ldc);
+            CHECK(via_door == expected);
+        }
+    }
+}
+
+TEST_CASE("gemm: the reproducible mode is scoped") {
+    CHECK_FALSE(reproducible_gemm());
+    {
+        ReproducibleGemmScope on(true);
+        CHECK(reproducible_gemm());
+        {
+            ReproducibleGemmScope off(false);
+            CHECK_FALSE(reproducible_gemm());
+        }
+        CHECK(reproducible_gemm());
+    }
+    CHECK_FALSE(reproducible_gemm());
+}
