@@ -58,6 +58,11 @@ EXAMPLE_BIN := $(BUILD)/examples/hello
 # With CUDA=1 it sets CUDA_LIB_OBJS/CUDA_LIB_LDLIBS: the real backend, linked into the library and the programs.
 -include cuda/cuda.mk
 LINK_OBJS := $(LIB_OBJS) $(CUDA_LIB_OBJS)
+# What `make test` cannot run on this machine, said in its output (tests/run_tests.sh --skipped).
+ifneq ($(CUDA),1)
+  TEST_SKIPPED := --skipped "the real-CUDA test program ($(BUILD)/cuda/cuda_tests): CUDA=0 or no nvcc at $(NVCC); \
+the CUDA kernels were tested on the emulator only (install the CUDA toolkit, or set NVCC=, to build it)"
+endif
 LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
 
 DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev \
@@ -109,7 +114,7 @@ example: $(EXAMPLE_BIN)
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BINS) $(EXAMPLE_BIN) $(PROGRAMS)
 	@$(EXAMPLE_BIN) > $(BUILD)/example.log 2>&1 || (cat $(BUILD)/example.log; echo "the README example failed"; exit 1)
-	@tests/run_tests.sh $(TEST_BINS)
+	@tests/run_tests.sh $(TEST_SKIPPED) $(TEST_BINS)
 
 data: $(BUILD)/bin/make_contextscenes
 	@$(BUILD)/bin/make_contextscenes $(CONTEXTSCENES)

@@ -1,11 +1,20 @@
 // The test program's entry point: doctest's runner plus a listener that prints the counts in the one-line form
-// `make test` reports ("N passed, M failed", test cases as doctest counts them).
+// `make test` reports ("N passed, M failed", test cases as doctest counts them, and ", K skipped" when test cases
+// skipped themselves through tests/skip.h).
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <set>
+#include <string>
+
+#include "tests/skip.h"
 
 namespace {
+
+// The test cases that called skip_test_case() (by name and file: a case may be entered once per subcase).
+std::set<std::string> g_skipped;
+std::string g_current_case;
 
 struct SummaryListener : doctest::IReporter {
     explicit SummaryListener(const doctest::ContextOptions&) {}
@@ -13,12 +22,16 @@ struct SummaryListener : doctest::IReporter {
     void test_run_start() override {}
     void test_run_end(const doctest::TestRunStats& stats) override {
         unsigned failed = stats.numTestCasesFailed;
-        unsigned passed = stats.numTestCasesPassingFilters - failed;
+        unsigned skipped = unsigned(g_skipped.size());
+        unsigned passed = stats.numTestCasesPassingFilters - failed - skipped;
         std::fflush(stdout);
-        std::printf("%u passed, %u failed\n", passed, failed);
+        if (skipped > 0) std::printf("%u passed, %u failed, %u skipped\n", passed, failed, skipped);
+        else std::printf("%u passed, %u failed\n", passed, failed);
         std::fflush(stdout);
     }
-    void test_case_start(const doctest::TestCaseData&) override {}
+    void test_case_start(const doctest::TestCaseData& data) override {
+        g_current_case = std::string(data.m_file.c_str()) + ":" + data.m_name;
+    }
     void test_case_reenter(const doctest::TestCaseData&) override {}
     void test_case_end(const doctest::CurrentTestCaseStats&) override {}
     void test_case_exception(const doctest::TestCaseException&) override {}
@@ -32,6 +45,8 @@ struct SummaryListener : doctest::IReporter {
 }  // namespace
 
 REGISTER_LISTENER("summary", 1, SummaryListener);
+
+void strata::testing::skip_test_case() { g_skipped.insert(g_current_case); }
 
 int main(int argc, char** argv) {
     doctest::Context context;

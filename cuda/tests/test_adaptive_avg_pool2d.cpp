@@ -22,7 +22,7 @@
 using namespace strata;
 
 TEST_CASE("cuda adaptive_avg_pool2d: forward within float rounding, backward bitwise equal to the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(51);
     struct Case {
         Shape shape;
@@ -55,7 +55,7 @@ TEST_CASE("cuda adaptive_avg_pool2d: forward within float rounding, backward bit
 }
 
 TEST_CASE("cuda adaptive_avg_pool2d: errors on a device tensor") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({1, 2, 5, 5}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(adaptive_avg_pool2d(x, {0, 3}), doctest::Contains("output_size must be positive"), Error);
     CHECK_THROWS_WITH_AS(adaptive_avg_pool2d(zeros({2, 5, 5}, DType::F32, kCuda0), {2, 2}),

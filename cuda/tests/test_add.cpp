@@ -23,7 +23,7 @@ const std::vector<Shape>& elementwise_shapes() {
 }  // namespace
 
 TEST_CASE("cuda add: forward and both gradients match the CPU bitwise") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(21);
     for (const Shape& shape : elementwise_shapes()) {
         INFO("shape ", shape_str(shape));
@@ -50,7 +50,7 @@ TEST_CASE("cuda add: forward and both gradients match the CPU bitwise") {
 }
 
 TEST_CASE("cuda add: x + x gets twice the gradient, and a strided input is made contiguous on the device") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(22);
     Tensor x = randn({4, 6}, gen), dy = randn({4, 6}, gen);
     Tensor x_leaf = x.clone().requires_grad_();
@@ -67,7 +67,7 @@ TEST_CASE("cuda add: x + x gets twice the gradient, and a strided input is made 
 }
 
 TEST_CASE("cuda add: errors on device tensors") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor a = zeros({2, 3}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(add(a, zeros({3, 2}, DType::F32, kCuda0)), doctest::Contains("must have the same shape"),
                          Error);

@@ -37,7 +37,7 @@ const std::vector<AvgPoolCase>& avgpool_cases() {
 }  // namespace
 
 TEST_CASE("cuda avgpool2d: forward and backward are bitwise equal to the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(41);
     for (const AvgPoolCase& c : avgpool_cases()) {
         for (bool count_include_pad : {true, false}) {
@@ -58,7 +58,7 @@ TEST_CASE("cuda avgpool2d: forward and backward are bitwise equal to the CPU's")
 }
 
 TEST_CASE("cuda avgpool2d: errors on a device tensor") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({1, 2, 5, 5}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(avgpool2d(x, {.kernel_size = {2, 0}}), doctest::Contains("kernel_size must be positive"),
                          Error);

@@ -15,7 +15,7 @@
 using namespace strata;
 
 TEST_CASE("cuda backend: tensors move to the device and back") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(7);
     Tensor x = randn({3, 5, 7}, gen);
     Tensor xc = x.to(kCuda0);
@@ -39,7 +39,7 @@ TEST_CASE("cuda backend: tensors move to the device and back") {
 }
 
 TEST_CASE("cuda backend: strided views are made contiguous on the device") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(8);
     Tensor x = randn({4, 6, 5}, gen);
     Tensor xc = x.to(kCuda0);
@@ -52,7 +52,7 @@ TEST_CASE("cuda backend: strided views are made contiguous on the device") {
 }
 
 TEST_CASE("cuda backend: the caching allocator hands a freed block out again") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     void* first = nullptr;
     {
         Tensor a = empty({1000}, DType::F32, kCuda0);
@@ -63,7 +63,7 @@ TEST_CASE("cuda backend: the caching allocator hands a freed block out again") {
 }
 
 TEST_CASE("cuda backend: relu forward and backward match the CPU") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(9);
     for (Shape shape : {Shape{1}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}}) {
         INFO("shape ", shape_str(shape));
@@ -87,7 +87,7 @@ TEST_CASE("cuda backend: relu forward and backward match the CPU") {
 }
 
 TEST_CASE("cuda backend: a device that does not exist is a clear error") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     int count = backend(DeviceType::CUDA).device_count();
     Device missing{DeviceType::CUDA, count};
     CHECK_THROWS_WITH_AS(zeros({2}).to(missing), doctest::Contains("is not available: this machine has"), Error);

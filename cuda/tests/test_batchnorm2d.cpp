@@ -127,19 +127,19 @@ static void check_training(const std::vector<Shape>& shapes, Generator& gen) {
 }
 
 TEST_CASE("cuda batchnorm2d: training forward, running statistics and backward match the CPU") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(41);
     check_training(bn_shapes(), gen);
 }
 
 TEST_CASE("cuda batchnorm2d: channels longer than a block, in training [large]") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(43);
     check_training(bn_large_shapes(), gen);
 }
 
 TEST_CASE("cuda batchnorm2d: eval forward and backward match the CPU") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(42);
     for (const Shape& shape : bn_shapes()) {
         for (bool affine : {true, false}) {
@@ -155,7 +155,7 @@ TEST_CASE("cuda batchnorm2d: eval forward and backward match the CPU") {
 }
 
 TEST_CASE("cuda batchnorm2d: an empty batch in eval mode gives empty outputs and zero parameter gradients") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(43);
     BnInputs in = make_inputs({0, 3, 4, 4}, true, gen);
     BnResult got = run_bn(in, false, true, kCuda0);
@@ -165,7 +165,7 @@ TEST_CASE("cuda batchnorm2d: an empty batch in eval mode gives empty outputs and
 }
 
 TEST_CASE("cuda batchnorm2d: the module trains and counts batches on the device") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(44);
     BatchNorm2d cpu(5), cuda(5);
     cuda.to(kCuda0);
@@ -189,7 +189,7 @@ TEST_CASE("cuda batchnorm2d: the module trains and counts batches on the device"
 }
 
 TEST_CASE("cuda batchnorm2d: errors on device tensors") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({1, 3, 1, 1}, DType::F32, kCuda0);
     Tensor rm = zeros({3}, DType::F32, kCuda0), rv = ones({3}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(batchnorm2d(x, Tensor(), Tensor(), rm, rv, true, 0.1f, 1e-5f),

@@ -38,7 +38,7 @@ std::vector<std::vector<float>> run_concat(const std::vector<Tensor>& xs, const 
 }  // namespace
 
 TEST_CASE("cuda concat: forward and backward are bitwise equal to the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(71);
     struct Case {
         std::vector<Shape> shapes;
@@ -69,7 +69,7 @@ TEST_CASE("cuda concat: forward and backward are bitwise equal to the CPU's") {
 
 // More rows than a grid has block rows (65535). Slow on the emulator under the sanitizers, which leave it out.
 TEST_CASE("cuda concat: more than 65535 rows [large]") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(72);
     std::vector<Tensor> xs = {randn({66000, 1}, gen), randn({66000, 2}, gen)};
     Tensor dy = randn({66000, 3}, gen);
@@ -79,7 +79,7 @@ TEST_CASE("cuda concat: more than 65535 rows [large]") {
 }
 
 TEST_CASE("cuda concat: errors with device tensors") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor a = zeros({2, 3}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(concat({a, zeros({2, 3})}, 0), doctest::Contains("tensor 1 is on cpu but tensor 0 is on cuda"),
                          Error);

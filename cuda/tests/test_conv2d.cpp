@@ -94,7 +94,7 @@ Conv2dOptions opts(Size2 stride, Size2 padding, Size2 dilation) { return {stride
 }  // namespace
 
 TEST_CASE("cuda conv2d: forward and backward match the CPU's over strides, dilations, padding and GEMM grouping") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(301);
     Coverage cov;
     const std::vector<ConvCase> cases = {
@@ -122,7 +122,7 @@ TEST_CASE("cuda conv2d: forward and backward match the CPU's over strides, dilat
 }
 
 TEST_CASE("cuda conv2d: the Conv2d module runs on the device") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(302);
     manual_seed(11);
     Conv2d cpu_layer(3, 4, 3, 2, 1);
@@ -141,7 +141,7 @@ TEST_CASE("cuda conv2d: the Conv2d module runs on the device") {
 }
 
 TEST_CASE("cuda conv2d: device tensors give the op's errors") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({1, 2, 5, 5}, DType::F32, kCuda0);
     Tensor w = zeros({3, 2, 3, 3}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(conv2d(x, zeros({3, 2, 3, 3})), doctest::Contains("conv2d: tensors are on different devices"),

@@ -61,7 +61,7 @@ Tensor scaled(const Tensor& x, float scale, float offset) {
 }  // namespace
 
 TEST_CASE("cuda cross_entropy: loss and gradient match the CPU") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(61);
     struct Case {
         Shape logits;
@@ -92,7 +92,7 @@ TEST_CASE("cuda cross_entropy: loss and gradient match the CPU") {
 }
 
 TEST_CASE("cuda cross_entropy: huge logits stay finite, as on the CPU") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(62);
     Tensor logits = scaled(randn({2, 4, 3, 5}, gen), 100.0f, 1e4f);
     Tensor target = random_target({2, 3, 5}, 4, 255, gen);
@@ -102,7 +102,7 @@ TEST_CASE("cuda cross_entropy: huge logits stay finite, as on the CPU") {
 }
 
 TEST_CASE("cuda cross_entropy: an all-ignored target gives loss 0 and gradient 0") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(63);
     Tensor logits = randn({2, 3, 4, 4}, gen);
     Tensor target = from_vector_i32(std::vector<int32_t>(32, 255), {2, 4, 4});
@@ -112,7 +112,7 @@ TEST_CASE("cuda cross_entropy: an all-ignored target gives loss 0 and gradient 0
 }
 
 TEST_CASE("cuda cross_entropy: the kernel reports the first bad label, and the op throws") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(64);
     // 2 x 30 x 40 = 2400 pixels: the reduction's 1024 threads each take 2 or 3 of them. Bad labels at pixels 1500,
     // 1501 and 2000 (the second pixels of threads 476, 477 and 976): the report must name pixel 1500.
@@ -133,7 +133,7 @@ TEST_CASE("cuda cross_entropy: the kernel reports the first bad label, and the o
 }
 
 TEST_CASE("cuda cross_entropy: argument errors on device tensors") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor logits = zeros({2, 3, 4, 4}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(cross_entropy(logits, zeros({2, 4, 4}, DType::I32)),
                          doctest::Contains("cross_entropy: tensors are on different devices"), Error);

@@ -16,7 +16,7 @@
 using namespace strata;
 
 TEST_CASE("cuda dropout2d: the device's masks are the CPU's, bit for bit") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     const int64_t N = 64, C = 67;  // 4288 planes of one pixel
     Tensor ones_x = ones({N, C, 1, 1}, DType::F32, kCuda0);
     for (uint64_t seed : {0ull, 1ull, 0xDEADBEEFCAFEull}) {
@@ -46,7 +46,7 @@ TEST_CASE("cuda dropout2d: the device's masks are the CPU's, bit for bit") {
 }
 
 TEST_CASE("cuda dropout2d: forward and backward match the CPU bitwise") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator data(51);
     for (Shape shape : {Shape{2, 3, 5, 7}, Shape{1, 1, 1, 1}, Shape{3, 4, 33, 17}, Shape{2, 70, 1, 1},
                         Shape{1, 2, 40, 41}}) {
@@ -68,7 +68,7 @@ TEST_CASE("cuda dropout2d: forward and backward match the CPU bitwise") {
 }
 
 TEST_CASE("cuda dropout2d: eval and p = 0 return the device input itself; bad p is an error") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = randn({2, 3, 4, 4}).to(kCuda0);
     Generator gen(52);
     CHECK(dropout2d(x, 0.5f, false, gen).is_same(x));

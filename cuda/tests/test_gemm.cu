@@ -72,7 +72,7 @@ void check_gemm(const GemmCase& c, Generator& gen) {
 }  // namespace
 
 TEST_CASE("cuda gemm: row-major gemm_cuda matches gemm_cpu for every transpose, stride, alpha and beta") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(101);
     for (bool ta : {false, true})
         for (bool tb : {false, true}) {
@@ -85,7 +85,7 @@ TEST_CASE("cuda gemm: row-major gemm_cuda matches gemm_cpu for every transpose, 
 }
 
 TEST_CASE("cuda gemm: beta = 0 ignores what C held, NaN included") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(102);
     Tensor A = randn({4, 3}, gen), B = randn({3, 5}, gen);
     Tensor want = zeros({4, 5});
@@ -98,7 +98,7 @@ TEST_CASE("cuda gemm: beta = 0 ignores what C held, NaN included") {
 }
 
 TEST_CASE("cuda gemm: one cuBLAS handle per device, on the device's stream") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     cublasHandle_t first = cublas_handle();
     CHECK(first != nullptr);
     CHECK(cublas_handle() == first);
@@ -108,7 +108,7 @@ TEST_CASE("cuda gemm: one cuBLAS handle per device, on the device's stream") {
 }
 
 TEST_CASE("cuda gemm: a bad call is an Error naming cublasSgemm and the status") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor A = zeros({4, 4}, DType::F32, kCuda0);
 #if defined(CUEMU)
     cuemu::CaptureReports reports;  // the stand-in also reports the bad leading dimension; keep it out of the log

@@ -66,7 +66,7 @@ void check_linear(const Shape& x_shape, int64_t out, bool with_bias, Generator& 
 }  // namespace
 
 TEST_CASE("cuda linear: forward and backward match the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(201);
     for (bool with_bias : {true, false}) {
         check_linear({1, 1}, 1, with_bias, gen);
@@ -78,7 +78,7 @@ TEST_CASE("cuda linear: forward and backward match the CPU's") {
 }
 
 TEST_CASE("cuda linear: the Linear module runs on the device") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(202);
     manual_seed(5);
     Linear cpu_layer(6, 4);
@@ -96,7 +96,7 @@ TEST_CASE("cuda linear: the Linear module runs on the device") {
 }
 
 TEST_CASE("cuda linear: mixing devices is a clear error") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({2, 3}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(linear(x, zeros({4, 3})), doctest::Contains("linear: tensors are on different devices"),
                          Error);

@@ -60,7 +60,7 @@ PoolResult forward_kernel(const Tensor& x_cpu, const MaxPool2dOptions& o, Device
 }  // namespace
 
 TEST_CASE("cuda maxpool2d: forward, argmax and backward are bitwise equal to the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(31);
     for (const MaxPoolCase& c : maxpool_cases()) {
         for (bool ties : {false, true}) {
@@ -85,7 +85,7 @@ TEST_CASE("cuda maxpool2d: forward, argmax and backward are bitwise equal to the
 }
 
 TEST_CASE("cuda maxpool2d: NaN and infinities follow the CPU's rules") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     const float inf = std::numeric_limits<float>::infinity();
     const float nan = std::numeric_limits<float>::quiet_NaN();
     // Row 0: a NaN then a larger value (NaN still wins), two NaNs in one window (the last gives the index).
@@ -114,7 +114,7 @@ TEST_CASE("cuda maxpool2d: NaN and infinities follow the CPU's rules") {
 }
 
 TEST_CASE("cuda maxpool2d: errors on a device tensor") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({1, 2, 5, 5}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(maxpool2d(x, {.kernel_size = 0}), doctest::Contains("kernel_size must be positive"), Error);
     CHECK_THROWS_WITH_AS(maxpool2d(x, {.kernel_size = 2, .padding = 2}),

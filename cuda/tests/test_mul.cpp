@@ -13,7 +13,7 @@
 using namespace strata;
 
 TEST_CASE("cuda mul: forward and gradient match the CPU bitwise") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(23);
     for (Shape shape : {Shape{1}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}}) {
         for (float s : {0.4f, -3.0f, 0.0f}) {
@@ -29,7 +29,7 @@ TEST_CASE("cuda mul: forward and gradient match the CPU bitwise") {
 }
 
 TEST_CASE("cuda mul: a non-F32 device tensor is an error") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     CHECK_THROWS_WITH_AS(mul(zeros({2}, DType::I32, kCuda0), 2.0f), doctest::Contains("mul: input must be F32, got I32"),
                          Error);
 }

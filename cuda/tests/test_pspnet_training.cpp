@@ -100,7 +100,7 @@ Tensor random_labels(int64_t n, int64_t h, int64_t w, Generator& gen) {
 }  // namespace
 
 TEST_CASE("cuda pspnet: three training steps on the device match the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     manual_seed(2024);
     PSPNet cpu_model(tiny_config());
     manual_seed(2024);
@@ -145,7 +145,7 @@ TEST_CASE("cuda pspnet: three training steps on the device match the CPU's") {
 }
 
 TEST_CASE("cuda pspnet: a different dropout mask changes the loss far beyond the parity tolerance") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     manual_seed(2024);
     PSPNet model(tiny_config());
     model.train();

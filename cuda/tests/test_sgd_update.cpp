@@ -85,7 +85,7 @@ void check_sgd(const SGDOptions& options, Generator& gen) {
 }  // namespace
 
 TEST_CASE("cuda sgd_update: SGD steps on the device match the CPU's for every variant of the rule") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(401);
     check_sgd({0.1f, 0.0f, 0.0f, 0.0f, false}, gen);    // plain SGD: no momentum buffer
     check_sgd({0.1f, 0.0f, 1e-2f, 0.0f, false}, gen);   // weight decay only

@@ -45,7 +45,7 @@ void check_reduction(const std::function<Tensor(const Tensor&)>& op, const Tenso
 }  // namespace
 
 TEST_CASE("cuda sum: the sum of all elements matches the CPU") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(31);
     for (Shape shape : {Shape{1}, Shape{5}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}}) {
         INFO("shape ", shape_str(shape));
@@ -56,7 +56,7 @@ TEST_CASE("cuda sum: the sum of all elements matches the CPU") {
 }
 
 TEST_CASE("cuda sum: sums along one dimension match the CPU, for every kernel shape") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(32);
     struct Case {
         Shape shape;
@@ -83,7 +83,7 @@ TEST_CASE("cuda sum: sums along one dimension match the CPU, for every kernel sh
 }
 
 TEST_CASE("cuda sum: sums of many terms keep the CPU's double accuracy") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     // 0.1f added 100000 times: a float accumulator drifts away from 10000 (see layers/sum.cpp); a double one does not.
     Tensor x = full({100000}, 0.1f);
     float want = sum(x).item();
@@ -99,14 +99,14 @@ TEST_CASE("cuda sum: sums of many terms keep the CPU's double accuracy") {
 }
 
 TEST_CASE("cuda sum: empty reductions give zeros, empty outputs give nothing") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     CHECK(sum(zeros({0}, DType::F32, kCuda0)).to_vector() == std::vector<float>{0.0f});
     CHECK(sum(zeros({4, 0, 3}, DType::F32, kCuda0), 1).to_vector() == std::vector<float>(12, 0.0f));
     CHECK(sum(zeros({4, 0, 3}, DType::F32, kCuda0), 0).numel() == 0);
 }
 
 TEST_CASE("cuda sum: mean's errors on device tensors") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     CHECK_THROWS_WITH_AS(mean(zeros({0}, DType::F32, kCuda0)), doctest::Contains("mean: input is empty"), Error);
     CHECK_THROWS_WITH_AS(mean(zeros({2, 0}, DType::F32, kCuda0), 1), doctest::Contains("has size 0"), Error);
     CHECK_THROWS_WITH_AS(sum(zeros({2, 3}, DType::F32, kCuda0), 2), doctest::Contains("sum: dim 2 is out of range"),

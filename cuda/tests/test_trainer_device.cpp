@@ -28,7 +28,7 @@ nlohmann::json run_config(const std::string& device, const std::string& dir) {
 }  // namespace
 
 TEST_CASE("cuda pspnet: the trainer with device=cuda reproduces the CPU run") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     std::string cpu_dir = "build/test_runs/trainer_cpu", cuda_dir = "build/test_runs/trainer_cuda";
     std::filesystem::remove_all(cpu_dir);
     std::filesystem::remove_all(cuda_dir);

@@ -51,7 +51,7 @@ void check_parity(const std::function<Tensor(const Tensor&)>& op, const Shape& s
 }  // namespace
 
 TEST_CASE("cuda upsample_bilinear2d: forward and backward by size match the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(61);
     struct Case {
         Shape shape;
@@ -72,7 +72,7 @@ TEST_CASE("cuda upsample_bilinear2d: forward and backward by size match the CPU'
 }
 
 TEST_CASE("cuda upsample_bilinear2d: forward and backward by scale factor match the CPU's") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Generator gen(62);
     struct Case {
         Shape shape;
@@ -93,7 +93,7 @@ TEST_CASE("cuda upsample_bilinear2d: forward and backward by scale factor match 
 }
 
 TEST_CASE("cuda upsample_bilinear2d: errors on a device tensor") {
-    if (!cuda_usable()) return;
+    if (skip_unless_cuda()) return;
     Tensor x = zeros({1, 2, 5, 5}, DType::F32, kCuda0);
     CHECK_THROWS_WITH_AS(upsample_bilinear2d(x, {0, 3}, false), doctest::Contains("output_size must be positive"),
                          Error);
