@@ -24,28 +24,35 @@ void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
     // Element strides of op(A) (i, k) and op(B) (k, j), so that one loop nest serves all four transpose cases.
     const int64_t a_i = trans_a ? 1 : lda, a_k = trans_a ? lda : 1;
     const int64_t b_k = trans_b ? 1 : ldb, b_j = trans_b ? ldb : 1;
-    // A tile of kTile columns of one row of C is accumulated in registers while k runs (the order of the k loop is
-    // what fixes the result; tiling over i and j only changes which elements are computed together). Rows are
-    // independent, so they are split over the threads without changing any element.
-    constexpr int64_t kTile = 64;
-    parallel_for(0, M, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * K)), [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-            const float* a_row = A + i * a_i;
-            float* c_row = C + i * ldc;
-            for (int64_t j0 = 0; j0 < N; j0 += kTile) {
-                const int64_t width = std::min(kTile, N - j0);
-                float acc[kTile];
-                for (int64_t j = 0; j < width; ++j) acc[j] = beta == 0.0f ? 0.0f : beta * c_row[j0 + j];
-                for (int64_t k = 0; k < K; ++k) {
-                    const float a = alpha * a_row[k * a_k];
-                    const float* b = B + k * b_k + j0 * b_j;
-                    if (b_j == 1) {
-                        for (int64_t j = 0; j < width; ++j) acc[j] = std::fma(a, b[j], acc[j]);
-                    } else {
-                        for (int64_t j = 0; j < width; ++j) acc[j] = std::fma(a, b[j * b_j], acc[j]);
+    // C is cut into tiles of kRows x kCols. A task copies op(B)'s block of kDepth rows x kCols columns into a
+    // contiguous buffer (zero-padded at the right edge), then runs the k loop of that block for each row of its
+    // tile with the kCols partial sums in one array (vector registers). Between blocks the partial sums wait in C.
+    // None of this changes the order in which an element's products are added, so neither the tiling nor the
+    // split of tiles over threads changes any result.
+    constexpr int64_t kCols = 64, kDepth = 256, kRows = 32;
+    const int64_t col_tiles = (N + kCols - 1) / kCols, row_tiles = (M + kRows - 1) / kRows;
+    parallel_for(0, col_tiles * row_tiles, 1, [&](int64_t lo, int64_t hi) {
+        float packed[kDepth * kCols];  // 64 KiB: op(B)[k0 + kk, j0 + j] at packed[kk * kCols + j]
+        for (int64_t t = lo; t < hi; ++t) {
+            const int64_t j0 = (t % col_tiles) * kCols, i0 = (t / col_tiles) * kRows;
+            const int64_t width = std::min(kCols, N - j0), i1 = std::min(M, i0 + kRows);
+            for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kDepth) {
+                const int64_t depth = std::min(kDepth, K - k0);
+                for (int64_t kk = 0; kk < depth; ++kk)
+                    for (int64_t j = 0; j < kCols; ++j)
+                        packed[kk * kCols + j] = j < width ? B[(k0 + kk) * b_k + (j0 + j) * b_j] : 0.0f;
+                for (int64_t i = i0; i < i1; ++i) {
+                    float* c = C + i * ldc + j0;
+                    float acc[kCols] = {};
+                    for (int64_t j = 0; j < width; ++j) acc[j] = k0 > 0 ? c[j] : beta == 0.0f ? 0.0f : beta * c[j];
+                    const float* a_row = A + i * a_i + k0 * a_k;
+                    for (int64_t kk = 0; kk < depth; ++kk) {
+                        const float a = alpha * a_row[kk * a_k];
+                        const float* b = packed + kk * kCols;
+                        for (int64_t j = 0; j < kCols; ++j) acc[j] = std::fma(a, b[j], acc[j]);
                     }
+                    for (int64_t j = 0; j < width; ++j) c[j] = acc[j];
                 }
-                for (int64_t j = 0; j < width; ++j) c_row[j0 + j] = acc[j];
             }
         }
     });
