@@ -26,7 +26,12 @@ BLAS_LIB_DIR := /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC_DIR := /usr/include/$(MULTIARCH)/openblas-openmp
 ARCH ?= $(shell $(CXX) -march=native -x c++ -E /dev/null >/dev/null 2>&1 && echo -march=native)
 
-CXXFLAGS := -std=c++20 -O2 $(ARCH) -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(BLAS_INC_DIR) -MMD -MP
+# -ffp-contract=off: a * b + c is rounded twice, as written, never fused into one FMA behind our back. Whether GCC
+# fuses depends on -march and on how it vectorises a loop, so with fusion the same source gave other bits on
+# another CPU (a blur in the augmentation differed between AVX2 and AVX-512 builds). Where a fused multiply-add is
+# meant, the code says std::fma (framework/blas.h).
+CXXFLAGS := -std=c++20 -O2 $(ARCH) -ffp-contract=off -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
+            -I$(BLAS_INC_DIR) -MMD -MP
 LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
 LDLIBS   := -lopenblas -lpng -lpthread
 
