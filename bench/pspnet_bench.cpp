@@ -1,6 +1,6 @@
-// PSPNet on the CPU: seconds per training step and per forward pass, next to the PyTorch 1.13 figures measured on
-// the same 2-core machine (shared/reference performance.md, section 3: psp18w32 at 8x97, PSPNet-50 at 2x225 and
-// 2x473, 2 threads).
+// PSPNet on the CPU: seconds per training step and per forward pass, next to PyTorch 1.13 figures measured earlier
+// on a 2-core Zen 4 machine (psp18w32 at 8x97, PSPNet-50 at 2x225 and 2x473, 2 threads); they were not taken in
+// the same run, so the ratios are rough.
 //
 //     build/bench/pspnet_bench [--quick]
 //

@@ -1,5 +1,5 @@
 // ContextScenes: the built-in dataset, generated from a seed, whose object classes only global context can tell
-// apart (PSPNet's "mismatched relationship" case; design in shared/reference/datasets.md §2.5).
+// apart (PSPNet's "mismatched relationship" case; docs/pspnet.md has the results it gives).
 //
 //   rows 0 .. sky_end-1         sky            the same for every scene
 //   rows sky_end .. band_end-1  scene band     exactly one of sea / city / forest: the scene type

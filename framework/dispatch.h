@@ -1,8 +1,9 @@
 // Kernel tables: how an op finds the kernel for the device its tensors live on.
 //
 // Each kernel of each op has one KernelTable, a typed function-pointer slot per device type (PyTorch's
-// DispatchStub, much reduced). The table is declared once in a catalogue header (layers/kernels.h,
-// framework/tensor_kernels.h) and each device fills its slot from the file that implements the kernel:
+// DispatchStub, much reduced). The table is declared once, in the header of the op it belongs to (layers/relu.h,
+// framework/tensor_kernels.h for the tensor primitives), and each device fills its slot from the file that
+// implements the kernel:
 //
 //     // layers/relu.cpp
 //     REGISTER_KERNEL(relu_forward, DeviceType::CPU, relu_forward_cpu);
