@@ -27,9 +27,6 @@ std::string read_text(const fs::path& path) {
     s << in.rdbuf();
     return s.str();
 }
-}  // namespace
-
-namespace {
 
 // "iter_N.json" -> N; -1 for any other name (a stray "iter_x.json" is not a checkpoint and is left alone).
 int64_t checkpoint_iteration(const std::string& name) {
@@ -38,8 +35,9 @@ int64_t checkpoint_iteration(const std::string& name) {
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
         return -1;
     std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-    if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-        return -1;
+    bool numeric = !digits.empty() && digits.size() <= 18 &&
+                   std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!numeric) return -1;
     return std::stoll(digits);
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "data/loader.h"
@@ -249,7 +250,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     const bool tty = options.verbose && isatty(fileno(stderr));
     MetricsLog metrics(metrics_path.string());
 
-    StopSignals stop_signals;
+    std::optional<StopSignals> stop_signals(std::in_place);  // Ctrl-C and SIGTERM stop the loop, not the evaluation
     model.train();
     auto t0 = std::chrono::steady_clock::now();
     auto last_log = t0;
@@ -306,7 +307,8 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                          double(batch.images.size(0)) / per_iter, format_duration(eta).c_str());
         }
 
-        bool stop = StopSignals::received() != 0 || (options.stop_after >= 0 && pos.iteration - start_iter >= options.stop_after);
+        bool stop = StopSignals::received() != 0 ||
+                    (options.stop_after >= 0 && pos.iteration - start_iter >= options.stop_after);
         bool save = stop || pos.iteration == max_iter || (save_every > 0 && pos.iteration % save_every == 0);
         if (save) {
             pos.rng_seed = default_generator().seed();
@@ -331,6 +333,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
             break;
         }
     }
+    stop_signals.reset();
     if (tty) std::fprintf(stderr, "\n");
     result.iteration = pos.iteration;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
