@@ -72,6 +72,22 @@ std::string error_of(const std::function<void()>& f) {
     return "";
 }
 
+struct ProgramResult {
+    int code;
+    std::string output;
+};
+
+ProgramResult run_program(const std::string& command) {
+    std::string full = command + " 2>&1";
+    FILE* pipe = popen(full.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(std::ifstream(path)); }
@@ -231,6 +247,7 @@ TEST_CASE("run folder: a second training on the same run_dir is refused") {
 }
 
 TEST_CASE("run folder: SIGTERM saves a checkpoint and exits with 143, and the run resumes") {
+    // the program as a user runs it: SIGTERM from `kill`, then --resume (and --reset-optimizer) on the command line
     REQUIRE_MESSAGE(fs::exists("build/bin/train"), "build the programs first (make test does)");
     const std::string dir = "build/test_runs/rundir_sigterm", log = dir + ".log";
     fs::remove_all(dir);
@@ -263,7 +280,15 @@ TEST_CASE("run folder: SIGTERM saves a checkpoint and exits with 143, and the ru
     CHECK_MESSAGE(contains(output.str(), "stopped by SIGTERM at iteration " + std::to_string(stopped_at) +
                                              "; checkpoint saved in " + dir + "/checkpoints/" + name),
                   output.str());
-    // the checkpoint resumes, in this process
-    nlohmann::json c = tiny_run(dir, stopped_at + 1);
-    CHECK(train(c, resuming()).iteration == stopped_at + 1);
+    // the checkpoint resumes; without its optimizer state only with --reset-optimizer
+    CHECK(train(tiny_run(dir, stopped_at + 1), resuming()).iteration == stopped_at + 1);
+    fs::remove(dir + "/checkpoints/iter_" + std::to_string(stopped_at + 1) + ".optim.safetensors");
+    const std::string resume = "build/bin/train --resume --no-eval iterations=" + std::to_string(stopped_at + 2) +
+                               " run_dir=" + dir;
+    ProgramResult r = run_program(resume);
+    CHECK(r.code == 1);
+    CHECK_MESSAGE(contains(r.output, "pass --reset-optimizer"), r.output);
+    r = run_program(resume + " --reset-optimizer");
+    CHECK_MESSAGE(r.code == 0, r.output);
+    CHECK_MESSAGE(contains(r.output, "--reset-optimizer: resuming with the momentum set to zero"), r.output);
 }
