@@ -1,9 +1,14 @@
 // safetensors reader and writer (see safetensors.h for the format and the checks).
 #include "framework/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -217,17 +222,49 @@ std::string serialize_safetensors(const std::vector<std::pair<std::string, Tenso
 }
 
 void write_file_atomically(const std::string& path, const std::string& bytes) {
+    // Write, fsync the file, rename, fsync the folder. Without the first fsync a power loss after the rename can
+    // leave `path` naming an empty or partial file (the rename reached the disk before the data); without the
+    // second the rename itself may be lost, and with it the newest file. A failure removes the temporary file and
+    // leaves `path` as it was.
     std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        STRATA_CHECK(out.good(), "cannot open '", tmp, "' for writing (does the folder exist and is it writable?)");
-        out.write(bytes.data(), std::streamsize(bytes.size()));
-        out.flush();
-        STRATA_CHECK(out.good(), "writing '", tmp, "' failed (disk full?); '", path, "' was left untouched");
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    STRATA_CHECK(fd >= 0, "cannot open '", tmp, "' for writing (", std::strerror(errno),
+                 "; does the folder exist and is it writable?)");
+    auto fail = [&](const char* what) {
+        int err = errno;
+        ::close(fd);
+        std::remove(tmp.c_str());
+        STRATA_FAIL(what, " '", tmp, "' failed (", std::strerror(err), "); '", path, "' was left untouched");
+    };
+    for (size_t done = 0; done < bytes.size();) {
+        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = ENOSPC;
+            fail("writing");
+        }
+        done += size_t(n);
+    }
+    if (::fsync(fd) != 0) fail("syncing (fsync)");
+    if (::close(fd) != 0) {
+        int err = errno;
+        std::remove(tmp.c_str());
+        STRATA_FAIL("writing '", tmp, "' failed at close (", std::strerror(err), "); '", path, "' was left untouched");
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        int err = errno;
         std::remove(tmp.c_str());
-        STRATA_FAIL("cannot rename '", tmp, "' to '", path, "'");
+        STRATA_FAIL("cannot rename '", tmp, "' to '", path, "' (", std::strerror(err), ")");
+    }
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        // Some file systems cannot sync a folder (EINVAL); the file itself is on disk by now.
+        int rc = ::fsync(dfd);
+        int err = errno;
+        ::close(dfd);
+        STRATA_CHECK(rc == 0 || err == EINVAL || err == ENOTSUP, "syncing the folder of '", path, "' failed (",
+                     std::strerror(err), ")");
     }
 }
 

@@ -33,8 +33,8 @@ struct SafetensorsFile {
     std::map<std::string, Tensor> as_map() const;
 };
 
-// Writes atomically: the bytes go to "<path>.tmp" and are renamed over `path` only when complete, so an
-// interrupted save never destroys the previous file. Tensors may live on any device.
+// Writes atomically (write_file_atomically): the bytes go to "<path>.tmp" and are renamed over `path` only when
+// complete and on disk, so an interrupted save never destroys the previous file. Tensors may live on any device.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);
@@ -44,7 +44,9 @@ std::string serialize_safetensors(const std::vector<std::pair<std::string, Tenso
                                   const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& source = "<memory>");
 
-// Writes `bytes` to `path` through a temporary file and a rename (used by every file Strata saves).
+// Writes `bytes` to `path` through a temporary file and a rename (used by every file Strata saves). The file is
+// fsynced before the rename and its folder after it, so a power loss leaves either the old or the new file. On a
+// failure (a full disk) the temporary file is removed and `path` is untouched.
 void write_file_atomically(const std::string& path, const std::string& bytes);
 
 }  // namespace strata

@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -25,37 +27,96 @@ std::string read_text(const fs::path& path) {
     s << in.rdbuf();
     return s.str();
 }
+
+// "iter_N.json" -> N; -1 for any other name (a stray "iter_x.json" is not a checkpoint and is left alone).
+int64_t checkpoint_iteration(const std::string& name) {
+    const std::string prefix = "iter_", suffix = ".json";
+    if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+        return -1;
+    std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    bool numeric = !digits.empty() && digits.size() <= 18 &&
+                   std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!numeric) return -1;
+    return std::stoll(digits);
+}
+
+uint64_t tensor_bytes(const std::vector<std::pair<std::string, Tensor>>& tensors) {
+    uint64_t total = 0;
+    for (const auto& [name, t] : tensors) total += uint64_t(t.numel()) * dtype_size(t.dtype());
+    return total;
+}
+
+std::string megabytes(uint64_t bytes) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(1) << double(bytes) / 1e6 << " MB";
+    return s.str();
+}
+
+std::string latest_name(const fs::path& dir) {
+    std::ifstream in(dir / "latest");
+    std::string name;
+    in >> name;
+    return name;
+}
+
 }  // namespace
+
+uint64_t checkpoint_bytes(const Module& model, const SGD& optimizer) {
+    return tensor_bytes(model.state_dict()) + tensor_bytes(optimizer.state());
+}
 
 void save_checkpoint(const std::string& run_dir, const Module& model, const SGD& optimizer,
                      const TrainingPosition& pos, int keep) {
     fs::path dir = fs::path(run_dir) / "checkpoints";
     fs::create_directories(dir);
     std::string stem = "iter_" + std::to_string(pos.iteration);
-    save_safetensors((dir / (stem + ".safetensors")).string(), model.state_dict(),
-                     {{"format", "strata"}, {"iteration", std::to_string(pos.iteration)}});
-    save_safetensors((dir / (stem + ".optim.safetensors")).string(), optimizer.state());
-    nlohmann::json meta = {
-        {"iteration", pos.iteration},
-        {"rng_seed", pos.rng_seed},
-        {"rng_counter", pos.rng_counter},
-        {"loader_step", pos.loader_step},
-        {"lr", optimizer.lr()},
-        {"weights", stem + ".safetensors"},
-        {"optimizer", stem + ".optim.safetensors"},
-    };
-    write_file_atomically((dir / (stem + ".json")).string(), meta.dump(2) + "\n");
-    write_file_atomically((dir / "latest").string(), stem + ".json\n");
+    std::map<std::string, std::string> tensors_meta = {{"format", "strata"},
+                                                       {"iteration", std::to_string(pos.iteration)}};
+    try {
+        save_safetensors((dir / (stem + ".safetensors")).string(), model.state_dict(), tensors_meta);
+        save_safetensors((dir / (stem + ".optim.safetensors")).string(), optimizer.state(), tensors_meta);
+        nlohmann::json meta = {
+            {"iteration", pos.iteration},
+            {"rng_seed", pos.rng_seed},
+            {"rng_counter", pos.rng_counter},
+            {"loader_step", pos.loader_step},
+            {"lr", optimizer.lr()},
+            {"weights", stem + ".safetensors"},
+            {"optimizer", stem + ".optim.safetensors"},
+        };
+        write_file_atomically((dir / (stem + ".json")).string(), meta.dump(2) + "\n");
+        write_file_atomically((dir / "latest").string(), stem + ".json\n");
+    } catch (const Error& e) {
+        // A checkpoint is complete only with all its files and `latest` naming it: remove what this save wrote (a
+        // weights file without its optimizer state or metadata would look like a checkpoint it is not), unless
+        // `latest` still names this iteration's files.
+        if (latest_name(dir) != stem + ".json")
+            for (const char* ext : {".safetensors", ".optim.safetensors", ".json"}) {
+                std::error_code ec;
+                fs::remove(dir / (stem + ext), ec);
+                fs::remove(dir / (stem + ext + ".tmp"), ec);
+            }
+        uint64_t weights = tensor_bytes(model.state_dict()), optim = tensor_bytes(optimizer.state());
+        std::error_code ec;
+        fs::space_info space = fs::space(dir, ec);
+        std::string previous = latest_name(dir);
+        STRATA_FAIL("saving the checkpoint of iteration ", pos.iteration, " in '", dir.string(), "' failed: ",
+                    e.what(), ". A checkpoint needs ", megabytes(weights + optim), " there (", weights,
+                    " bytes of weights + ", optim, " bytes of optimizer state)",
+                    ec ? std::string() : "; " + megabytes(space.available) + " are free", ". ",
+                    previous.empty() ? std::string("No earlier checkpoint exists.")
+                                     : "The newest complete checkpoint is still " + (dir / previous).string() + ".");
+    }
 
-    // Keep the newest `keep` checkpoints.
+    // Keep the newest `keep` checkpoints, and always the one just written.
     std::vector<int64_t> iterations;
     for (const auto& entry : fs::directory_iterator(dir)) {
-        std::string name = entry.path().filename().string();
-        if (name.rfind("iter_", 0) == 0 && entry.path().extension() == ".json")
-            iterations.push_back(std::stoll(name.substr(5)));
+        int64_t it = checkpoint_iteration(entry.path().filename().string());
+        if (it >= 0 && it != pos.iteration) iterations.push_back(it);
     }
     std::sort(iterations.begin(), iterations.end());
-    for (size_t i = 0; i + size_t(keep) < iterations.size(); ++i) {
+    for (size_t i = 0; i + size_t(std::max(keep - 1, 0)) < iterations.size(); ++i) {
         std::string old = "iter_" + std::to_string(iterations[i]);
         for (const char* ext : {".json", ".safetensors", ".optim.safetensors"}) fs::remove(dir / (old + ext));
     }
@@ -65,28 +126,75 @@ bool has_checkpoint(const std::string& run_dir) {
     return fs::exists(fs::path(run_dir) / "checkpoints" / "latest");
 }
 
-TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD& optimizer) {
+TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD& optimizer,
+                                 const ResumeOptions& options) {
     fs::path dir = fs::path(run_dir) / "checkpoints";
     STRATA_CHECK(has_checkpoint(run_dir), "no checkpoint to resume from in '", run_dir,
                  "' (expected checkpoints/latest); start without --resume");
     std::string latest = read_text(dir / "latest");
     while (!latest.empty() && (latest.back() == '\n' || latest.back() == ' ')) latest.pop_back();
+    const std::string meta_path = (dir / latest).string();
     nlohmann::json meta;
     try {
         meta = nlohmann::json::parse(read_text(dir / latest));
     } catch (const nlohmann::json::exception& e) {
-        STRATA_FAIL("checkpoint '", (dir / latest).string(), "' is not valid JSON (", e.what(), ")");
+        STRATA_FAIL("checkpoint '", meta_path, "' is not valid JSON (", e.what(), ")");
     }
+    STRATA_CHECK(meta.is_object(), "checkpoint '", meta_path, "' is not a JSON object");
     for (const char* key : {"iteration", "rng_seed", "rng_counter", "loader_step", "weights", "optimizer"})
-        STRATA_CHECK(meta.contains(key), "checkpoint '", (dir / latest).string(), "' lacks '", key, "'");
-    model.load_state_dict(load_safetensors((dir / meta["weights"].get<std::string>()).string()).as_map(), true);
-    SafetensorsFile optim = load_safetensors((dir / meta["optimizer"].get<std::string>()).string());
-    optimizer.load_state(optim.tensors);
+        STRATA_CHECK(meta.contains(key), "checkpoint '", meta_path, "' lacks '", key, "'");
+    for (const char* key : {"iteration", "loader_step"})
+        STRATA_CHECK(meta[key].is_number_integer() && meta[key].get<int64_t>() >= 0, "checkpoint '", meta_path,
+                     "': '", key, "' must be an integer >= 0, got ", meta[key].dump());
+    for (const char* key : {"rng_seed", "rng_counter"})
+        STRATA_CHECK(meta[key].is_number_unsigned(), "checkpoint '", meta_path, "': '", key,
+                     "' must be an integer >= 0, got ", meta[key].dump());
+    for (const char* key : {"weights", "optimizer"})
+        STRATA_CHECK(meta[key].is_string(), "checkpoint '", meta_path, "': '", key, "' must be a file name, got ",
+                     meta[key].dump());
     TrainingPosition pos;
     pos.iteration = meta["iteration"];
     pos.rng_seed = meta["rng_seed"];
     pos.rng_counter = meta["rng_counter"];
     pos.loader_step = meta["loader_step"];
+    STRATA_CHECK(options.iterations < 0 || pos.iteration <= options.iterations, "checkpoint '", meta_path,
+                 "' is at iteration ", pos.iteration, " but the run has iterations = ", options.iterations,
+                 "; pass iterations=", pos.iteration, " or more to continue it");
+
+    // Each safetensors file records the iteration it was saved at; a file from another iteration (a copy, a
+    // half-finished save of an older version) would resume with weights and momentum that do not belong together.
+    auto check_iteration = [&](const SafetensorsFile& file, const std::string& path) {
+        auto it = file.metadata.find("iteration");
+        if (it == file.metadata.end()) return;  // written by a Strata that did not record it
+        STRATA_CHECK(it->second == std::to_string(pos.iteration), "checkpoint '", meta_path, "' says iteration ",
+                     pos.iteration, " but '", path, "' was saved at iteration ", it->second,
+                     "; the checkpoint's files do not belong together (restore them from one save, or resume from "
+                     "another run folder)");
+    };
+    const std::string weights_path = (dir / meta["weights"].get<std::string>()).string();
+    SafetensorsFile weights = load_safetensors(weights_path);
+    check_iteration(weights, weights_path);
+
+    const std::string optim_path = (dir / meta["optimizer"].get<std::string>()).string();
+    std::optional<SafetensorsFile> optim;
+    if (!options.reset_optimizer) {
+        try {
+            optim = load_safetensors(optim_path);
+        } catch (const Error& e) {
+            STRATA_FAIL("the optimizer state '", optim_path, "' of checkpoint '", meta_path, "' cannot be read: ",
+                        e.what(), ". Resuming without it would lose the momentum; pass --reset-optimizer to resume "
+                        "with the momentum set to zero");
+        }
+        check_iteration(*optim, optim_path);
+        bool stepped = pos.iteration > 0 && optimizer.options().momentum != 0.0f;
+        STRATA_CHECK(!stepped || !optim->tensors.empty(), "the optimizer state '", optim_path, "' of checkpoint '",
+                     meta_path, "' holds no momentum buffers although ", pos.iteration,
+                     " steps with momentum were taken. Resuming would lose the momentum; pass --reset-optimizer to "
+                     "resume with the momentum set to zero");
+    }
+    model.load_state_dict(weights.as_map(), true);
+    if (optim) optimizer.load_state(optim->tensors);
+    else optimizer.load_state({});
     return pos;
 }
 

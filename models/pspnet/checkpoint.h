@@ -4,9 +4,12 @@
 //   iter_N.safetensors        the model's state_dict (parameters and BN buffers), semseg's names
 //   iter_N.optim.safetensors  the SGD momentum buffers
 //   iter_N.json               iteration, the random generator's state, the loader's position, file names
-// and <run_dir>/checkpoints/latest, a one-line file naming the newest iter_N.json. Every file is written to a
-// temporary name and renamed (framework/safetensors.h), and `latest` is updated last, so a crash or Ctrl-C in the
-// middle of saving leaves the previous checkpoint intact and `latest` pointing at it.
+// and <run_dir>/checkpoints/latest, a one-line file naming the newest iter_N.json. Both safetensors files carry the
+// iteration in their metadata. Every file is written to a temporary name, fsynced and renamed
+// (framework/safetensors.h), and `latest` is updated last, so a crash, a power loss or Ctrl-C in the middle of
+// saving leaves the previous checkpoint intact and `latest` pointing at it: a checkpoint is the newest only once
+// all its files are complete. A save that fails (a full disk) removes the files it had written and says how much
+// space a checkpoint needs.
 #pragma once
 
 #include <cstdint>
@@ -27,10 +30,22 @@ struct TrainingPosition {
 // Saves a checkpoint and keeps only the newest `keep` (older iter_* files are removed).
 void save_checkpoint(const std::string& run_dir, const Module& model, const SGD& optimizer,
                      const TrainingPosition& position, int keep = 2);
+// What a checkpoint of this model and optimizer takes on disk: the sum of their tensors' bytes (the headers add a
+// few kilobytes).
+uint64_t checkpoint_bytes(const Module& model, const SGD& optimizer);
 // True if <run_dir>/checkpoints/latest exists.
 bool has_checkpoint(const std::string& run_dir);
-// Loads the newest checkpoint into model and optimizer (strict names and shapes) and returns its position.
-TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD& optimizer);
+struct ResumeOptions {
+    int64_t iterations = -1;       // the run's total; a checkpoint beyond it is an error (-1: no bound)
+    bool reset_optimizer = false;  // do not load the optimizer state: momentum starts from zero (--reset-optimizer)
+};
+// Loads the newest checkpoint into model and optimizer (strict names and shapes) and returns its position. The
+// checkpoint is validated first: its iteration lies in [0, iterations], the iteration in iter_N.json agrees with
+// the one in both safetensors files' metadata, and the optimizer file is readable and, after a momentum step,
+// holds the momentum buffers; anything else is an error naming the file (an unusable optimizer file can be
+// skipped with options.reset_optimizer).
+TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD& optimizer,
+                                 const ResumeOptions& options = {});
 // Loads weights only (a checkpoint's iter_N.safetensors or any safetensors state dict). strict = false reports and
 // skips names that do not match (e.g. an ImageNet backbone without the heads).
 void load_weights(const std::string& path, Module& model, bool strict);

@@ -5,7 +5,8 @@
 //     build/bin/train --resume run_dir=runs/contextscenes        continue the newest checkpoint of a run
 //
 // The run folder receives config.json (the resolved config), metrics.jsonl, checkpoints/, model.safetensors,
-// eval.json, predictions/ and curves.png. Ctrl-C saves a checkpoint and stops; --resume continues exactly.
+// eval.json, predictions/ and curves.png. Ctrl-C (exit code 130) or SIGTERM (143) saves a checkpoint and stops;
+// --resume continues exactly.
 #include <filesystem>
 #include <iostream>
 
@@ -13,6 +14,7 @@
 #include "models/pspnet/checkpoint.h"
 #include "models/pspnet/cli.h"
 #include "models/pspnet/config.h"
+#include "models/pspnet/run_folder.h"
 #include "models/pspnet/trainer.h"
 
 using namespace strata;
@@ -21,16 +23,21 @@ using namespace strata::pspnet;
 namespace {
 
 const char* kUsage =
-    "usage: train [config.json] [key=value ...] [--resume] [--no-eval]\n"
+    "usage: train [config.json] [key=value ...] [--resume [--reset-optimizer]] [--no-eval]\n"
     "  Trains PSPNet; every config key (models/pspnet/config.cpp) can be set as key=value.\n"
     "  --resume   continue the run in run_dir from its newest checkpoint (its saved config is the base)\n"
-    "  --no-eval  skip the evaluation at the end\n";
+    "  --reset-optimizer  with --resume: start the momentum from zero instead of the checkpoint's optimizer state\n"
+    "             (for a checkpoint whose optimizer file is lost or damaged)\n"
+    "  --no-eval  skip the evaluation at the end\n"
+    "  Ctrl-C or SIGTERM saves a checkpoint and exits with 130 or 143.\n";
 
 int train_main(int argc, char** argv) {
-    CommandLine cl = parse_command_line(argc, argv, {"--resume", "--no-eval"}, {}, kUsage);
+    CommandLine cl = parse_command_line(argc, argv, {"--resume", "--no-eval", "--reset-optimizer"}, {}, kUsage);
     TrainOptions options;
     options.resume = cl.flags.count("--resume") > 0;
     options.evaluate = cl.flags.count("--no-eval") == 0;
+    options.reset_optimizer = cl.flags.count("--reset-optimizer") > 0;
+    STRATA_CHECK(!options.reset_optimizer || options.resume, "--reset-optimizer only applies with --resume");
     nlohmann::json config = load_config(cl.config_path, cl.overrides);
     if (options.resume) {
         std::string run_dir = config["run_dir"];
@@ -40,6 +47,7 @@ int train_main(int argc, char** argv) {
         if (cl.config_path.empty()) config = load_config(run_dir + "/config.json", cl.overrides);
     }
     TrainResult r = train(config, options);
+    if (r.stop_signal != 0) return exit_code_for_signal(r.stop_signal);
     return r.interrupted ? 130 : 0;
 }
 

@@ -3,13 +3,12 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "data/loader.h"
@@ -26,15 +25,13 @@
 #include "models/pspnet/checkpoint.h"
 #include "models/pspnet/config.h"
 #include "models/pspnet/evaluate.h"
+#include "models/pspnet/run_folder.h"
 
 namespace strata::pspnet {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-void on_sigint(int) { g_interrupted = true; }
 
 std::string format_duration(double seconds) {
     int s = int(seconds + 0.5);
@@ -189,6 +186,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     TrainResult result;
     std::string run_dir = c["run_dir"];
     fs::create_directories(run_dir);
+    RunFolderLock lock(run_dir);
     if (int threads = c["threads"]; threads > 0) set_num_threads(threads);
     ReproducibleGemmScope gemm_mode(c["reproducible"]);
     std::string device_note;
@@ -219,7 +217,16 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     TrainingPosition pos;
     fs::path metrics_path = fs::path(run_dir) / "metrics.jsonl";
     if (options.resume) {
-        pos = load_checkpoint(run_dir, model, optimizer);
+        for (const std::string& name : remove_partial_checkpoints(run_dir))
+            if (options.verbose)
+                std::cerr << "removed " << run_dir << "/checkpoints/" << name << ", left by an interrupted save\n";
+        ResumeOptions ro;
+        ro.iterations = c["iterations"];
+        ro.reset_optimizer = options.reset_optimizer;
+        pos = load_checkpoint(run_dir, model, optimizer, ro);
+        if (ro.reset_optimizer && options.verbose)
+            std::cerr << "--reset-optimizer: resuming with the momentum set to zero (the checkpoint's optimizer "
+                         "state is not used)\n";
         default_generator().set_state(pos.rng_seed, pos.rng_counter);
         truncate_metrics(metrics_path, pos.iteration);
         if (options.verbose) std::cerr << "resuming " << run_dir << " at iteration " << pos.iteration << "\n";
@@ -241,10 +248,9 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     const int64_t ignore = c["ignore_label"], log_every = std::max<int64_t>(1, c["log_every"]);
     const int64_t save_every = c["save_every"], eval_every = c["eval_every"];
     const bool tty = options.verbose && isatty(fileno(stderr));
-    std::ofstream metrics(metrics_path, std::ios::app);
+    MetricsLog metrics(metrics_path.string());
 
-    g_interrupted = false;
-    auto previous_handler = std::signal(SIGINT, on_sigint);
+    std::optional<StopSignals> stop_signals(std::in_place);  // Ctrl-C and SIGTERM stop the loop, not the evaluation
     model.train();
     auto t0 = std::chrono::steady_clock::now();
     auto last_log = t0;
@@ -286,7 +292,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                                 {"main_loss", window_main / window}, {"aux_loss", window_aux / window}, {"lr", lr},
                                 {"images_per_s", since > 0 ? double(images_since_log) / since : 0.0},
                                 {"seconds", elapsed}};
-            metrics << j.dump() << "\n" << std::flush;
+            metrics.append(j.dump());
             if (options.verbose && !tty)
                 std::cerr << "iter " << pos.iteration << "/" << max_iter << "  loss " << j["loss"].get<double>()
                           << "  aux " << j["aux_loss"].get<double>() << "  lr " << lr << "  "
@@ -301,7 +307,8 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                          double(batch.images.size(0)) / per_iter, format_duration(eta).c_str());
         }
 
-        bool stop = g_interrupted || (options.stop_after >= 0 && pos.iteration - start_iter >= options.stop_after);
+        bool stop = StopSignals::received() != 0 ||
+                    (options.stop_after >= 0 && pos.iteration - start_iter >= options.stop_after);
         bool save = stop || pos.iteration == max_iter || (save_every > 0 && pos.iteration % save_every == 0);
         if (save) {
             pos.rng_seed = default_generator().seed();
@@ -311,19 +318,22 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
         }
         if (eval_every > 0 && pos.iteration % eval_every == 0 && pos.iteration < max_iter && !stop) {
             nlohmann::json e = evaluate_run(model, c, run_dir, false);
-            metrics << nlohmann::json{{"iteration", pos.iteration}, {"mIoU", e["mIoU"]}}.dump() << "\n" << std::flush;
+            metrics.append(nlohmann::json{{"iteration", pos.iteration}, {"mIoU", e["mIoU"]}}.dump());
             if (tty) std::fprintf(stderr, "\n");
             if (options.verbose) std::cerr << "iter " << pos.iteration << ": val mIoU " << e["mIoU"].get<double>() << "\n";
         }
         if (stop) {
             result.interrupted = true;
+            result.stop_signal = StopSignals::received();
             if (options.verbose)
-                std::cerr << (tty ? "\n" : "") << "stopped at iteration " << pos.iteration << "; checkpoint saved in "
-                          << run_dir << "/checkpoints (continue with --resume)\n";
+                std::cerr << (tty ? "\n" : "") << "stopped"
+                          << (result.stop_signal ? " by " + signal_name(result.stop_signal) : std::string())
+                          << " at iteration " << pos.iteration << "; checkpoint saved in " << run_dir
+                          << "/checkpoints/iter_" << pos.iteration << ".json (continue with --resume)\n";
             break;
         }
     }
-    std::signal(SIGINT, previous_handler);
+    stop_signals.reset();
     if (tty) std::fprintf(stderr, "\n");
     result.iteration = pos.iteration;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -336,8 +346,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                   << "; weights in " << run_dir << "/model.safetensors\n";
     if (options.evaluate) {
         result.eval = evaluate_run(model, c, run_dir, options.verbose);
-        std::ofstream(metrics_path, std::ios::app)
-            << nlohmann::json{{"iteration", pos.iteration}, {"mIoU", result.eval["mIoU"]}}.dump() << "\n";
+        metrics.append(nlohmann::json{{"iteration", pos.iteration}, {"mIoU", result.eval["mIoU"]}}.dump());
     }
     plot_curves(run_dir);
     return result;

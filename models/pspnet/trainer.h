@@ -5,7 +5,8 @@
 // the backbone at the base LR and the heads (ppm, cls, aux) at head_lr_mult times it. Every log_every iterations a
 // JSON line goes to <run_dir>/metrics.jsonl; every save_every a checkpoint (models/pspnet/checkpoint.h). A run
 // started with resume continues from the newest checkpoint and produces the same losses as an uninterrupted run.
-// Ctrl-C (SIGINT) finishes the current iteration, saves a checkpoint and returns.
+// Ctrl-C (SIGINT) or SIGTERM finishes the current iteration, saves a checkpoint and returns. The run folder is
+// locked for the duration (models/pspnet/run_folder.h): a second training on the same run_dir is refused.
 #pragma once
 
 #include <cstdint>
@@ -24,12 +25,14 @@ struct TrainOptions {
     int64_t stop_after = -1;    // stop (with a checkpoint) after this many iterations of this call: for tests
     bool evaluate = true;       // evaluate on the validation split at the end
     bool verbose = true;        // progress on stderr
+    bool reset_optimizer = false;  // resume with zero momentum instead of the checkpoint's optimizer state
 };
 
 struct TrainResult {
     std::vector<float> losses;  // the total loss of every iteration this call ran
     int64_t iteration = 0;      // iterations done in all (including resumed ones)
-    bool interrupted = false;   // stopped by Ctrl-C or stop_after
+    bool interrupted = false;   // stopped by Ctrl-C, SIGTERM or stop_after
+    int stop_signal = 0;        // SIGINT or SIGTERM when a signal stopped it, else 0
     double seconds = 0;         // wall time of the loop
     nlohmann::json eval;        // the eval.json contents when evaluate ran
 };
