@@ -1,10 +1,14 @@
 // relu: the rectified linear unit, elementwise.
 //
-//   forward:   y = max(0, x)
-//   backward:  dx = dy * [x > 0]
+//   forward:   y = max(0, x)            NaN stays NaN
+//   backward:  dx = dy * [not x <= 0]   (dy where x > 0 or x is NaN, else 0)
 //
 // NOTE: at x == 0 the derivative is undefined; like PyTorch we use 0 there (the subgradient that keeps dead units
 // dead). The backward reads x rather than y: [y > 0] is the same mask, but x is what the op already holds.
+// NOTE: both kernels test `x <= 0`, not `x > 0`: every comparison with NaN is false, so `x > 0 ? x : 0` would turn a
+// NaN into a clean 0 and hide a poisoned network behind finite numbers. PyTorch keeps the NaN (its relu is
+// clamp_min(x, 0), which propagates NaN) and its threshold_backward(dy, x, 0) is `x <= 0 ? 0 : dy`, which passes
+// the gradient through a NaN; we do the same, so the NaN reaches the loss and the training loop's checks.
 #include "layers/relu.h"
 
 #include "framework/autograd.h"
@@ -20,13 +24,13 @@ namespace {
 
 void relu_forward_cpu(float* y, const float* x, int64_t n) {
     parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
     });
 }
 
 void relu_backward_cpu(float* dx, const float* dy, const float* x, int64_t n) {
     parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] <= 0.0f ? 0.0f : dy[i];
     });
 }
 

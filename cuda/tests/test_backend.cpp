@@ -4,9 +4,13 @@
 // one, where these cases are skipped when no GPU is present (link_check.cu says so).
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "cuda/tests/helpers.h"
+#include "cuda/tests/op_parity.h"
 #include "framework/check.h"
 #include "framework/random.h"
 #include "framework/tensor.h"
@@ -84,6 +88,26 @@ TEST_CASE("cuda backend: relu forward and backward match the CPU") {
         CHECK(x_leaf.grad().device() == kCPU);
         CHECK(x_leaf.grad().to_vector() == x_cpu.grad().to_vector());
     }
+}
+
+TEST_CASE("cuda backend: relu keeps NaN and passes its gradient, as the CPU does") {
+    if (skip_unless_cuda()) return;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    Tensor x = from_vector({nan, -1.f, 0.f, inf, -inf, 2.f, -nan}, {7});
+    Tensor dy = from_vector({1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f}, {7});
+    auto run = [&](Device device) {
+        Tensor x_leaf = x.clone().requires_grad_();
+        Tensor y = relu(x_leaf.to(device));
+        y.backward(dy.to(device));
+        return std::make_pair(y.to_vector(), x_leaf.grad().to_vector());
+    };
+    auto [y_cpu, dx_cpu] = run(kCPU);
+    auto [y_cuda, dx_cuda] = run(kCuda0);
+    CHECK(std::isnan(y_cuda[0]));
+    CHECK(std::isnan(y_cuda[6]));
+    CHECK(dx_cuda == std::vector<float>{1.f, 0.f, 0.f, 4.f, 0.f, 6.f, 7.f});
+    CHECK(bitwise_difference(y_cuda, y_cpu) == "");  // the same NaN bits too
+    CHECK(bitwise_difference(dx_cuda, dx_cpu) == "");
 }
 
 TEST_CASE("cuda backend: a device that does not exist is a clear error") {

@@ -14,6 +14,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "framework/module.h"
 #include "framework/optimizer.h"
@@ -46,8 +49,38 @@ struct ResumeOptions {
 // skipped with options.reset_optimizer).
 TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD& optimizer,
                                  const ResumeOptions& options = {});
-// Loads weights only (a checkpoint's iter_N.safetensors or any safetensors state dict). strict = false reports and
-// skips names that do not match (e.g. an ImageNet backbone without the heads).
-void load_weights(const std::string& path, Module& model, bool strict);
+// How load_weights treats a file that does not fit the model exactly (the config keys in brackets).
+struct WeightsOptions {
+    // Every model tensor must be in the file and every file tensor used (eval, infer). false (train's weights=):
+    // missing and unexpected tensors are reported, e.g. an ImageNet backbone without the heads.
+    bool strict = true;
+    bool skip_mismatched = false;  // [weights_skip_mismatched] a tensor whose shape differs is skipped and named
+    bool allow_nonfinite = false;  // [allow_nonfinite_weights] load NaN/Inf values instead of refusing the file
+    bool allow_unmatched = false;  // [allow_unmatched_weights] a file that matches no model tensor is no error
+};
+// The three keys of the run config; strict as given.
+WeightsOptions weights_options(const nlohmann::json& config, bool strict);
+
+// What load_weights did, by name (the model's names; a file's "module." prefix is removed first).
+struct SkippedTensor {
+    std::string name;
+    Shape file_shape, model_shape;
+};
+struct WeightsReport {
+    std::string path;
+    std::vector<std::string> loaded;      // copied into the model
+    std::vector<std::string> missing;     // model tensors not in the file: they keep their initial values
+    std::vector<std::string> unexpected;  // file tensors the model does not have: not used
+    std::vector<SkippedTensor> skipped;   // in both, shapes differ, skipped (weights_skip_mismatched)
+    bool exact() const { return missing.empty() && unexpected.empty() && skipped.empty(); }
+};
+// "weights w.safetensors: loaded 118 of 122 model tensors" and a line per non-empty list, every name in it.
+std::string describe(const WeightsReport& report);
+
+// Loads weights only (a checkpoint's iter_N.safetensors or any safetensors state dict) into model. Nothing is
+// copied unless the whole file passes: a shape or dtype mismatch (unless skip_mismatched), a file that matches no
+// model tensor (unless allow_unmatched), any NaN or Inf in a tensor to be loaded (unless allow_nonfinite) and, when
+// strict, any missing or unexpected tensor are errors naming the file, the tensor and the option that allows it.
+WeightsReport load_weights(const std::string& path, Module& model, const WeightsOptions& options);
 
 }  // namespace strata::pspnet

@@ -34,7 +34,7 @@ int eval_main(int argc, char** argv) {
     STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
                  "': train first, or pass weights=<file.safetensors>");
     PSPNet model(model_config(config));
-    load_weights(weights, model, true);
+    load_weights(weights, model, weights_options(config, true));
     std::string device_note;
     Device device = select_device(config["device"], &device_note);
     if (!device_note.empty()) std::cerr << device_note << "\n";

@@ -75,7 +75,7 @@ int infer_main(int argc, char** argv) {
     if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";
     STRATA_CHECK(fs::exists(weights), "no weights at '", weights, "': train first, or pass weights=<file>");
     PSPNet model(model_config(config));
-    load_weights(weights, model, true);
+    load_weights(weights, model, weights_options(config, true));
     std::string device_note;
     Device device = select_device(config["device"], &device_note);
     if (!device_note.empty()) std::cerr << device_note << "\n";

@@ -26,6 +26,7 @@
 #include "models/pspnet/config.h"
 #include "models/pspnet/evaluate.h"
 #include "models/pspnet/run_folder.h"
+#include "models/pspnet/numerics.h"
 
 namespace strata::pspnet {
 
@@ -202,7 +203,10 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                  "config: train_h and train_w must be of the form 8k+1 (473, 713, 97, ...) so that the upsampled "
                  "logits match the label crop; got ", train_h, "x", train_w, ", the model would output ",
                  model.output_size(train_h), "x", model.output_size(train_w));
-    if (!c["weights"].get<std::string>().empty()) load_weights(c["weights"], model, false);
+    if (!c["weights"].get<std::string>().empty()) {
+        WeightsReport loaded = load_weights(c["weights"], model, weights_options(c, false));
+        if (options.verbose) std::cerr << describe(loaded);
+    }
     model.to(device);  // before the optimizer, so that its momentum buffers are made on the same device
 
     SGDOptions so;
@@ -227,6 +231,10 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
         if (ro.reset_optimizer && options.verbose)
             std::cerr << "--reset-optimizer: resuming with the momentum set to zero (the checkpoint's optimizer "
                          "state is not used)\n";
+        if (!c["allow_nonfinite_weights"].get<bool>())
+            require_finite(training_state(model, optimizer), "cannot resume " + run_dir,
+                           "The checkpoint is damaged or was saved by a diverged run; set "
+                           "allow_nonfinite_weights=true to resume from it anyway");
         default_generator().set_state(pos.rng_seed, pos.rng_counter);
         truncate_metrics(metrics_path, pos.iteration);
         if (options.verbose) std::cerr << "resuming " << run_dir << " at iteration " << pos.iteration << "\n";
@@ -249,6 +257,9 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     const int64_t save_every = c["save_every"], eval_every = c["eval_every"];
     const bool tty = options.verbose && isatty(fileno(stderr));
     MetricsLog metrics(metrics_path.string());
+    const std::string divergence_advice =
+        str("Lower base_lr (now ", base_lr, ") or check the labels and the weights; the checkpoints in ", run_dir,
+            "/checkpoints hold only finite values (every save is checked)");
 
     std::optional<StopSignals> stop_signals(std::in_place);  // Ctrl-C and SIGTERM stop the loop, not the evaluation
     model.train();
@@ -270,14 +281,17 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
             aux_loss = cross_entropy(out.aux_logits, labels, ignore);
             loss = main_loss + aux_loss * aux_weight;
         }
+        float l = loss.item(), lm = main_loss.item(), la = aux_loss.defined() ? aux_loss.item() : 0.0f;
+        STRATA_CHECK(std::isfinite(l), "training diverged at iteration ", pos.iteration + 1, ": loss is ", l, ". ",
+                     divergence_advice);
         optimizer.zero_grad();
         loss.backward();
         optimizer.step();
         pos.iteration++;
-
-        float l = loss.item(), lm = main_loss.item(), la = aux_loss.defined() ? aux_loss.item() : 0.0f;
-        STRATA_CHECK(std::isfinite(l), "training diverged at iteration ", pos.iteration, ": loss is ", l,
-                     ". Lower base_lr (now ", base_lr, ") or check the labels");
+        // The gradients first, so that a NaN born in the backward is named there rather than in the weights.
+        NamedTensors checked = named_gradients(model);
+        for (auto& named : training_state(model, optimizer)) checked.push_back(named);
+        require_finite(checked, str("training diverged at iteration ", pos.iteration), divergence_advice);
         result.losses.push_back(l);
         window_loss += l, window_main += lm, window_aux += la, ++window;
         images_since_log += batch.images.size(0);
@@ -339,6 +353,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (result.interrupted) return result;
 
+    require_finite(model.state_dict(), "not writing " + run_dir + "/model.safetensors", divergence_advice);
     save_safetensors((fs::path(run_dir) / "model.safetensors").string(), model.state_dict(),
                      {{"format", "strata"}, {"iterations", std::to_string(pos.iteration)}});
     if (options.verbose)

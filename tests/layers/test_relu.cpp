@@ -1,6 +1,9 @@
 // relu: a hand-computed case, the PyTorch fixture, the gradient check, the module and its registry entry.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "framework/check.h"
 #include "framework/registry.h"
 #include "layers/relu.h"
@@ -17,6 +20,22 @@ TEST_CASE("relu: hand-computed values and gradient") {
     y.backward(from_vector({1.f, 2.f, 3.f, 4.f, 5.f}, {5}));
     // the gradient at exactly 0 is 0, as in PyTorch
     CHECK(x.grad().to_vector() == std::vector<float>{0.f, 0.f, 0.f, 4.f, 5.f});
+}
+
+TEST_CASE("relu: NaN stays NaN and passes its gradient, as in PyTorch") {
+    // torch.relu(nan) is nan and its backward (threshold_backward: x <= 0 ? 0 : dy) passes dy through a NaN; a relu
+    // that turned NaN into 0 would hide a poisoned network behind finite losses.
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    Tensor x = from_vector({nan, -1.f, inf, -inf, 2.f}, {5}).requires_grad_();
+    Tensor y = relu(x);
+    std::vector<float> yv = y.to_vector();
+    CHECK(std::isnan(yv[0]));
+    CHECK(yv[1] == 0.f);
+    CHECK(yv[2] == inf);
+    CHECK(yv[3] == 0.f);
+    CHECK(yv[4] == 2.f);
+    y.backward(from_vector({1.f, 2.f, 3.f, 4.f, 5.f}, {5}));
+    CHECK(x.grad().to_vector() == std::vector<float>{1.f, 0.f, 3.f, 0.f, 5.f});
 }
 
 TEST_CASE("relu: matches PyTorch forward and backward") {
