@@ -3,6 +3,7 @@
 //     build/bin/train configs/contextscenes.json                 a fresh run into the config's run_dir
 //     build/bin/train configs/voc2012_pspnet50.json data_root=... batch_size=8
 //     build/bin/train --resume run_dir=runs/contextscenes        continue the newest checkpoint of a run
+//     build/bin/train runs/contextscenes --resume                the same
 //
 // The run folder receives config.json (the resolved config), metrics.jsonl, checkpoints/, model.safetensors,
 // eval.json, predictions/ and curves.png. Ctrl-C saves a checkpoint and stops; --resume continues exactly.
@@ -21,9 +22,10 @@ using namespace strata::pspnet;
 namespace {
 
 const char* kUsage =
-    "usage: train [config.json] [key=value ...] [--resume] [--no-eval]\n"
-    "  Trains PSPNet; every config key (models/pspnet/config.cpp) can be set as key=value.\n"
-    "  --resume   continue the run in run_dir from its newest checkpoint (its saved config is the base)\n"
+    "usage: train [config.json | run folder] [key=value ...] [--resume] [--no-eval]\n"
+    "  Trains PSPNet; every config key below can be set in the config file or as key=value.\n"
+    "  --resume   continue the run in run_dir (or the run folder given) from its newest checkpoint (its saved\n"
+    "             config is the base)\n"
     "  --no-eval  skip the evaluation at the end\n";
 
 int train_main(int argc, char** argv) {
@@ -31,7 +33,11 @@ int train_main(int argc, char** argv) {
     TrainOptions options;
     options.resume = cl.flags.count("--resume") > 0;
     options.evaluate = cl.flags.count("--no-eval") == 0;
-    nlohmann::json config = load_config(cl.config_path, cl.overrides);
+    nlohmann::json config = load_program_config(cl);
+    std::string run_folder = run_folder_of(cl);
+    STRATA_CHECK(options.resume || run_folder.empty() || config["run_dir"] != run_folder, "'", cl.config_path,
+                 "' is a run folder: continue it with --resume, or train a new run from its config with "
+                 "run_dir=<another folder>");
     if (options.resume) {
         std::string run_dir = config["run_dir"];
         STRATA_CHECK(has_checkpoint(run_dir), "--resume: no checkpoint in '", run_dir, "' (expected ", run_dir,
