@@ -383,12 +383,12 @@ std::string type_name(KeyType type) {
 }
 
 std::string allowed_values(const KeySpec& s) {
-    if (s.name == "device") return "cpu, cuda, cuda:N or auto";
+    if (s.name == "device") return "one of cpu, cuda, cuda:N, auto (a string)";
     if (!s.choices.empty()) {
         std::string list;
         for (const Json& c : s.choices) list += (list.empty() ? "" : ", ") + (c.is_string() ? c.get<std::string>()
                                                                                              : c.dump());
-        return "one of " + list;
+        return "one of " + list + " (" + type_name(s.type) + ")";
     }
     std::string text = type_name(s.type);
     if (s.non_empty) text = "a non-empty " + text.substr(text.find(' ') + 1);  // "a list ..." -> "a non-empty list ..."
@@ -408,7 +408,7 @@ std::vector<std::string> nearest_keys(const std::string& key, size_t count) {
     for (const KeySpec& s : config_schema()) {
         size_t d = edit_distance(typed, s.name);
         // close spellings (about one edit in three letters), or one name inside the other ("lr" in base_lr)
-        bool close = d <= std::max<size_t>(2, typed.size() / 3);
+        bool close = d <= std::max<size_t>(1, typed.size() / 3);
         bool inside = typed.size() >= 2 && (s.name.find(typed) != std::string::npos ||
                                             (s.name.size() >= 4 && typed.find(s.name) != std::string::npos));
         if (close || inside) near.push_back({close ? d : 100, s.name});
