@@ -14,7 +14,7 @@
 
 namespace strata {
 
-// Throws strata::Error: "CUDA error: <call> returned <name> (<description>) (at <file>:<line>)".
+// Throws strata::Error: "CUDA error: <call> returned <name> (<description>)"; where() names <file>:<line>.
 [[noreturn]] void cuda_fail(const char* call, cudaError_t error, const char* file, int line);
 
 // The stream of the current device, created on first use. All of a device's kernels, copies and memsets go on it,

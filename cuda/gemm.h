@@ -21,7 +21,7 @@ void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 // The cuBLAS handle of the calling thread's current device, bound to cuda_current_stream(); created on first use.
 cublasHandle_t cublas_handle();
 
-// Throws strata::Error: "cuBLAS error: <call> returned <name> (<description>) (at <file>:<line>)".
+// Throws strata::Error: "cuBLAS error: <call> returned <name> (<description>)"; where() names <file>:<line>.
 [[noreturn]] void cublas_fail(const char* call, cublasStatus_t status, const char* file, int line);
 
 }  // namespace strata

@@ -4,11 +4,26 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "framework/check.h"
+#include "models/pspnet/config.h"
 
 namespace strata::pspnet {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// What train leaves in a run folder: its resolved config.json, and weights or checkpoints.
+bool is_run_folder(const fs::path& dir) {
+    std::error_code ec;
+    return fs::is_regular_file(dir / "config.json", ec) &&
+           (fs::exists(dir / "model.safetensors", ec) || fs::is_directory(dir / "checkpoints", ec));
+}
+
+}  // namespace
 
 CommandLine parse_command_line(int argc, char** argv, const std::set<std::string>& flags,
                                const std::set<std::string>& options, const std::string& usage) {
@@ -16,7 +31,9 @@ CommandLine parse_command_line(int argc, char** argv, const std::set<std::string
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--help" || a == "-h") {
-            std::cout << usage;
+            std::cout << usage << "\n" << config_help()
+                      << "\nErrors say what was wrong and how to fix it; with STRATA_DEBUG=1 they also name the source "
+                         "line that raised them.\n";
             std::exit(0);
         }
         if (a.rfind("--", 0) == 0) {
@@ -40,6 +57,30 @@ CommandLine parse_command_line(int argc, char** argv, const std::set<std::string
         }
     }
     return cl;
+}
+
+std::string run_folder_of(const CommandLine& cl) {
+    if (cl.config_path.empty()) return "";
+    fs::path p = fs::path(cl.config_path).lexically_normal();
+    if (!p.has_filename()) p = p.parent_path();  // "runs/x/" -> "runs/x"
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+        STRATA_CHECK(fs::is_regular_file(p / "config.json", ec), "'", cl.config_path, "' is a folder without a "
+                     "config.json: give a run folder written by train (it saves its config.json there), or a config "
+                     "file such as configs/contextscenes.json");
+        return p.string();
+    }
+    fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    if (p.filename() == "config.json" && is_run_folder(parent)) return parent.string();
+    return "";
+}
+
+nlohmann::json load_program_config(const CommandLine& cl) {
+    std::string run = run_folder_of(cl);
+    if (run.empty()) return load_config(cl.config_path, cl.overrides);
+    // the run's own settings; run_dir follows the folder (the run may have been moved since it was trained)
+    return load_config((fs::path(run) / "config.json").string(), cl.overrides, {{"run_dir", run}},
+                       "the run folder " + run);
 }
 
 int run_program(int (*body)(int, char**), int argc, char** argv) {

@@ -1,5 +1,7 @@
 // `eval`: evaluates trained weights on a config's validation split (semseg's tool/test.py).
 //
+//     build/bin/eval runs/contextscenes                             a run folder: the run's own config and weights
+//     build/bin/eval runs/contextscenes/config.json eval_flip=true  the same, with an override
 //     build/bin/eval configs/contextscenes.json                     the weights of the config's run_dir
 //     build/bin/eval configs/voc2012_pspnet50.json weights=w.safetensors eval_mode=slide scales=[0.5,0.75,1,1.25,1.5,1.75] eval_flip=true
 //
@@ -20,13 +22,15 @@ using namespace strata::pspnet;
 namespace {
 
 const char* kUsage =
-    "usage: eval [config.json] [key=value ...]\n"
-    "  Evaluates weights= (default: <run_dir>/model.safetensors) on the config's val_split.\n"
+    "usage: eval [config.json | run folder] [key=value ...]\n"
+    "  Evaluates weights= (default: <run_dir>/model.safetensors) on the config's val_split. Given a run folder\n"
+    "  (or its config.json), the run's saved config is the base (data_root, model, classes, ...) and run_dir is\n"
+    "  that folder; key=value overrides apply on top.\n"
     "  Protocol keys: eval_mode=whole|slide test_h test_w base_size scales=[...] eval_flip=true|false\n";
 
 int eval_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {}, kUsage);
-    nlohmann::json config = load_config(cl.config_path, cl.overrides);
+    nlohmann::json config = load_program_config(cl);
     if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
     std::string run_dir = config["run_dir"];
     std::string weights = config["weights"];

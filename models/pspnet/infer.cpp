@@ -1,5 +1,6 @@
 // `infer`: segments images with trained weights.
 //
+//     build/bin/infer runs/contextscenes --input photo.jpg --output out/    a run folder: its config and weights
 //     build/bin/infer configs/contextscenes.json --input photo.jpg --output out/
 //     build/bin/infer configs/contextscenes.json --input folder/ --output out/
 //     build/bin/infer configs/contextscenes.json --input list.txt --output out/    (one image path per line)
@@ -27,9 +28,10 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kUsage =
-    "usage: infer [config.json] [key=value ...] --input <image|folder|list.txt> --output <folder>\n"
+    "usage: infer [config.json | run folder] [key=value ...] --input <image|folder|list.txt> --output <folder>\n"
     "  Writes <name>.png (palette PNG of class indices) and <name>_overlay.png per image.\n"
-    "  weights= (default: <run_dir>/model.safetensors); the eval_* keys choose the protocol.\n";
+    "  weights= (default: <run_dir>/model.safetensors); the eval_* keys choose the protocol. Given a run folder\n"
+    "  (or its config.json), the run's saved config is the base and run_dir is that folder.\n";
 
 bool is_image(const fs::path& p) {
     std::string e = p.extension().string();
@@ -69,7 +71,7 @@ int infer_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {"--input", "--output"}, kUsage);
     STRATA_CHECK(cl.options.count("--input") && cl.options.count("--output"), "infer needs --input and --output\n",
                  kUsage);
-    nlohmann::json config = load_config(cl.config_path, cl.overrides);
+    nlohmann::json config = load_program_config(cl);
     if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
     std::string weights = config["weights"];
     if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";

@@ -3,6 +3,7 @@
 //     build/bin/train configs/contextscenes.json                 a fresh run into the config's run_dir
 //     build/bin/train configs/voc2012_pspnet50.json data_root=... batch_size=8
 //     build/bin/train --resume run_dir=runs/contextscenes        continue the newest checkpoint of a run
+//     build/bin/train runs/contextscenes --resume                the same
 //
 // The run folder receives config.json (the resolved config), metrics.jsonl, checkpoints/, model.safetensors,
 // eval.json, predictions/ and curves.png. Ctrl-C (exit code 130) or SIGTERM (143) saves a checkpoint and stops;
@@ -23,9 +24,10 @@ using namespace strata::pspnet;
 namespace {
 
 const char* kUsage =
-    "usage: train [config.json] [key=value ...] [--resume [--reset-optimizer]] [--no-eval]\n"
-    "  Trains PSPNet; every config key (models/pspnet/config.cpp) can be set as key=value.\n"
-    "  --resume   continue the run in run_dir from its newest checkpoint (its saved config is the base)\n"
+    "usage: train [config.json | run folder] [key=value ...] [--resume [--reset-optimizer]] [--no-eval]\n"
+    "  Trains PSPNet; every config key below can be set in the config file or as key=value.\n"
+    "  --resume   continue the run in run_dir (or the run folder given) from its newest checkpoint (its saved\n"
+    "             config is the base)\n"
     "  --reset-optimizer  with --resume: start the momentum from zero instead of the checkpoint's optimizer state\n"
     "             (for a checkpoint whose optimizer file is lost or damaged)\n"
     "  --no-eval  skip the evaluation at the end\n"
@@ -38,7 +40,11 @@ int train_main(int argc, char** argv) {
     options.evaluate = cl.flags.count("--no-eval") == 0;
     options.reset_optimizer = cl.flags.count("--reset-optimizer") > 0;
     STRATA_CHECK(!options.reset_optimizer || options.resume, "--reset-optimizer only applies with --resume");
-    nlohmann::json config = load_config(cl.config_path, cl.overrides);
+    nlohmann::json config = load_program_config(cl);
+    std::string run_folder = run_folder_of(cl);
+    STRATA_CHECK(options.resume || run_folder.empty() || config["run_dir"] != run_folder, "'", cl.config_path,
+                 "' is a run folder: continue it with --resume, or train a new run from its config with "
+                 "run_dir=<another folder>");
     if (options.resume) {
         std::string run_dir = config["run_dir"];
         STRATA_CHECK(has_checkpoint(run_dir), "--resume: no checkpoint in '", run_dir, "' (expected ", run_dir,

@@ -184,6 +184,7 @@ bool plot_curves(const std::string& run_dir) {
 }
 
 TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
+    validate_config(c);  // a config built or edited in code gets the checks load_config gives a file
     TrainResult result;
     std::string run_dir = c["run_dir"];
     fs::create_directories(run_dir);

@@ -1,6 +1,7 @@
 // The train, eval and infer programs as a user runs them: a short ContextScenes run, Ctrl-C during training
 // (a checkpoint, then --resume to the end), evaluation of the saved weights, inference on a file, a folder and a
-// list, and the errors for a mistyped config key or a missing input. `make test` builds the programs first.
+// list, eval and infer given the run folder, and the errors for a mistyped config key or a missing input. `make test`
+// builds the programs first.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -99,6 +100,23 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     CHECK(e["flip"] == true);
     CHECK(e["classes"].size() == 8);
 
+    // eval and infer given the run folder (moved since training) or its config.json: the run's own settings
+    std::string moved = kDir + "_moved";
+    fs::remove_all(moved);
+    fs::create_directories(moved);
+    for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(kDir + "/" + f, moved + "/" + f);
+    r = run("build/bin/eval " + moved + " max_eval_images=2");
+    CHECK_MESSAGE(r.code == 0, r.output);
+    CHECK(r.output.find("mIoU") != std::string::npos);
+    r = run("build/bin/infer " + moved + "/config.json --input " + kDir + "/predictions/val_000000.png --output " +
+            moved + "/out");
+    CHECK_MESSAGE(r.code == 0, r.output);
+    CHECK(fs::exists(moved + "/out/val_000000.png"));
+    // train refuses to start afresh over a run folder it is given
+    r = run("build/bin/train " + moved);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("is a run folder: continue it with --resume") != std::string::npos);
+
     // infer on one image, a folder and a list
     fs::create_directories(kDir + "/images");
     ContextScenesConfig sc;
@@ -122,7 +140,8 @@ TEST_CASE("programs: mistakes give one clear line and a non-zero exit code") {
     REQUIRE_MESSAGE(programs_built(), "build the programs first (make test does)");
     Result r = run("build/bin/train batchsize=4 " + kRun);
     CHECK(r.code == 1);
-    CHECK(r.output.find("error: command line: unknown config key 'batchsize'. Valid keys:") != std::string::npos);
+    CHECK(r.output.find("error: command line: unknown config key 'batchsize'; did you mean 'batch_size'") !=
+          std::string::npos);
     r = run("build/bin/train --resum");
     CHECK(r.code == 1);
     CHECK(r.output.find("unknown option '--resum'") != std::string::npos);

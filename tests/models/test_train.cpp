@@ -1,5 +1,6 @@
 // The training loop end to end on a tiny PSPNet and in-memory ContextScenes: a checked-in 10-step loss trajectory,
-// resume equal to an uninterrupted run, the run folder's files, and config validation.
+// resume equal to an uninterrupted run, the run folder's files, and the checks train() makes itself (the config's
+// own are in test_config.cpp).
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -119,29 +120,6 @@ TEST_CASE("train: the run folder holds the config, metrics, checkpoints, weights
     TrainOptions again = quiet();
     again.resume = true;
     CHECK(train(c, again).losses.empty());  // already complete: nothing to do
-}
-
-TEST_CASE("config: defaults, files, overrides and their errors") {
-    nlohmann::json c = load_config("", {"batch_size=8", "scales=[0.5,1.0]", "data_root=/x/y", "base_lr=1"});
-    CHECK(c["batch_size"] == 8);
-    CHECK(c["scales"].size() == 2);
-    CHECK(c["data_root"] == "/x/y");
-    CHECK(c["base_lr"].get<double>() == 1.0);  // an integer where a float is expected is fine
-    CHECK(c["momentum"].get<double>() == doctest::Approx(0.9));  // semseg's defaults
-    CHECK(c["aux_weight"].get<double>() == doctest::Approx(0.4));
-    CHECK_THROWS_WITH_AS(load_config("", {"batchsize=8"}),
-                         doctest::Contains("unknown config key 'batchsize'. Valid keys: "), Error);
-    CHECK_THROWS_WITH_AS(load_config("", {"batch_size=eight"}),
-                         doctest::Contains("'batch_size' must be an integer, got \"eight\""), Error);
-    CHECK_THROWS_WITH_AS(load_config("", {"batch_size"}), doctest::Contains("expected key=value"), Error);
-    CHECK_THROWS_WITH_AS(load_config("no/such/config.json", {}), doctest::Contains("cannot open config file"), Error);
-    fs::create_directories("build/test_runs");
-    std::ofstream("build/test_runs/bad.json") << "{\"depth\": 50, \"widht\": 1.0}";
-    CHECK_THROWS_WITH_AS(load_config("build/test_runs/bad.json", {}),
-                         doctest::Contains("build/test_runs/bad.json: unknown config key 'widht'"), Error);
-    for (const char* shipped : {"configs/contextscenes.json", "configs/voc2012_pspnet50.json",
-                                "configs/ade20k_pspnet50.json", "configs/cityscapes_pspnet50.json"})
-        CHECK_NOTHROW(load_config(shipped, {}));
 }
 
 TEST_CASE("train: a crop that is not 8k+1 is refused with the fix") {
