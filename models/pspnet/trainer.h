@@ -5,7 +5,9 @@
 // the backbone at the base LR and the heads (ppm, cls, aux) at head_lr_mult times it. Every log_every iterations a
 // JSON line goes to <run_dir>/metrics.jsonl; every save_every a checkpoint (models/pspnet/checkpoint.h). A run
 // started with resume continues from the newest checkpoint and produces the same losses as an uninterrupted run.
-// Ctrl-C (SIGINT) finishes the current iteration, saves a checkpoint and returns.
+// Ctrl-C (SIGINT) finishes the current iteration, saves a checkpoint and returns. The logged scalars also go to
+// <run_dir>/tensorboard/ (tensorboard=true), and curves.png is redrawn after every evaluation (curves.h).
+// Evaluations write <run_dir>/eval/<protocol>.json and prediction panels (eval_report.h).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
+#include "models/pspnet/curves.h"       // plot_curves, TensorBoard scalars
+#include "models/pspnet/eval_report.h"  // evaluate_run
 #include "models/pspnet/pspnet.h"
 
 namespace strata::pspnet {
@@ -31,20 +35,12 @@ struct TrainResult {
     int64_t iteration = 0;      // iterations done in all (including resumed ones)
     bool interrupted = false;   // stopped by Ctrl-C or stop_after
     double seconds = 0;         // wall time of the loop
-    nlohmann::json eval;        // the eval.json contents when evaluate ran
+    nlohmann::json eval;        // the evaluation result (<run_dir>/eval/<protocol>.json) when evaluate ran
 };
 
 // The train or validation dataset a config names.
 std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& config, bool train);
 
 TrainResult train(const nlohmann::json& config, const TrainOptions& options);
-
-// Evaluates the model on the config's validation split, writes <run_dir>/eval.json and colourised predictions
-// under <run_dir>/predictions/, prints the per-class table, returns the eval.json contents.
-nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& config, const std::string& run_dir, bool verbose);
-
-// Draws the loss (and mIoU, when evaluated during training) curves of a run's metrics.jsonl with gnuplot into
-// <run_dir>/curves.png. Returns false (and says why on stderr) when gnuplot is not installed.
-bool plot_curves(const std::string& run_dir);
 
 }  // namespace strata::pspnet
