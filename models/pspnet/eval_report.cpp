@@ -116,6 +116,7 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
     int64_t max_images = c["max_eval_images"];
     int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
 
+    std::cout << std::flush;  // what was printed before comes before the progress lines when both go to one file
     EvalProgress progress(stderr, isatty(fileno(stderr)));
     auto t0 = std::chrono::steady_clock::now();
     SegmentationMetrics m = evaluate_dataset(

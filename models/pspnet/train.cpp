@@ -4,8 +4,9 @@
 //     build/bin/train configs/voc2012_pspnet50.json data_root=... batch_size=8
 //     build/bin/train --resume run_dir=runs/contextscenes        continue the newest checkpoint of a run
 //
-// The run folder receives config.json (the resolved config), metrics.jsonl, checkpoints/, model.safetensors,
-// eval.json, predictions/ and curves.png. Ctrl-C saves a checkpoint and stops; --resume continues exactly.
+// The run folder receives config.json (the resolved config), metrics.jsonl, tensorboard/, checkpoints/,
+// model.safetensors, eval/whole.json with its prediction panels in eval/whole/, and curves.png. Ctrl-C saves a
+// checkpoint and stops; --resume continues exactly.
 #include <filesystem>
 #include <iostream>
 
