@@ -4,15 +4,21 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "data/image.h"
 #include "framework/check.h"
 #include "models/pspnet/config.h"
+#include "models/pspnet/curves.h"
 #include "models/pspnet/legend.h"
 #include "models/pspnet/trainer.h"
 #include "tests/tensorboard_reader.h"
@@ -53,6 +59,29 @@ int count_lines(const std::string& path) {
 }
 
 bool gnuplot_installed() { return std::system("command -v gnuplot > /dev/null 2>&1") == 0; }
+
+// Runs f with the process's stdout and stderr (file descriptors 1 and 2, which child processes inherit) sent to a
+// file, and returns what was written there.
+template <typename F>
+std::string capture_output(const std::string& path, F f) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    f();
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::cerr.flush();
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    return read_file(path);
+}
 
 }  // namespace
 
@@ -169,6 +198,38 @@ TEST_CASE("curves: redrawn and written to TensorBoard at every evaluation during
     c2["tensorboard"] = false;
     train(c2, quiet());
     CHECK_FALSE(fs::exists(off + "/tensorboard"));
+}
+
+TEST_CASE("curves: gnuplot's warnings go to curves.log; without gnuplot, one note") {
+    std::string dir = "build/test_runs/curves_tiny";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    // one logged step and one evaluation: gnuplot warns "empty x range" on each single-point plot
+    std::ofstream(dir + "/metrics.jsonl") << "{\"iteration\": 1, \"loss\": 2.0, \"aux_loss\": 1.5}\n"
+                                          << "{\"iteration\": 1, \"mIoU\": 0.25}\n";
+    if (gnuplot_installed()) {
+        bool drawn = false;
+        std::string printed = capture_output(dir + "/printed.txt", [&] { drawn = plot_curves(dir); });
+        CHECK(drawn);
+        CHECK_MESSAGE(printed.empty(), printed);
+        CHECK(fs::exists(dir + "/curves.png"));
+        CHECK(read_file(dir + "/curves.log").find("empty x range") != std::string::npos);
+    }
+    // no gnuplot on the PATH: the data and script are still written, and a note (one line, once per process)
+    std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+    setenv("PATH", (dir + "/no_such_bin").c_str(), 1);
+    fs::remove(dir + "/miou.dat");
+    bool drawn = true;
+    std::string printed = capture_output(dir + "/printed.txt", [&] {
+        drawn = plot_curves(dir);
+        plot_curves(dir);
+    });
+    setenv("PATH", path.c_str(), 1);
+    CHECK_FALSE(drawn);
+    CHECK(fs::exists(dir + "/miou.dat"));
+    CHECK(std::count(printed.begin(), printed.end(), '\n') <= 1);
+    if (gnuplot_installed()) CHECK(printed.find("note: gnuplot is not installed") == 0);  // not noted before
+    CHECK(printed.find("error") == std::string::npos);
 }
 
 TEST_CASE("eval progress: a line per image when stderr is not a terminal, every 5% for long sets") {
