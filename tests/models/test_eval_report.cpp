@@ -115,6 +115,7 @@ TEST_CASE("eval: a second evaluation with another protocol does not overwrite th
     fs::remove_all(dir);
     nlohmann::json c = tiny_run(dir);
     c["iterations"] = 2;
+    c["max_eval_images"] = 2;
     TrainOptions o = quiet();
     o.evaluate = true;
     TrainResult r = train(c, o);
