@@ -1,6 +1,9 @@
 // Training curves with gnuplot (see curves.h).
 #include "models/pspnet/curves.h"
 
+#include <sys/wait.h>
+
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,18 @@ std::string shell_quoted(const std::string& s) {
     std::string out = "'";
     for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
     return out + "'";
+}
+
+// std::system, except that a Ctrl-C (or SIGTERM) that arrived while the command ran reaches the caller: system()
+// ignores SIGINT in the calling process while it waits, so the trainer's handler would otherwise never see a
+// Ctrl-C pressed during a plot. Returns the command's exit status (-1 if it did not exit normally).
+int run_shell(const std::string& command) {
+    int status = std::system(command.c_str());
+    if (status == -1) return -1;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)) std::raise(WTERMSIG(status));
+    else if (code == 128 + SIGINT || code == 128 + SIGTERM) std::raise(code - 128);  // the shell reports it so
+    return code;
 }
 
 std::string gnuplot_quoted(const std::string& s) {
@@ -68,7 +83,7 @@ bool plot_curves(const std::string& run_dir) {
     script.close();
 
     static bool noted_missing = false;
-    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+    if (run_shell("command -v gnuplot > /dev/null 2>&1") != 0) {
         if (!noted_missing)
             std::cerr << "note: gnuplot is not installed, so no curves.png (apt-get install gnuplot-nox); the data is in "
                       << (dir / "loss.dat").string() << " and miou.dat\n";
@@ -80,7 +95,7 @@ bool plot_curves(const std::string& run_dir) {
     fs::path log = dir / "curves.log";
     std::string cmd = "gnuplot " + shell_quoted((dir / "curves.gnuplot").string()) + " > " +
                       shell_quoted(log.string()) + " 2>&1";
-    if (std::system(cmd.c_str()) != 0) {
+    if (run_shell(cmd) != 0) {
         std::cerr << "gnuplot could not draw " << (dir / "curves.png").string() << ": see " << log.string() << "\n";
         return false;
     }

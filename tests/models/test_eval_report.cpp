@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <filesystem>
@@ -231,6 +232,30 @@ TEST_CASE("curves: gnuplot's warnings go to curves.log; without gnuplot, one not
     CHECK(std::count(printed.begin(), printed.end(), '\n') <= 1);
     if (gnuplot_installed()) CHECK(printed.find("note: gnuplot is not installed") == 0);  // not noted before
     CHECK(printed.find("error") == std::string::npos);
+}
+
+namespace {
+volatile std::sig_atomic_t g_got_sigint = 0;
+void note_sigint(int) { g_got_sigint = 1; }
+}  // namespace
+
+TEST_CASE("curves: a Ctrl-C that kills gnuplot still reaches the trainer's handler") {
+    // system() ignores SIGINT in the caller while gnuplot runs; plot_curves passes it on afterwards, so a Ctrl-C
+    // during a plot still stops training with a checkpoint. A stand-in gnuplot interrupts itself.
+    std::string dir = "build/test_runs/curves_sigint";
+    fs::remove_all(dir);
+    fs::create_directories(dir + "/bin");
+    std::ofstream(dir + "/metrics.jsonl") << "{\"iteration\": 2, \"loss\": 2.0}\n";
+    std::ofstream(dir + "/bin/gnuplot") << "#!/bin/sh\nkill -INT $$\n";
+    fs::permissions(dir + "/bin/gnuplot", fs::perms::owner_all);
+    std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+    setenv("PATH", (fs::absolute(dir + "/bin").string() + ":" + path).c_str(), 1);
+    g_got_sigint = 0;
+    auto previous = std::signal(SIGINT, note_sigint);
+    std::string printed = capture_output(dir + "/printed.txt", [&] { CHECK_FALSE(plot_curves(dir)); });
+    std::signal(SIGINT, previous);
+    setenv("PATH", path.c_str(), 1);
+    CHECK(g_got_sigint == 1);
 }
 
 TEST_CASE("eval progress: a line per image when stderr is not a terminal, every 5% for long sets") {
