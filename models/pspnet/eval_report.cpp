@@ -107,11 +107,11 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
     if (palette.empty()) palette = voc_palette();
     std::vector<std::string> names = class_names(c, *val);
     std::vector<int64_t> objects = c["object_classes"].get<std::vector<int64_t>>();
+    int64_t classes = c["classes"];
     for (int64_t k : objects)
-        STRATA_CHECK(k >= 0 && k < c["classes"].get<int64_t>(), "config: object_classes lists class ", k,
-                     ", which is not one of the ", c["classes"].get<int64_t>(), " classes (0..",
-                     c["classes"].get<int64_t>() - 1, "); fix object_classes, or set it to [] for datasets without "
-                     "object classes");
+        STRATA_CHECK(k >= 0 && k < classes, "config: object_classes lists class ", k, ", which is not one of the ",
+                     classes, " classes (0..", classes - 1, "); fix object_classes, or set it to [] for datasets "
+                     "without object classes");
     int ignore_label = c["ignore_label"];
     int64_t max_images = c["max_eval_images"];
     int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
@@ -138,12 +138,12 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
     int64_t labelled = 0;
     for (int64_t t : m.target()) labelled += t;
     result["labelled_pixels"] = labelled;
-    std::string warning;
     if (labelled == 0) {
-        warning = str("every label pixel of the ", images, " evaluated image", images == 1 ? "" : "s", " of ",
-                      val->description(), " is ignore_label (", ignore_label,
-                      "), so there is nothing to score and the mIoU would be meaningless. Check label_dir, "
-                      "label_mapping and ignore_label, or evaluate more images (max_eval_images)");
+        std::string warning =
+            str("every label pixel of the ", images, " evaluated image", images == 1 ? "" : "s", " of ",
+                val->description(), " is ignore_label (", ignore_label, "), so there is nothing to score and the mIoU "
+                "would be meaningless. Check label_dir, label_mapping and ignore_label, or evaluate more images "
+                "(max_eval_images)");
         result["warning"] = warning;
         std::cerr << "warning: " << warning << "\n";
     }
