@@ -73,11 +73,10 @@ LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
 DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev \
                 gnuplot-nox
 
-# `make train`: the run and the dataset it reads. The ContextScenes settings must agree with configs/contextscenes.json
-# (113x113 images, objects at least 40 rows below the scene band: see docs/pspnet.md).
+# `make train`: the run and the dataset it reads. `make data` writes the dataset configs/contextscenes.json trains on
+# (make_contextscenes reads its data_root and scene_* settings from that file: one place for them).
 CONFIG ?= configs/contextscenes.json
 ARGS   ?=
-CONTEXTSCENES := out=datasets/contextscenes size=113 min_gap=40 train=2000 val=400
 
 .PHONY: all test bench deps fixtures clean example train data
 .DEFAULT_GOAL := all
@@ -122,7 +121,7 @@ test: deps
 	@tests/run_tests.sh $(TEST_SKIPPED) $(TEST_BINS)
 
 data: $(BUILD)/bin/make_contextscenes
-	@$(BUILD)/bin/make_contextscenes $(CONTEXTSCENES)
+	@$(BUILD)/bin/make_contextscenes configs/contextscenes.json
 
 train: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all

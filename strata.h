@@ -4,8 +4,8 @@
 //
 // framework/ is the machine: tensors and storage on devices (tensor.h, device.h), the kernel tables ops dispatch
 // through (dispatch.h), reverse-mode autograd (autograd.h), modules and the layer registry (module.h, registry.h),
-// SGD and the poly schedule (optimizer.h), safetensors I/O (safetensors.h), the random generator (random.h) and
-// the parallel-for (parallel.h). layers/ holds one header per op, each with its Tensor-level function, its module
+// SGD and the poly schedule (optimizer.h), safetensors I/O (safetensors.h), the random generator (random.h),
+// the parallel-for (parallel.h) and TensorBoard event files (tensorboard.h). layers/ holds one header per op, each with its Tensor-level function, its module
 // where it has one, and its kernel signatures. docs/overview.md is the map.
 #pragma once
 
@@ -19,6 +19,7 @@
 #include "framework/random.h"
 #include "framework/registry.h"
 #include "framework/safetensors.h"
+#include "framework/tensorboard.h"
 #include "framework/tensor.h"
 
 #include "layers/adaptive_avg_pool2d.h"

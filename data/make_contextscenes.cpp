@@ -1,29 +1,41 @@
 // make_contextscenes: writes the ContextScenes dataset to disk in PASCAL VOC layout (what `make data` runs).
 //
-//   build/bin/make_contextscenes [out=datasets/contextscenes] [seed=0] [train=2000] [val=400] [size=97]
-//                                [min_gap=24] [threads=0]
+//   build/bin/make_contextscenes [config.json] [out=...] [seed=...] [train=...] [val=...] [size=...] [min_gap=...]
+//                                [threads=0]
+//
+// The settings come from a run config, configs/contextscenes.json unless another is named: out = data_root,
+// seed = seed, size = scene_size, min_gap = scene_min_gap, train = scene_train, val = scene_val (keys the file does
+// not set keep the defaults of models/pspnet/config.cpp). So the dataset on disk is the one the config trains on,
+// and the config is the only place these numbers are written down; key=value arguments override them.
 //
 // Does nothing when the folder already holds a complete copy with the same settings; a copy left incomplete by an
 // interrupted run is detected and written again (see write_context_scenes in data/contextscenes.h).
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
 #include "data/contextscenes.h"
 #include "framework/check.h"
+#include "models/pspnet/config.h"
 
 using namespace strata;
 
 namespace {
 
-const char* kUsage =
-    "usage: make_contextscenes [key=value ...]\n"
-    "  out=datasets/contextscenes   output folder (VOC layout: JPEGImages, SegmentationClass, ImageSets)\n"
-    "  seed=0                       the dataset's seed\n"
-    "  train=2000 val=400           images per split\n"
-    "  size=97                      image height and width\n"
-    "  min_gap=24                   rows between the scene band and any object\n"
-    "  threads=0                    writer threads (0: one per core)\n";
+const char* kDefaultConfig = "configs/contextscenes.json";
+
+std::string usage(const std::string& config_path, const ContextScenesConfig& c, const std::string& out) {
+    return str("usage: make_contextscenes [config.json] [key=value ...]\n"
+               "  config.json                  the run config whose dataset to write (default: ", kDefaultConfig, ")\n"
+               "  out=", out, "   output folder (the config's data_root; VOC layout)\n"
+               "  seed=", c.seed, "                       the dataset's seed (the config's seed)\n"
+               "  train=", c.train_count, " val=", c.val_count, "           images per split (scene_train, scene_val)\n"
+               "  size=", c.size, "                     image height and width (scene_size)\n"
+               "  min_gap=", c.min_gap, "                   rows between the scene band and any object (scene_min_gap)\n"
+               "  threads=0                    writer threads (0: one per core)\n"
+               "The values shown are those of ", config_path, ".\n");
+}
 
 int64_t parse_int(const std::string& key, const std::string& value) {
     size_t used = 0;
@@ -42,17 +54,33 @@ int64_t parse_int(const std::string& key, const std::string& value) {
 
 int main(int argc, char** argv) {
     try {
+        std::string config_path = kDefaultConfig;
+        int first = 1;
+        if (argc > 1 && std::string(argv[1]).find('=') == std::string::npos && argv[1][0] != '-') {
+            config_path = argv[1];
+            first = 2;
+        }
+        STRATA_CHECK(std::filesystem::exists(config_path), "make_contextscenes: no config '", config_path,
+                     "' (run it from the repository root, or name a config: make_contextscenes path/to/config.json)");
+        nlohmann::json run = pspnet::load_config(config_path, {});
         ContextScenesConfig config;
-        std::string out = "datasets/contextscenes";
+        config.seed = run["seed"];
+        config.size = run["scene_size"];
+        config.min_gap = run["scene_min_gap"];
+        config.train_count = run["scene_train"];
+        config.val_count = run["scene_val"];
+        std::string out = run["data_root"];
+        STRATA_CHECK(!out.empty(), "make_contextscenes: ", config_path, " sets no data_root; pass out=<folder>");
         int threads = 0;
-        for (int i = 1; i < argc; ++i) {
+        for (int i = first; i < argc; ++i) {
             std::string arg = argv[i];
             if (arg == "-h" || arg == "--help") {
-                std::cout << kUsage;
+                std::cout << usage(config_path, config, out);
                 return 0;
             }
             size_t eq = arg.find('=');
-            STRATA_CHECK(eq != std::string::npos, "make_contextscenes: expected key=value, got '", arg, "'\n", kUsage);
+            STRATA_CHECK(eq != std::string::npos, "make_contextscenes: expected key=value, got '", arg, "'\n",
+                         usage(config_path, config, out));
             std::string key = arg.substr(0, eq), value = arg.substr(eq + 1);
             if (key == "out") out = value;
             else if (key == "seed") config.seed = uint64_t(parse_int(key, value));

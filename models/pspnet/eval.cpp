@@ -5,7 +5,11 @@
 //     build/bin/eval configs/contextscenes.json                     the weights of the config's run_dir
 //     build/bin/eval configs/voc2012_pspnet50.json weights=w.safetensors eval_mode=slide scales=[0.5,0.75,1,1.25,1.5,1.75] eval_flip=true
 //
-// Prints mIoU, mAcc, allAcc and the per-class table; writes <run_dir>/eval.json and colourised predictions.
+// Prints progress (a line per image or per 5% when stderr is not a terminal), then mIoU, mAcc, allAcc and the
+// per-class table; writes <run_dir>/eval/<protocol>.json and prediction panels in <run_dir>/eval/<protocol>/, named
+// after the mode, scales and flip (e.g. eval/slide_ms0.5-1.75_flip.json), so that evaluating with another protocol
+// never overwrites an earlier result (nor the one made at the end of training); eval_output=<file.json> chooses
+// the path instead.
 #include <filesystem>
 #include <iostream>
 
@@ -26,7 +30,9 @@ const char* kUsage =
     "  Evaluates weights= (default: <run_dir>/model.safetensors) on the config's val_split. Given a run folder\n"
     "  (or its config.json), the run's saved config is the base (data_root, model, classes, ...) and run_dir is\n"
     "  that folder; key=value overrides apply on top.\n"
-    "  Protocol keys: eval_mode=whole|slide test_h test_w base_size scales=[...] eval_flip=true|false\n";
+    "  Protocol keys: eval_mode=whole|slide test_h test_w base_size scales=[...] eval_flip=true|false\n"
+    "  Writes <run_dir>/eval/<protocol>.json (e.g. whole.json, slide_ms0.5-1.75_flip.json) and prediction panels\n"
+    "  in <run_dir>/eval/<protocol>/; eval_output=<file.json> writes there instead.\n";
 
 int eval_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {}, kUsage);
@@ -45,7 +51,7 @@ int eval_main(int argc, char** argv) {
     model.to(device);
     std::filesystem::create_directories(run_dir);
     evaluate_run(model, config, run_dir, true);
-    std::cout << "wrote " << run_dir << "/eval.json\n";
+    std::cout << "wrote " << eval_output_paths(config, run_dir).json << "\n";
     return 0;
 }
 

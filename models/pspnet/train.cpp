@@ -5,9 +5,9 @@
 //     build/bin/train --resume run_dir=runs/contextscenes        continue the newest checkpoint of a run
 //     build/bin/train runs/contextscenes --resume                the same
 //
-// The run folder receives config.json (the resolved config), metrics.jsonl, checkpoints/, model.safetensors,
-// eval.json, predictions/ and curves.png. Ctrl-C (exit code 130) or SIGTERM (143) saves a checkpoint and stops;
-// --resume continues exactly.
+// The run folder receives config.json (the resolved config), metrics.jsonl, tensorboard/, checkpoints/,
+// model.safetensors, eval/whole.json with its prediction panels in eval/whole/, and curves.png. Ctrl-C (exit code
+// 130) or SIGTERM (143) saves a checkpoint and stops; --resume continues exactly.
 #include <filesystem>
 #include <iostream>
 

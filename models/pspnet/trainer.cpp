@@ -24,6 +24,8 @@
 #include "layers/mul.h"
 #include "models/pspnet/checkpoint.h"
 #include "models/pspnet/config.h"
+#include "models/pspnet/curves.h"
+#include "models/pspnet/eval_report.h"
 #include "models/pspnet/evaluate.h"
 #include "models/pspnet/run_folder.h"
 #include "models/pspnet/numerics.h"
@@ -68,11 +70,6 @@ void truncate_metrics(const fs::path& path, int64_t iteration) {
     write_file_atomically(path.string(), kept);
 }
 
-std::vector<std::string> class_names(const nlohmann::json& config, const Dataset& ds) {
-    std::vector<std::string> names = config["class_names"].get<std::vector<std::string>>();
-    return names.empty() ? ds.classes().names : names;
-}
-
 }  // namespace
 
 std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train) {
@@ -90,97 +87,18 @@ std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train
     d.scenes.min_gap = c["scene_min_gap"];
     d.scenes.train_count = c["scene_train"];
     d.scenes.val_count = c["scene_val"];
+    // datasets/contextscenes (configs/contextscenes.json) is not in the repository: `make data` writes it
+    fs::path root = fs::path(d.root).lexically_normal();
+    if (root.filename().empty()) root = root.parent_path();  // a trailing '/'
+    if (d.format == "voc" && root.filename() == "contextscenes" && !fs::exists(root))
+        STRATA_FAIL("data_root '", d.root, "' does not exist: the ContextScenes dataset is written there by `make data` "
+                    "(run it once from the repository root), or use dataset=contextscenes to generate it in memory");
     std::shared_ptr<Dataset> ds = open_dataset(d);
     STRATA_CHECK(ds->size() > 0, ds->description(), " is empty");
     STRATA_CHECK(ds->num_classes() == 0 || ds->num_classes() == c["classes"].get<int>(), "config: classes = ",
                  c["classes"].get<int>(), " but ", ds->description(), " has ", ds->num_classes(),
                  " classes; set classes=", ds->num_classes());
     return ds;
-}
-
-nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::string& run_dir, bool verbose) {
-    std::shared_ptr<Dataset> val = open_config_dataset(c, false);
-    EvalOptions options = eval_options(c);
-    options.device = model.parameters().front().device();
-    fs::path pred_dir = fs::path(run_dir) / "predictions";
-    int save = c["save_predictions"];
-    if (save > 0) fs::create_directories(pred_dir);
-    std::vector<Rgb> palette = val->classes().colors;
-    if (palette.empty()) palette = voc_palette();
-    auto t0 = std::chrono::steady_clock::now();
-    SegmentationMetrics m = evaluate_dataset(
-        model, *val, options, c["max_eval_images"], c["ignore_label"],
-        [&](int64_t i, const Sample& s, const LabelMap& pred) {
-            if (i >= save) return;
-            save_png((pred_dir / (s.name + ".png")).string(), prediction_panel(s.image, s.label, pred, palette));
-        },
-        [&](int64_t done, int64_t total) {
-            if (verbose && isatty(fileno(stderr)))
-                std::fprintf(stderr, "\revaluating %lld/%lld", (long long)done, (long long)total);
-        });
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (verbose && isatty(fileno(stderr))) std::fprintf(stderr, "\n");
-    std::vector<std::string> names = class_names(c, *val);
-    nlohmann::json result = m.to_json(names);
-    std::vector<int64_t> objects = c["object_classes"].get<std::vector<int64_t>>();
-    if (!objects.empty()) result["object_class_accuracy"] = m.group_accuracy(objects);
-    result["split"] = val->description();
-    result["mode"] = options.mode;
-    result["scales"] = options.scales;
-    result["flip"] = options.flip;
-    int64_t max_images = c["max_eval_images"];
-    result["images"] = max_images > 0 ? std::min(max_images, val->size()) : val->size();
-    result["seconds"] = seconds;
-    write_file_atomically((fs::path(run_dir) / "eval.json").string(), result.dump(2) + "\n");
-    if (verbose) {
-        std::cout << "evaluation on " << val->description() << "\n" << m.table(names);
-        if (!objects.empty())
-            std::cout << "object class accuracy (right class among pixels labelled and predicted as objects): "
-                      << result["object_class_accuracy"].get<double>() << "\n";
-        std::cout << std::flush;
-    }
-    return result;
-}
-
-bool plot_curves(const std::string& run_dir) {
-    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-        std::cerr << "gnuplot not found: no curves.png (install it with: apt-get install gnuplot-nox)\n";
-        return false;
-    }
-    fs::path dir(run_dir);
-    std::ifstream in(dir / "metrics.jsonl");
-    std::ofstream loss(dir / "loss.dat"), miou(dir / "miou.dat");
-    std::string line;
-    bool has_miou = false;
-    while (std::getline(in, line)) {
-        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded()) continue;
-        if (j.contains("loss")) loss << j["iteration"] << " " << j["loss"] << " " << j.value("aux_loss", 0.0) << "\n";
-        if (j.contains("mIoU")) {
-            miou << j["iteration"] << " " << j["mIoU"] << "\n";
-            has_miou = true;
-        }
-    }
-    loss.close();
-    miou.close();
-    std::ofstream script(dir / "curves.gnuplot");
-    script << "set terminal pngcairo size 900,420 font ',10'\n"
-           << "set output '" << (dir / "curves.png").string() << "'\n"
-           << "set multiplot layout 1," << (has_miou ? 2 : 1) << "\n"
-           << "set xlabel 'iteration'\nset grid\nset title 'training loss'\nset key top right\n"
-           << "plot '" << (dir / "loss.dat").string() << "' using 1:2 with lines title 'loss (main + aux weight x aux)', "
-           << "'' using 1:3 with lines title 'aux loss'\n";
-    if (has_miou)
-        script << "set title 'validation mIoU'\nset yrange [0:1]\nset xrange [0:*]\nset key bottom right\nplot '"
-               << (dir / "miou.dat").string() << "' using 1:2 with linespoints pointtype 7 title 'mIoU'\n";
-    script << "unset multiplot\n";
-    script.close();
-    std::string cmd = "gnuplot '" + (dir / "curves.gnuplot").string() + "' 2>&1";
-    if (std::system(cmd.c_str()) != 0) {
-        std::cerr << "gnuplot failed: see " << (dir / "curves.gnuplot").string() << "\n";
-        return false;
-    }
-    return true;
 }
 
 TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
@@ -261,6 +179,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     const std::string divergence_advice =
         str("Lower base_lr (now ", base_lr, ") or check the labels and the weights; the checkpoints in ", run_dir,
             "/checkpoints hold only finite values (every save is checked)");
+    std::unique_ptr<TensorBoardWriter> tensorboard = open_run_tensorboard(c, run_dir);  // null: tensorboard=false
 
     std::optional<StopSignals> stop_signals(std::in_place);  // Ctrl-C and SIGTERM stop the loop, not the evaluation
     model.train();
@@ -308,6 +227,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                                 {"images_per_s", since > 0 ? double(images_since_log) / since : 0.0},
                                 {"seconds", elapsed}};
             metrics.append(j.dump());
+            write_scalars(tensorboard.get(), j);
             if (options.verbose && !tty)
                 std::cerr << "iter " << pos.iteration << "/" << max_iter << "  loss " << j["loss"].get<double>()
                           << "  aux " << j["aux_loss"].get<double>() << "  lr " << lr << "  "
@@ -334,6 +254,9 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
         if (eval_every > 0 && pos.iteration % eval_every == 0 && pos.iteration < max_iter && !stop) {
             nlohmann::json e = evaluate_run(model, c, run_dir, false);
             metrics.append(nlohmann::json{{"iteration", pos.iteration}, {"mIoU", e["mIoU"]}}.dump());
+            write_scalars(tensorboard.get(), {{"iteration", pos.iteration}, {"mIoU", e["mIoU"]}, {"mAcc", e["mAcc"]},
+                                              {"allAcc", e["allAcc"]}});
+            plot_curves(run_dir);  // redrawn at every evaluation, so curves.png follows a long run
             if (tty) std::fprintf(stderr, "\n");
             if (options.verbose) std::cerr << "iter " << pos.iteration << ": val mIoU " << e["mIoU"].get<double>() << "\n";
         }
@@ -363,6 +286,8 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     if (options.evaluate) {
         result.eval = evaluate_run(model, c, run_dir, options.verbose);
         metrics.append(nlohmann::json{{"iteration", pos.iteration}, {"mIoU", result.eval["mIoU"]}}.dump());
+        write_scalars(tensorboard.get(), {{"iteration", pos.iteration}, {"mIoU", result.eval["mIoU"]},
+                                          {"mAcc", result.eval["mAcc"]}, {"allAcc", result.eval["allAcc"]}});
     }
     plot_curves(run_dir);
     return result;

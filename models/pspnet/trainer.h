@@ -6,7 +6,9 @@
 // JSON line goes to <run_dir>/metrics.jsonl; every save_every a checkpoint (models/pspnet/checkpoint.h). A run
 // started with resume continues from the newest checkpoint and produces the same losses as an uninterrupted run.
 // Ctrl-C (SIGINT) or SIGTERM finishes the current iteration, saves a checkpoint and returns. The run folder is
-// locked for the duration (models/pspnet/run_folder.h): a second training on the same run_dir is refused.
+// locked for the duration (models/pspnet/run_folder.h): a second training on the same run_dir is refused. The
+// logged scalars also go to <run_dir>/tensorboard/ (tensorboard=true), and curves.png is redrawn after every
+// evaluation (curves.h). Evaluations write <run_dir>/eval/<protocol>.json and prediction panels (eval_report.h).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
+#include "models/pspnet/curves.h"       // plot_curves, TensorBoard scalars
+#include "models/pspnet/eval_report.h"  // evaluate_run
 #include "models/pspnet/pspnet.h"
 
 namespace strata::pspnet {
@@ -34,20 +38,12 @@ struct TrainResult {
     bool interrupted = false;   // stopped by Ctrl-C, SIGTERM or stop_after
     int stop_signal = 0;        // SIGINT or SIGTERM when a signal stopped it, else 0
     double seconds = 0;         // wall time of the loop
-    nlohmann::json eval;        // the eval.json contents when evaluate ran
+    nlohmann::json eval;        // the evaluation result (<run_dir>/eval/<protocol>.json) when evaluate ran
 };
 
 // The train or validation dataset a config names.
 std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& config, bool train);
 
 TrainResult train(const nlohmann::json& config, const TrainOptions& options);
-
-// Evaluates the model on the config's validation split, writes <run_dir>/eval.json and colourised predictions
-// under <run_dir>/predictions/, prints the per-class table, returns the eval.json contents.
-nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& config, const std::string& run_dir, bool verbose);
-
-// Draws the loss (and mIoU, when evaluated during training) curves of a run's metrics.jsonl with gnuplot into
-// <run_dir>/curves.png. Returns false (and says why on stderr) when gnuplot is not installed.
-bool plot_curves(const std::string& run_dir);
 
 }  // namespace strata::pspnet

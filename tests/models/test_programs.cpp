@@ -11,6 +11,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "data/contextscenes.h"
 #include "data/image.h"
 #include "framework/safetensors.h"
+#include "models/pspnet/config.h"
 
 namespace fs = std::filesystem;
 using namespace strata;
@@ -44,6 +46,11 @@ Result run(const std::string& command) {
     while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
     int status = pclose(pipe);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 bool programs_built() {
@@ -89,16 +96,28 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(r.output.find("resuming " + kDir + " at iteration " + std::to_string(stopped_at)) != std::string::npos);
     CHECK(r.output.find("mIoU") != std::string::npos);
-    for (const char* f : {"config.json", "model.safetensors", "eval.json", "predictions/val_000000.png"})
+    for (const char* f : {"config.json", "model.safetensors", "eval/whole.json", "eval/whole/val_000000.png"})
         CHECK_MESSAGE(fs::exists(kDir + "/" + f), f);
+    std::string whole = slurp(kDir + "/eval/whole.json");
 
-    // eval of the saved weights, with the sliding-window protocol and flip
-    r = run("build/bin/eval " + kRun + " eval_mode=slide test_h=41 test_w=41 base_size=73 eval_flip=true");
+    // eval of the saved weights, with the sliding-window protocol and flip, on 2 of the 4 images: its own output
+    // file (the training's evaluation stays), progress lines (the output is a pipe here, not a terminal) and a
+    // header that counts the images evaluated
+    r = run("build/bin/eval " + kRun + " eval_mode=slide test_h=41 test_w=41 base_size=73 eval_flip=true "
+            "max_eval_images=2");
     CHECK_MESSAGE(r.code == 0, r.output);
-    nlohmann::json e = nlohmann::json::parse(std::ifstream(kDir + "/eval.json"));
+    nlohmann::json e = nlohmann::json::parse(std::ifstream(kDir + "/eval/slide_flip.json"));
     CHECK(e["mode"] == "slide");
     CHECK(e["flip"] == true);
     CHECK(e["classes"].size() == 8);
+    CHECK(e["images"] == 2);
+    CHECK(fs::exists(kDir + "/eval/slide_flip/val_000000.png"));
+    CHECK(slurp(kDir + "/eval/whole.json") == whole);
+    CHECK_MESSAGE(r.output.find("eval 1/2 images") != std::string::npos, r.output);
+    CHECK_MESSAGE(r.output.find("eval 2/2 images") != std::string::npos, r.output);
+    CHECK_MESSAGE(r.output.find("evaluation (slide_flip) of 2 images (max_eval_images=2) from") != std::string::npos,
+                  r.output);
+    CHECK(r.output.find("wrote " + kDir + "/eval/slide_flip.json") != std::string::npos);
 
     // eval and infer given the run folder (moved since training) or its config.json: the run's own settings
     std::string moved = kDir + "_moved";
@@ -108,7 +127,7 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     r = run("build/bin/eval " + moved + " max_eval_images=2");
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(r.output.find("mIoU") != std::string::npos);
-    r = run("build/bin/infer " + moved + "/config.json --input " + kDir + "/predictions/val_000000.png --output " +
+    r = run("build/bin/infer " + moved + "/config.json --input " + kDir + "/eval/whole/val_000000.png --output " +
             moved + "/out");
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(fs::exists(moved + "/out/val_000000.png"));
@@ -157,4 +176,28 @@ TEST_CASE("programs: mistakes give one clear line and a non-zero exit code") {
     r = run("build/bin/train device=tpu " + kRun);
     CHECK(r.code == 1);
     CHECK(r.output.find("unknown device 'tpu'") != std::string::npos);
+}
+
+TEST_CASE("programs: make_contextscenes writes the dataset configs/contextscenes.json trains on") {
+    REQUIRE_MESSAGE(fs::exists("build/bin/make_contextscenes"), "build the programs first (make test does)");
+    // its defaults are read from the config, so `make data` and `make train` cannot disagree
+    nlohmann::json c = strata::pspnet::load_config("configs/contextscenes.json", {});
+    Result r = run("build/bin/make_contextscenes --help");
+    CHECK(r.code == 0);
+    for (std::string expected :
+         {"out=" + c["data_root"].get<std::string>(), "size=" + std::to_string(c["scene_size"].get<int>()),
+          "min_gap=" + std::to_string(c["scene_min_gap"].get<int>()),
+          "train=" + std::to_string(c["scene_train"].get<int>()), "val=" + std::to_string(c["scene_val"].get<int>()),
+          "seed=" + std::to_string(c["seed"].get<int>())})
+        CHECK_MESSAGE(r.output.find(expected) != std::string::npos, expected, "\n", r.output);
+    // another config's settings, and key=value on top
+    std::string dir = "build/test_runs/make_contextscenes";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    std::ofstream(dir + "/scenes.json") << "{\"data_root\": \"" << dir << "/data\", \"scene_size\": 73, "
+                                        << "\"scene_min_gap\": 0, \"scene_train\": 3, \"scene_val\": 2}";
+    r = run("build/bin/make_contextscenes " + dir + "/scenes.json val=1");
+    CHECK_MESSAGE(r.code == 0, r.output);
+    CHECK(r.output.find("(3 train + 1 val, 73x73, seed 0)") != std::string::npos);
+    CHECK(fs::exists(dir + "/data/ImageSets/Segmentation/train.txt"));
 }

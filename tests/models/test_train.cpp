@@ -110,9 +110,9 @@ TEST_CASE("train: the run folder holds the config, metrics, checkpoints, weights
     TrainOptions o = quiet();
     o.evaluate = true;
     TrainResult r = train(c, o);
-    for (const char* f : {"config.json", "metrics.jsonl", "model.safetensors", "eval.json", "checkpoints/latest",
+    for (const char* f : {"config.json", "metrics.jsonl", "model.safetensors", "eval/whole.json", "checkpoints/latest",
                           "checkpoints/iter_4.json", "checkpoints/iter_4.safetensors",
-                          "checkpoints/iter_4.optim.safetensors", "predictions/val_000000.png"})
+                          "checkpoints/iter_4.optim.safetensors", "eval/whole/val_000000.png", "tensorboard"})
         CHECK_MESSAGE(fs::exists(fs::path(dir) / f), f);
     CHECK(r.eval["classes"].size() == 8);
     CHECK(r.eval["mIoU"].get<double>() >= 0.0);
