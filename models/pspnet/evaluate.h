@@ -17,7 +17,7 @@
 // output row, so the band's averaged probabilities and their argmax are exactly semseg's, computed in the same
 // float operations as the full-size path (predict_probabilities), while only classes x band x w floats exist at the
 // original size. Before any forward pass the memory a prediction plans to use is estimated, and an image whose
-// prediction would not fit in this machine's memory is refused with the size, the estimate and what to change.
+// prediction would not fit in the memory available is refused with the size, the estimate and what to change.
 //
 // Metrics are accumulated over the whole set (models/pspnet/metrics.h).
 #pragma once
@@ -43,8 +43,8 @@ struct EvalOptions {
     bool flip = false;
     Rgbf mean = kImageNetMean, std = kImageNetStd;
     Device device = kCPU;
-    // The most bytes one image's prediction may plan to use (estimate_prediction_bytes); 0 = this machine's memory
-    // (physical memory, or the container's limit when it is lower).
+    // The most bytes one image's prediction may plan to use (estimate_prediction_bytes); 0 = the memory available
+    // when the image's prediction starts (available_memory_bytes).
     int64_t memory_limit_bytes = 0;
 };
 
@@ -66,8 +66,9 @@ int64_t estimate_forward_bytes(const PSPNet& model, int64_t batch, int64_t h, in
 // Estimated peak bytes of predict_labels on an h x w image: every scale's probabilities at its processing size,
 // the largest step (resized image, padded image and window sums in slide mode, forward pass), and the label map.
 int64_t estimate_prediction_bytes(const PSPNet& model, int h, int w, const EvalOptions& options);
-// Physical memory, or the container's (cgroup) limit when it is lower; 0 when neither can be read.
-int64_t machine_memory_bytes();
+// The memory that can be allocated now: the kernel's MemAvailable (free memory and reclaimable caches), or the
+// room left under the container's (cgroup v2) limit when that is smaller; 0 when neither can be read (no check).
+int64_t available_memory_bytes();
 
 // One scale's class probabilities at its processing size: data[(c * h + y) * w + x].
 struct ScoreMap {
@@ -85,10 +86,10 @@ LabelMap labels_from_scores(const std::vector<ScoreMap>& scores, int h, int w, i
 
 // The predicted labels (h, w) of one RGB image, without a classes x h x w buffer (see the top of the file).
 // Refuses up front, naming the size, the estimate and what to change, when estimate_prediction_bytes exceeds
-// options.memory_limit_bytes (0: machine_memory_bytes()).
+// options.memory_limit_bytes (0: available_memory_bytes()).
 LabelMap predict_labels(PSPNet& model, const Image& image, const EvalOptions& options);
 // predict_labels with every failure (a refused estimate, an allocation that failed, a bad option) rethrown as an
-// Error that starts with `name` and the image's size; running out of memory also says what to change.
+// Error that starts with `name`; running out of memory also names the image's size and what to change.
 LabelMap predict_labels_of(PSPNet& model, const Image& image, const EvalOptions& options, const std::string& name);
 
 // Class probabilities (classes, h, w) of one RGB image, on the CPU: semseg's full-size average over the scales.
