@@ -420,6 +420,7 @@ SegmentationMetrics evaluate_dataset(PSPNet& model, const Dataset& dataset, cons
                                      const std::function<void(int64_t, const Sample&, const LabelMap&)>& on_prediction,
                                      const std::function<void(int64_t, int64_t)>& progress) {
     STRATA_CHECK(dataset.has_labels(), "evaluate: ", dataset.description(), " has no labels to evaluate against");
+    check_eval_options(options, model.config().backbone.output_stride);  // once, before the first image
     bool was_training = model.is_training();
     model.eval();
     SegmentationMetrics metrics(model.config().classes, ignore_label);

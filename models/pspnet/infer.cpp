@@ -88,6 +88,7 @@ int infer_main(int argc, char** argv) {
     model.eval();
     EvalOptions options = eval_options(config);
     options.device = device;
+    check_eval_options(options, model.config().backbone.output_stride);  // before reading any image
 
     std::vector<Rgb> palette = voc_palette();
     if (config["dataset"] == "voc" && !config["data_root"].get<std::string>().empty()) {

@@ -69,6 +69,23 @@ std::string error_of(Fn fn) {
     return "";
 }
 
+// Two labelled noise images that count how often they are read.
+struct CountingDataset : Dataset {
+    mutable int reads = 0;
+    int64_t size() const override { return 2; }
+    Sample get(int64_t index) const override {
+        ++reads;
+        Sample s;
+        s.name = "noise" + std::to_string(index);
+        s.image = noise_image(20, 24, uint64_t(index));
+        s.label = LabelMap(20, 24);
+        return s;
+    }
+    std::string name(int64_t index) const override { return "noise" + std::to_string(index); }
+    bool has_labels() const override { return true; }
+    std::string description() const override { return "noise (2 images)"; }
+};
+
 }  // namespace
 
 TEST_CASE("predict: band-wise labels equal the argmax of the full-size average of the resized score maps") {
@@ -219,6 +236,13 @@ TEST_CASE("predict: degenerate protocol parameters are refused, naming the param
     whole.crop_h = 0;
     whole.base_size = -1;
     CHECK(predict_labels(model, im, whole).w == 24);
+    // evaluate_dataset refuses them before reading the first image; good ones evaluate every image.
+    CountingDataset data;
+    CHECK_THROWS_WITH_AS(evaluate_dataset(model, data, bad.front().options, 0, 255, nullptr),
+                         doctest::Contains("test_h=0"), Error);
+    CHECK(data.reads == 0);
+    evaluate_dataset(model, data, slide, 0, 255, nullptr);
+    CHECK(data.reads == 2);
     // Through predict_labels_of the message starts with the image's name and size.
     std::string named = error_of([&] { predict_labels_of(model, im, bad.front().options, "street.jpg"); });
     CHECK(named.rfind("street.jpg: ", 0) == 0);
