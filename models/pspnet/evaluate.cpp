@@ -93,6 +93,19 @@ int64_t estimate_forward_bytes(const PSPNet& model, int64_t batch, int64_t h, in
     return int64_t(std::min(4 * floats, 9e18));
 }
 
+namespace {
+
+// What one forward pass holds in host memory: all of it on the CPU; on a GPU only the normalised input, the host
+// copy of the logits and the probabilities (the device's own memory is the device's: when it runs out, the CUDA
+// allocator's "out of CUDA memory" is rethrown by predict_labels_of with the image and the fix).
+double forward_host_bytes(const PSPNet& model, int64_t batch, int64_t h, int64_t w, const EvalOptions& o) {
+    if (o.device.is_cpu()) return double(estimate_forward_bytes(model, batch, h, w));
+    double pixels = double(h) * double(w), classes = double(model.config().classes);
+    return 4 * (double(batch) * (3 + classes) * pixels + classes * pixels);
+}
+
+}  // namespace
+
 int64_t estimate_prediction_bytes(const PSPNet& model, int h, int w, const EvalOptions& o) {
     double classes = double(model.config().classes), maps = 0, largest_step = 0;
     int64_t batch = o.flip ? 2 : 1;
@@ -103,9 +116,9 @@ int64_t estimate_prediction_bytes(const PSPNet& model, int h, int w, const EvalO
         if (o.mode == "slide") {
             double padded = double(std::max<int64_t>(p.h, o.crop_h)) * double(std::max<int64_t>(p.w, o.crop_w));
             // the padded image (3 floats), the window sums (classes) and counts (1) per padded pixel
-            step += 4 * padded * (3 + classes + 1) + double(estimate_forward_bytes(model, batch, o.crop_h, o.crop_w));
+            step += 4 * padded * (3 + classes + 1) + forward_host_bytes(model, batch, o.crop_h, o.crop_w, o);
         } else {
-            step += double(estimate_forward_bytes(model, batch, p.h, p.w));
+            step += forward_host_bytes(model, batch, p.h, p.w, o);
         }
         largest_step = std::max(largest_step, step);
         maps += 4 * classes * scaled;

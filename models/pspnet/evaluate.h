@@ -63,8 +63,9 @@ Size2 processing_size(int h, int w, const EvalOptions& options, double s);
 // (its im2col columns, input, the block input kept for the residual, output), the input and the logits at the
 // input size with their host copy and probabilities. A rough figure for refusing hopeless sizes up front.
 int64_t estimate_forward_bytes(const PSPNet& model, int64_t batch, int64_t h, int64_t w);
-// Estimated peak bytes of predict_labels on an h x w image: every scale's probabilities at its processing size,
-// the largest step (resized image, padded image and window sums in slide mode, forward pass), and the label map.
+// Estimated peak host bytes of predict_labels on an h x w image: every scale's probabilities at its processing
+// size, the largest step (resized image, padded image and window sums in slide mode, forward pass), and the label
+// map. On a GPU (options.device) the forward pass counts only what it holds on the host (input, logits' copy).
 int64_t estimate_prediction_bytes(const PSPNet& model, int h, int w, const EvalOptions& options);
 // The memory that can be allocated now: the kernel's MemAvailable (free memory and reclaimable caches), or the
 // room left under the container's (cgroup v2) limit when that is smaller; 0 when neither can be read (no check).

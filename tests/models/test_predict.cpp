@@ -301,4 +301,8 @@ TEST_CASE("predict: the forward-pass estimate grows with the pixels and the batc
     // At least the logits, their copy and the probabilities: 3 x classes floats per pixel.
     CHECK(one >= 4 * 3 * 4 * 100 * 100);
     CHECK(available_memory_bytes() > 0);
+    // On a GPU the forward pass's memory is the device's: the host estimate leaves it out.
+    EvalOptions cpu, gpu;
+    gpu.device = Device{DeviceType::CUDA, 0};
+    CHECK(estimate_prediction_bytes(model, 400, 400, gpu) < estimate_prediction_bytes(model, 400, 400, cpu));
 }
