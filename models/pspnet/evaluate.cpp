@@ -41,18 +41,19 @@ void check_eval_options(const EvalOptions& o, int64_t output_stride) {
     STRATA_CHECK(!o.scales.empty(), "evaluate: scales must list at least one scale, e.g. scales=[1.0]");
     for (double s : o.scales)
         STRATA_CHECK(std::isfinite(s) && s > 0, "evaluate: every scale must be a number > 0, got ", s, " in scales");
-    STRATA_CHECK(o.memory_limit_bytes >= 0, "evaluate: memory_limit_bytes must be >= 0 (0 = the memory available), got ",
-                 o.memory_limit_bytes);
+    STRATA_CHECK(o.memory_limit_bytes >= 0, "evaluate: memory_limit_bytes must be >= 0 (0 = the memory available), ",
+                 "got ", o.memory_limit_bytes);
     if (o.mode != "slide") return;
     // A window of fewer than 2 * output_stride + 1 pixels gives the network a feature map under 3 x 3, where every
-    // 3 x 3 convolution sees more zero padding than image: the scores mean nothing, and test_h=0 reported mIoU 0.0145 instead of an error.
+    // 3 x 3 convolution sees more zero padding than image: the scores mean nothing (test_h=0 reported mIoU 0.0145
+    // instead of an error).
     int64_t min_size = 2 * output_stride + 1;
-    STRATA_CHECK(o.crop_h >= min_size && o.crop_w >= min_size, "evaluate: slide mode needs crops (test_h x test_w) of at least ",
-                 min_size, " x ", min_size, " pixels at output stride ", output_stride, ", got test_h=", o.crop_h,
-                 " test_w=", o.crop_w, " (semseg uses 473 x 473, or 713 x 713 for Cityscapes)");
-    STRATA_CHECK(o.base_size == 0 || o.base_size >= min_size, "evaluate: base_size must be 0 (keep each image's size) or at least ",
-                 min_size, " pixels (the long side of the image at scale 1 in slide mode), got base_size=",
-                 o.base_size, " (semseg uses 512, or 2048 for Cityscapes)");
+    STRATA_CHECK(o.crop_h >= min_size && o.crop_w >= min_size, "evaluate: slide mode needs crops (test_h x test_w) ",
+                 "of at least ", min_size, " x ", min_size, " pixels at output stride ", output_stride, ", got test_h=",
+                 o.crop_h, " test_w=", o.crop_w, " (semseg uses 473 x 473, or 713 x 713 for Cityscapes)");
+    STRATA_CHECK(o.base_size == 0 || o.base_size >= min_size, "evaluate: base_size must be 0 (keep each image's size) ",
+                 "or at least ", min_size, " pixels (the long side of the image at scale 1 in slide mode), got ",
+                 "base_size=", o.base_size, " (semseg uses 512, or 2048 for Cityscapes)");
 }
 
 Size2 processing_size(int h, int w, const EvalOptions& o, double s) {
@@ -306,7 +307,8 @@ LabelMap labels_from_scores(const std::vector<ScoreMap>& scores, int h, int w, i
     float inverse = float(1.0 / double(n));
     if (band_rows <= 0) band_rows = int(std::clamp<int64_t>((int64_t(1) << 23) / (2 * C * w), 1, h));
     int64_t band_floats = C * int64_t(std::min(band_rows, h)) * w;
-    std::vector<float> total(static_cast<size_t>(band_floats)), resized(static_cast<size_t>(band_floats));  // (row, C, w)
+    // (band row, class, x): the band's running sum over the maps, and one map's resized rows
+    std::vector<float> total(static_cast<size_t>(band_floats)), resized(static_cast<size_t>(band_floats));
     LabelMap out(h, w);
     for (int band = 0; band < h; band += band_rows) {
         int rows = std::min(band_rows, h - band);
@@ -395,8 +397,8 @@ LabelMap predict_labels_of(PSPNet& model, const Image& image, const EvalOptions&
         bool out_of_memory = message.find("out of CPU memory") != std::string::npos ||
                              message.find("out of CUDA memory") != std::string::npos;
         if (out_of_memory)
-            throw Error(str(name, ": ", message, " predicting this ", image.w, "x", image.h,
-                            " image (width x height) in ", o.mode, " mode: ", memory_advice(o)));
+            throw Error(str(name, ": out of memory predicting this ", image.w, "x", image.h,
+                            " image (width x height) in ", o.mode, " mode (", message, "): ", memory_advice(o)));
         throw Error(str(name, ": ", message));
     }
 }
