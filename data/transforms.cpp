@@ -42,7 +42,13 @@ TransformConfig eval_transforms(int crop_h, int crop_w) {
 
 // ---- geometric primitives ----
 
-ImageF resize_bilinear(const ImageF& image, int out_h, int out_w) {
+namespace {
+
+// The resize of both overloads below. Src is Image (uint8) or ImageF; every source value is read as a float, and
+// a uint8 converts to float exactly, so resizing an Image equals resizing to_float(Image) bit for bit without the
+// full-size float copy (4 bytes per value instead of 1: what made a large input's prediction grow).
+template <typename Src>
+ImageF resize_bilinear_from(const Src& image, int out_h, int out_w) {
     STRATA_CHECK(out_h > 0 && out_w > 0, "resize_bilinear: output size must be positive, got ", out_h, "x", out_w);
     ImageF out(out_h, out_w, image.c);
     float scale_y = float(image.h) / float(out_h), scale_x = float(image.w) / float(out_w);
@@ -60,21 +66,27 @@ ImageF resize_bilinear(const ImageF& image, int out_h, int out_w) {
         int y0 = std::min(int(sy), image.h - 1), y1 = std::min(y0 + 1, image.h - 1);
         float fy = sy - float(y0);
         for (int x = 0; x < out_w; ++x) {
-            const float* a = image.pixel(y0, x0[size_t(x)]);
-            const float* b = image.pixel(y0, x1[size_t(x)]);
-            const float* c = image.pixel(y1, x0[size_t(x)]);
-            const float* d = image.pixel(y1, x1[size_t(x)]);
+            const auto* a = image.pixel(y0, x0[size_t(x)]);
+            const auto* b = image.pixel(y0, x1[size_t(x)]);
+            const auto* c = image.pixel(y1, x0[size_t(x)]);
+            const auto* d = image.pixel(y1, x1[size_t(x)]);
             float wx = fx[size_t(x)];
             float* o = out.pixel(y, x);
             for (int ch = 0; ch < image.c; ++ch) {
-                float top = a[ch] + wx * (b[ch] - a[ch]);
-                float bottom = c[ch] + wx * (d[ch] - c[ch]);
+                float top = float(a[ch]) + wx * (float(b[ch]) - float(a[ch]));
+                float bottom = float(c[ch]) + wx * (float(d[ch]) - float(c[ch]));
                 o[ch] = top + fy * (bottom - top);
             }
         }
     }
     return out;
 }
+
+}  // namespace
+
+ImageF resize_bilinear(const ImageF& image, int out_h, int out_w) { return resize_bilinear_from(image, out_h, out_w); }
+
+ImageF resize_bilinear(const Image& image, int out_h, int out_w) { return resize_bilinear_from(image, out_h, out_w); }
 
 LabelMap resize_nearest(const LabelMap& label, int out_h, int out_w) {
     STRATA_CHECK(out_h > 0 && out_w > 0, "resize_nearest: output size must be positive, got ", out_h, "x", out_w);

@@ -64,6 +64,8 @@ TransformConfig eval_transforms(int crop_h = 0, int crop_w = 0);
 // ---- the geometric primitives ----
 // Bilinear resize with pixel centres aligned (OpenCV's INTER_LINEAR: src = (dst + 0.5) * in/out - 0.5, clamped).
 ImageF resize_bilinear(const ImageF& image, int out_h, int out_w);
+// The same on an 8-bit image: equals resize_bilinear(to_float(image), ...) without the full-size float copy.
+ImageF resize_bilinear(const Image& image, int out_h, int out_w);
 // Nearest-neighbour resize taking the source pixel under each output pixel's centre: src = floor((dst + 0.5) * in/out).
 LabelMap resize_nearest(const LabelMap& label, int out_h, int out_w);
 // Rotation by `degrees` about (w/2, h/2), keeping the size (OpenCV's getRotationMatrix2D + warpAffine): image

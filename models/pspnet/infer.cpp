@@ -7,6 +7,11 @@
 //
 // For each image it writes <name>.png, a palette PNG whose pixel values are the predicted class indices (viewable
 // in colour, readable as labels), and <name>_overlay.png, the input blended with the colours.
+//
+// Large images: in slide mode the image is resized to base_size before the network sees it, and the labels are
+// produced at the original size band by band, so memory grows with the image's pixels, not with classes x pixels
+// (models/pspnet/evaluate.h). An image whose prediction would not fit in memory (a big one in whole mode, say) is
+// refused before any forward pass, naming its size, the estimate and the key to change.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -85,6 +90,7 @@ int infer_main(int argc, char** argv) {
     model.eval();
     EvalOptions options = eval_options(config);
     options.device = device;
+    check_eval_options(options, model.config().backbone.output_stride);  // before reading any image
 
     std::vector<Rgb> palette = voc_palette();
     if (config["dataset"] == "voc" && !config["data_root"].get<std::string>().empty()) {
@@ -100,7 +106,7 @@ int infer_main(int argc, char** argv) {
     std::vector<fs::path> files = collect_inputs(cl.options["--input"]);
     for (size_t i = 0; i < files.size(); ++i) {
         Image image = load_rgb(files[i].string());
-        LabelMap pred = argmax_labels(predict_probabilities(model, image, options));
+        LabelMap pred = predict_labels_of(model, image, options, files[i].string());
         std::string stem = files[i].stem().string();
         save_palette_png((out / (stem + ".png")).string(), pred, palette);
         save_png((out / (stem + "_overlay.png")).string(), prediction_overlay(image, pred, palette));
