@@ -33,7 +33,7 @@ ARCH ?= $(shell $(CXX) -march=native -x c++ -E /dev/null >/dev/null 2>&1 && echo
 CXXFLAGS := -std=c++20 -O2 $(ARCH) -ffp-contract=off -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
             -I$(BLAS_INC_DIR) -MMD -MP
 LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
-LDLIBS   := -lopenblas -lpng -lpthread
+LDLIBS   := -lopenblas -lpng -ljpeg -lpthread
 
 ifeq ($(CUDA),auto)
   CUDA := $(if $(wildcard $(NVCC)),1,0)
@@ -70,7 +70,7 @@ the CUDA kernels were tested on the emulator only (install the CUDA toolkit, or 
 endif
 LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
 
-DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev \
+DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev libjpeg-dev nlohmann-json3-dev doctest-dev \
                 gnuplot-nox
 
 # `make train`: the run and the dataset it reads. The ContextScenes settings must agree with configs/contextscenes.json

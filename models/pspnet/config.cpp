@@ -74,6 +74,8 @@ nlohmann::json default_config() {
         {"eval_flip", false},           // average with the horizontally flipped image
         {"max_eval_images", 0},         // 0 = the whole split
         {"save_predictions", 8},        // how many colourised predictions eval writes
+        // ---- TEMPORARY (wt-img): keys the schema of wt-config defines; the merge removes this block ----
+        {"max_image_pixels", 100000000},
     };
 }
 

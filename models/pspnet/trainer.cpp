@@ -92,6 +92,7 @@ std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train
     d.scenes.min_gap = c["scene_min_gap"];
     d.scenes.train_count = c["scene_train"];
     d.scenes.val_count = c["scene_val"];
+    d.max_image_pixels = c["max_image_pixels"];
     std::shared_ptr<Dataset> ds = open_dataset(d);
     STRATA_CHECK(ds->size() > 0, ds->description(), " is empty");
     STRATA_CHECK(ds->num_classes() == 0 || ds->num_classes() == c["classes"].get<int>(), "config: classes = ",
