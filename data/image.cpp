@@ -177,8 +177,19 @@ namespace {
 // dimensions against max_image_pixels and allocated the pixels, the pixel data. A file's claim is never trusted
 // with an allocation before it has passed that check.
 
-std::vector<uint8_t> read_file_bytes(const std::string& path, const char* what) {
+// The largest file an image of max_pixels pixels can need: 16-bit RGBA PNG samples are 8 bytes a pixel before
+// compression, and metadata chunks add some; a bigger file is refused before it is read into memory.
+int64_t max_file_bytes(int64_t max_pixels) {
+    return max_pixels > (INT64_MAX - (int64_t(64) << 20)) / 16 ? INT64_MAX : 16 * max_pixels + (int64_t(64) << 20);
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, int64_t max_pixels, const char* what) {
     check_exists(path, what);
+    std::error_code ec;
+    auto file_size = std::filesystem::file_size(path, ec);
+    STRATA_CHECK(ec || int64_t(file_size) <= max_file_bytes(max_pixels), what, ": ", path, " is ", file_size,
+                 " bytes, more than an image of max_image_pixels=", max_pixels, " pixels can need (",
+                 max_file_bytes(max_pixels), " bytes); raise max_image_pixels if the image is genuine");
     File file(path, "rb", what);
     std::vector<uint8_t> bytes;
     uint8_t chunk[1 << 16];
@@ -415,7 +426,8 @@ Image bmp_decode_rgb(const uint8_t* data, size_t size, const std::string& source
     int w = 0, h = 0, channels_in_file = 0;
     STRATA_CHECK(stbi_info_from_memory(data, int(size), &w, &h, &channels_in_file), what, ": ", source,
                  " is not a readable image (BMP: ", stbi_failure_reason(), ")");
-    check_dimensions(source, w, h, max_pixels, what);
+    // a top-down BMP stores a negative height, which stb_image's header reader passes on as is
+    check_dimensions(source, w, std::abs(int64_t(h)), max_pixels, what);
     std::unique_ptr<uint8_t, void (*)(void*)> pixels(
         stbi_load_from_memory(data, int(size), &w, &h, &channels_in_file, 3), stbi_image_free);
     STRATA_CHECK(pixels, what, ": ", source, " is not a readable image (BMP: ", stbi_failure_reason(), ")");
@@ -473,12 +485,12 @@ LabelMap decode_label(const uint8_t* data, size_t size, const std::string& sourc
 }
 
 Image load_rgb(const std::string& path, int64_t max_pixels) {
-    std::vector<uint8_t> bytes = read_file_bytes(path, "load_rgb");
+    std::vector<uint8_t> bytes = read_file_bytes(path, max_pixels, "load_rgb");
     return decode_rgb(bytes.data(), bytes.size(), path, max_pixels);
 }
 
 LabelMap load_label(const std::string& path, int64_t max_pixels) {
-    std::vector<uint8_t> bytes = read_file_bytes(path, "load_label");
+    std::vector<uint8_t> bytes = read_file_bytes(path, max_pixels, "load_label");
     return decode_label(bytes.data(), bytes.size(), path, max_pixels);
 }
 
