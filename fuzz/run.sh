@@ -20,7 +20,7 @@ for t in "$@"; do
         tail -n 40 "$build/fuzz_$t.log"
         failed="$failed $t"
     else
-        grep -E "^#[0-9]+ +DONE" "$build/fuzz_$t.log" | tail -n 1
+        grep -E "^Done [0-9]+ runs" "$build/fuzz_$t.log" | tail -n 1
     fi
 done
 if [ -n "$failed" ]; then

@@ -5,6 +5,10 @@
 #include <png.h>
 
 #include <cstdio>
+// jpeglib.h needs FILE and size_t declared first
+#include <jpeglib.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -89,6 +93,33 @@ std::string jpeg_claiming(const TempDir& dir, int w, int h) {
     bytes[sof + 7] = char(w >> 8);
     bytes[sof + 8] = char(w & 0xFF);
     return bytes;
+}
+
+// A CMYK JPEG of one colour, written the way Adobe's tools write them (inverted: 255 = no ink, Adobe marker).
+void write_cmyk_jpeg(const std::string& path, int h, int w, const uint8_t cmyk[4]) {
+    jpeg_compress_struct cinfo;
+    jpeg_error_mgr err;
+    cinfo.err = jpeg_std_error(&err);
+    jpeg_create_compress(&cinfo);
+    FILE* f = std::fopen(path.c_str(), "wb");
+    REQUIRE(f);
+    jpeg_stdio_dest(&cinfo, f);
+    cinfo.image_width = JDIMENSION(w);
+    cinfo.image_height = JDIMENSION(h);
+    cinfo.input_components = 4;
+    cinfo.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 95, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    std::vector<uint8_t> row(size_t(w) * 4);
+    for (int x = 0; x < w; ++x) std::copy(cmyk, cmyk + 4, &row[size_t(x) * 4]);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW r = row.data();
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    std::fclose(f);
 }
 
 // What stb_image decodes from `path` as RGB.
@@ -269,5 +300,21 @@ TEST_CASE("image decoding: libjpeg and libpng give what stb_image gave (JPEG wit
     for (const char* name : {"rgb.png", "gray.png", "rgba.png", "palette.png", "gray16.png"}) {
         INFO(name);
         CHECK(load_rgb(dir.file(name)).data == stb_decode(dir.file(name)).data);
+    }
+}
+
+TEST_CASE("image decoding: CMYK JPEGs (Adobe, inverted) become RGB") {
+    TempDir dir("img_cmyk");
+    // inverted CMYK (255 = no ink): C=255, M=128, Y=0 at K=255 (no black) is the colour (255, 128, 0); at K=128
+    // every channel is halved
+    const uint8_t orange[4] = {255, 128, 0, 255}, dark[4] = {255, 128, 0, 128};
+    write_cmyk_jpeg(dir.file("orange.jpg"), 16, 16, orange);
+    write_cmyk_jpeg(dir.file("dark.jpg"), 16, 16, dark);
+    Image a = load_rgb(dir.file("orange.jpg")), b = load_rgb(dir.file("dark.jpg"));
+    REQUIRE(a.c == 3);
+    for (int ch = 0; ch < 3; ++ch) {
+        int expected_a[3] = {255, 128, 0}, expected_b[3] = {128, 64, 0};
+        CHECK(std::abs(int(a.pixel(7, 7)[ch]) - expected_a[ch]) <= 2);
+        CHECK(std::abs(int(b.pixel(7, 7)[ch]) - expected_b[ch]) <= 2);
     }
 }
