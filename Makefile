@@ -71,8 +71,8 @@ the CUDA kernels were tested on the emulator only (install the CUDA toolkit, or 
 endif
 LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
 
-DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev libjpeg-dev nlohmann-json3-dev doctest-dev \
-                gnuplot-nox
+DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev libjpeg-dev nlohmann-json3-dev \
+                doctest-dev gnuplot-nox
 
 # `make train`: the run and the dataset it reads. The ContextScenes settings must agree with configs/contextscenes.json
 # (113x113 images, objects at least 40 rows below the scene band: see docs/pspnet.md).

@@ -193,7 +193,13 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, int64_t max_pixels
     File file(path, "rb", what);
     std::vector<uint8_t> bytes;
     uint8_t chunk[1 << 16];
-    for (size_t got; (got = std::fread(chunk, 1, sizeof chunk, file.f)) > 0;) bytes.insert(bytes.end(), chunk, chunk + got);
+    try {
+        if (!ec) bytes.reserve(size_t(file_size));
+        for (size_t got; (got = std::fread(chunk, 1, sizeof chunk, file.f)) > 0;)
+            bytes.insert(bytes.end(), chunk, chunk + got);
+    } catch (const std::bad_alloc&) {
+        STRATA_FAIL(what, ": out of memory reading ", path, " (", file_size, " bytes)");
+    }
     STRATA_CHECK(!std::ferror(file.f), what, ": cannot read ", path, ": ", std::strerror(errno));
     return bytes;
 }
@@ -217,7 +223,9 @@ void allocate_for(const std::string& source, int64_t w, int64_t h, const char* w
 }
 
 bool is_png(const uint8_t* data, size_t size) { return size >= 8 && png_sig_cmp(data, 0, 8) == 0; }
-bool is_jpeg(const uint8_t* data, size_t size) { return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF; }
+bool is_jpeg(const uint8_t* data, size_t size) {
+    return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+}
 bool is_bmp(const uint8_t* data, size_t size) { return size >= 2 && data[0] == 'B' && data[1] == 'M'; }
 
 // ---- libpng from memory ----
@@ -300,8 +308,8 @@ void png_decode(const uint8_t* data, size_t size, bool to_rgb, PngRaw& raw, cons
         raw.rows.resize(size_t(raw.h));
     });
     for (int y = 0; y < raw.h; ++y) raw.rows[size_t(y)] = raw.bytes.data() + raw.row_bytes * size_t(y);
-    STRATA_CHECK(png_read_pixels(reader, raw.rows.data()), what, ": ", source, " is not a readable ", noun, " (libpng: ",
-                 reader.message.text, ")");
+    STRATA_CHECK(png_read_pixels(reader, raw.rows.data()), what, ": ", source, " is not a readable ", noun,
+                 " (libpng: ", reader.message.text, ")");
 }
 
 // ---- libjpeg(-turbo) from memory ----

@@ -68,9 +68,11 @@ TEST_CASE("fuzz regressions: the hostile image inputs are refused with the decod
     CHECK(message_of("fuzz/regressions/image/bad_huffman_counts.jpg", false).find("(libjpeg: Bogus Huffman table") !=
           std::string::npos);
     CHECK(message_of("fuzz/regressions/image/claims_65000x65000.jpg", false)
-              .find("claims 65000x65000 = 4225000000 pixels, more than max_image_pixels=100000000") != std::string::npos);
+              .find("claims 65000x65000 = 4225000000 pixels, more than max_image_pixels=100000000") !=
+          std::string::npos);
     CHECK(message_of("fuzz/regressions/label/claims_60000x60000.png", true)
-              .find("claims 60000x60000 = 3600000000 pixels, more than max_image_pixels=100000000") != std::string::npos);
+              .find("claims 60000x60000 = 3600000000 pixels, more than max_image_pixels=100000000") !=
+          std::string::npos);
     CHECK(message_of("fuzz/regressions/image/claims_100000x100000.bmp", false)
               .find("claims 100000x100000 = 10000000000 pixels") != std::string::npos);
 }
