@@ -383,11 +383,18 @@ bool jpeg_read_header_from(JpegReader& r, const uint8_t* data, size_t size) {
     return true;
 }
 
-// The pixel phase: rows of output_components bytes per pixel into `out`, which the caller allocated for the
-// header's dimensions.
-bool jpeg_read_pixels(JpegReader& r, uint8_t* out) {
+// The pixel phase: rows of `components` bytes per pixel into `out`, which the caller allocated for the header's
+// dimensions; what libjpeg is about to write is checked against that first.
+bool jpeg_read_pixels(JpegReader& r, uint8_t* out, int components) {
     if (setjmp(r.jump)) return false;
     jpeg_start_decompress(&r.cinfo);
+    if (r.cinfo.output_width != r.cinfo.image_width || r.cinfo.output_height != r.cinfo.image_height ||
+        r.cinfo.output_components != components) {
+        std::snprintf(r.message, sizeof r.message, "would decode %ux%u pixels of %d channels, not the header's %ux%u "
+                      "of %d", r.cinfo.output_width, r.cinfo.output_height, r.cinfo.output_components,
+                      r.cinfo.image_width, r.cinfo.image_height, components);
+        return false;
+    }
     size_t row_bytes = size_t(r.cinfo.output_width) * size_t(r.cinfo.output_components);
     while (r.cinfo.output_scanline < r.cinfo.output_height) {
         JSAMPROW row = out + size_t(r.cinfo.output_scanline) * row_bytes;
@@ -411,11 +418,8 @@ Image jpeg_decode_rgb(const uint8_t* data, size_t size, const std::string& sourc
         image = Image(h, w, 3);
         if (cmyk) cmyk_pixels.resize(size_t(w) * size_t(h) * 4);
     });
-    STRATA_CHECK(jpeg_read_pixels(reader, cmyk ? cmyk_pixels.data() : image.data.data()), what, ": ", source,
-                 " is not a readable image (libjpeg: ", reader.message, ")");
-    STRATA_CHECK(int(reader.cinfo.output_width) == w && int(reader.cinfo.output_height) == h, what, ": ", source,
-                 ": libjpeg decoded ", reader.cinfo.output_width, "x", reader.cinfo.output_height, " pixels, not the ",
-                 w, "x", h, " of the header");
+    STRATA_CHECK(jpeg_read_pixels(reader, cmyk ? cmyk_pixels.data() : image.data.data(), cmyk ? 4 : 3), what, ": ",
+                 source, " is not a readable image (libjpeg: ", reader.message, ")");
     if (cmyk) {
         // Adobe writes CMYK JPEGs inverted (255 = no ink), so each channel times K gives the colour directly.
         for (size_t i = 0; i < size_t(w) * size_t(h); ++i) {
