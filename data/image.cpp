@@ -302,6 +302,13 @@ void png_decode(const uint8_t* data, size_t size, bool to_rgb, PngRaw& raw, cons
     const char* noun = to_rgb ? "image" : "PNG";
     STRATA_CHECK(png_read_header(reader, raw, to_rgb), what, ": ", source, " is not a readable ", noun, " (libpng: ",
                  reader.message.text, ")");
+    // a label's format is checked before its pixels are decoded
+    if (!to_rgb)
+        STRATA_CHECK(raw.color_type == PNG_COLOR_TYPE_GRAY || raw.color_type == PNG_COLOR_TYPE_PALETTE,
+                     what, ": wrong channel count: ", source, " is a ", png_color_type_name(raw.color_type),
+                     " PNG with ", raw.channels, " channels; a label must be a single-channel PNG of class indices "
+                     "(grayscale or palette). A colour-coded label (e.g. Cityscapes *_gtFine_color.png, or a VOC "
+                     "label re-saved as RGB) must be converted to indices first");
     check_dimensions(source, raw.w, raw.h, max_pixels, what);
     allocate_for(source, raw.w, raw.h, what, [&] {
         raw.bytes.resize(raw.row_bytes * size_t(raw.h));
@@ -480,11 +487,6 @@ LabelMap decode_label(const uint8_t* data, size_t size, const std::string& sourc
     }
     PngRaw raw;
     png_decode(data, size, false, raw, source, max_pixels, what);
-    STRATA_CHECK(raw.color_type == PNG_COLOR_TYPE_GRAY || raw.color_type == PNG_COLOR_TYPE_PALETTE,
-                 what, ": wrong channel count: ", source, " is a ", png_color_type_name(raw.color_type), " PNG with ",
-                 raw.channels, " channels; a label must be a single-channel PNG of class indices (grayscale or "
-                 "palette). A colour-coded label (e.g. Cityscapes *_gtFine_color.png, or a VOC label re-saved as RGB) "
-                 "must be converted to indices first");
     LabelMap label;
     allocate_for(source, raw.w, raw.h, what, [&] { label = LabelMap(raw.h, raw.w); });
     if (raw.bit_depth == 16) {
