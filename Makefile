@@ -8,6 +8,7 @@
 #   make bench      the benchmarks (performance is measured here, never in unit tests)
 #   make data       write the built-in ContextScenes dataset to datasets/contextscenes in VOC layout
 #   make deps       install the Debian packages the build needs (as root), or print the command
+#   make fuzz       build the libFuzzer targets of fuzz/ with clang and run each for FUZZ_SECONDS (fuzz/README.md)
 #   make fixtures   regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not part of the tests)
 #   make clean
 #
@@ -33,7 +34,7 @@ ARCH ?= $(shell $(CXX) -march=native -x c++ -E /dev/null >/dev/null 2>&1 && echo
 CXXFLAGS := -std=c++20 -O2 $(ARCH) -ffp-contract=off -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
             -I$(BLAS_INC_DIR) -MMD -MP
 LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
-LDLIBS   := -lopenblas -lpng -lpthread
+LDLIBS   := -lopenblas -lpng -ljpeg -lpthread
 
 ifeq ($(CUDA),auto)
   CUDA := $(if $(wildcard $(NVCC)),1,0)
@@ -70,15 +71,15 @@ the CUDA kernels were tested on the emulator only (install the CUDA toolkit, or 
 endif
 LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
 
-DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev nlohmann-json3-dev doctest-dev \
-                gnuplot-nox
+DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev libjpeg-dev nlohmann-json3-dev \
+                doctest-dev gnuplot-nox
 
 # `make train`: the run and the dataset it reads. `make data` writes the dataset configs/contextscenes.json trains on
 # (make_contextscenes reads its data_root and scene_* settings from that file: one place for them).
 CONFIG ?= configs/contextscenes.json
 ARGS   ?=
 
-.PHONY: all test bench deps fixtures clean example train data
+.PHONY: all test bench deps fixtures clean example train data fuzz
 .DEFAULT_GOAL := all
 
 all: $(LIBRARY) $(EXAMPLE_BIN) $(PROGRAMS)
@@ -146,6 +147,41 @@ deps:
 	    echo "missing packages:$$missing"; echo "run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+
+# ---- fuzzing (fuzz/README.md) ----
+# The readers of untrusted input, built with clang's libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
+# into build/fuzz/ (a build of its own: the library objects are recompiled with the sanitizers), then each run for
+# FUZZ_SECONDS. Inputs that crash are written straight into fuzz/regressions/<target>/, which `make test` replays.
+FUZZ_CXX      ?= clang++
+FUZZ_SECONDS  ?= 10
+FUZZ_PACKAGES := clang libclang-rt-dev libomp-dev
+FUZZ_TARGETS  := $(patsubst fuzz/fuzz_%.cpp,%,$(wildcard fuzz/fuzz_*.cpp))
+FUZZ_BUILD    := $(BUILD)/fuzz
+# config.cpp's model_config builds a PSPNetConfig, whose definition pulls in the model and its layers
+FUZZ_LIB_SRCS := $(filter framework/% layers/% data/% models/pspnet/config.cpp models/pspnet/pspnet.cpp \
+                   models/pspnet/resnet.cpp,$(LIB_SRCS))
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cpp=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fno-omit-frame-pointer -fopenmp -Wno-pass-failed -fsanitize=address,undefined \
+                 -fno-sanitize-recover=undefined -I. -I$(BLAS_INC_DIR) -MMD -MP
+
+$(FUZZ_BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+# A static archive, so that each target links only the objects its reader needs.
+$(FUZZ_BUILD)/libstrata_fuzz.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.cpp fuzz/targets.h $(FUZZ_BUILD)/libstrata_fuzz.a
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libstrata_fuzz.a -o $@ \
+	    -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR) $(LDLIBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_PACKAGES)"
+	@$(MAKE) --no-print-directory -j$(JOBS) $(FUZZ_BINS)
+	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fixtures:
 	@for f in tests/fixtures/gen_*.py; do echo "$(PYTHON) $$f"; $(PYTHON) $$f || exit 1; done

@@ -90,7 +90,8 @@ void ade20k_reduce_zero(LabelMap& label, const std::string& path) {
     }
 }
 
-std::shared_ptr<Dataset> open_ade20k(const std::string& root_in, const std::string& split_in) {
+std::shared_ptr<Dataset> open_ade20k(const std::string& root_in, const std::string& split_in,
+                                     int64_t max_image_pixels) {
     // semseg and the benchmark call the splits "training" and "validation"; accept the short names too
     std::string split = split_in == "train" ? "training" : split_in == "val" ? "validation" : split_in;
     fs::path root(root_in);
@@ -122,7 +123,7 @@ std::shared_ptr<Dataset> open_ade20k(const std::string& root_in, const std::stri
     STRATA_CHECK(!entries.empty(), "ade20k: no .jpg images in ", image_dir.string());
     std::sort(entries.begin(), entries.end(), [](const FileEntry& a, const FileEntry& b) { return a.name < b.name; });
     std::string description = str("ade20k '", split, "' in ", root_in, " (", entries.size(), " images)");
-    return std::make_shared<FileDataset>(description, std::move(entries), ade20k_classes());
+    return std::make_shared<FileDataset>(description, std::move(entries), ade20k_classes(), max_image_pixels);
 }
 
 }  // namespace strata

@@ -47,7 +47,8 @@ void cityscapes_ids_to_train_ids(LabelMap& label, const std::string& path) {
     }
 }
 
-std::shared_ptr<Dataset> open_cityscapes(const std::string& root_in, const std::string& split) {
+std::shared_ptr<Dataset> open_cityscapes(const std::string& root_in, const std::string& split,
+                                         int64_t max_image_pixels) {
     fs::path root(root_in);
     std::error_code ec;
     STRATA_CHECK(fs::is_directory(root, ec), "cityscapes: data root not found: ", root_in);
@@ -86,7 +87,7 @@ std::shared_ptr<Dataset> open_cityscapes(const std::string& root_in, const std::
     // directory order is unspecified; sort so that the dataset's indices are the same on every machine
     std::sort(entries.begin(), entries.end(), [](const FileEntry& a, const FileEntry& b) { return a.name < b.name; });
     std::string description = str("cityscapes '", split, "' in ", root_in, " (", entries.size(), " images)");
-    return std::make_shared<FileDataset>(description, std::move(entries), cityscapes_classes());
+    return std::make_shared<FileDataset>(description, std::move(entries), cityscapes_classes(), max_image_pixels);
 }
 
 }  // namespace strata

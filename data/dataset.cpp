@@ -103,8 +103,10 @@ ClassInfo read_class_info(const std::string& names_file, const std::string& colo
 
 // ---- FileDataset ----
 
-FileDataset::FileDataset(std::string description, std::vector<FileEntry> entries, ClassInfo classes)
-    : description_(std::move(description)), entries_(std::move(entries)) {
+FileDataset::FileDataset(std::string description, std::vector<FileEntry> entries, ClassInfo classes,
+                         int64_t max_image_pixels)
+    : description_(std::move(description)), entries_(std::move(entries)), max_image_pixels_(max_image_pixels) {
+    STRATA_CHECK(max_image_pixels_ >= 1, "dataset: max_image_pixels must be at least 1, got ", max_image_pixels_);
     classes_ = std::move(classes);
     STRATA_CHECK(!entries_.empty(), "dataset: ", description_, " has no samples");
     STRATA_CHECK(classes_.count() > 0, "dataset: ", description_, " has no classes");
@@ -138,9 +140,9 @@ Sample FileDataset::get(int64_t index) const {
     const FileEntry& e = entry(index);
     Sample sample;
     sample.name = e.name;
-    sample.image = load_rgb(e.image);
+    sample.image = load_rgb(e.image, max_image_pixels_);
     if (e.label.empty()) return sample;
-    sample.label = load_label(e.label);
+    sample.label = load_label(e.label, max_image_pixels_);
     STRATA_CHECK(sample.label.h == sample.image.h && sample.label.w == sample.image.w,
                  "dataset: image and label sizes differ for sample '", e.name, "': ", e.image, " is ", sample.image.w,
                  "x", sample.image.h, " (width x height) but ", e.label, " is ", sample.label.w, "x", sample.label.h);
@@ -173,9 +175,9 @@ std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config) {
                  "dataset: unknown format '", format, "'; valid: list, voc, cityscapes, ade20k, contextscenes");
     STRATA_CHECK(!config.root.empty(), "dataset: the format '", format,
                  "' needs a data root (the data_root config key, e.g. data_root=/data/VOCdevkit/VOC2012)");
-    if (format == "voc") return open_voc(config.root, config.split, config.label_dir);
-    if (format == "cityscapes") return open_cityscapes(config.root, config.split);
-    if (format == "ade20k") return open_ade20k(config.root, config.split);
+    if (format == "voc") return open_voc(config.root, config.split, config.label_dir, config.max_image_pixels);
+    if (format == "cityscapes") return open_cityscapes(config.root, config.split, config.max_image_pixels);
+    if (format == "ade20k") return open_ade20k(config.root, config.split, config.max_image_pixels);
 
     STRATA_CHECK(!config.list.empty(), "dataset: the format 'list' needs a list file (list=...)");
     ClassInfo classes;
@@ -192,7 +194,7 @@ std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config) {
         }
     }
     return open_list_dataset(under_root(config.root, config.list), config.root, classes,
-                             parse_label_mapping(config.label_mapping));
+                             parse_label_mapping(config.label_mapping), config.max_image_pixels);
 }
 
 }  // namespace strata

@@ -93,7 +93,9 @@ struct FileEntry {
 // every file exists (naming the first missing one and how many are missing).
 class FileDataset : public Dataset {
 public:
-    FileDataset(std::string description, std::vector<FileEntry> entries, ClassInfo classes);
+    // max_image_pixels: the largest width x height an image or label may claim (load_rgb, load_label).
+    FileDataset(std::string description, std::vector<FileEntry> entries, ClassInfo classes,
+                int64_t max_image_pixels = kDefaultMaxImagePixels);
     int64_t size() const override { return int64_t(entries_.size()); }
     Sample get(int64_t index) const override;
     std::string name(int64_t index) const override;
@@ -105,6 +107,7 @@ private:
     std::string description_;
     std::vector<FileEntry> entries_;
     bool has_labels_ = true;
+    int64_t max_image_pixels_ = kDefaultMaxImagePixels;
 };
 
 // Applies `mapping` to a label read from `path` and checks that every value is a class (0..num_classes-1) or 255.
@@ -117,22 +120,28 @@ void ade20k_reduce_zero(LabelMap& label, const std::string& path);
 int32_t cityscapes_train_id(int32_t label_id);  // the official table: 7 -> 0 (road), ..., 33 -> 18; others 255
 
 // ---- the formats ----
+// Each takes max_image_pixels, the largest width x height an image or label file may claim before it is refused
+// (the config key of that name; see load_rgb).
 // semseg's list file. Each line is "image label" (or "image" alone for an image-only list; all lines must have the
 // same number of fields). Paths are relative to `data_root`; an absolute path that exists is used as is, and a
 // leading "/" on a path that only exists under the root (DeepLab-style lists) is taken as relative.
 std::shared_ptr<Dataset> open_list_dataset(const std::string& list_file, const std::string& data_root,
-                                           ClassInfo classes, LabelMapping mapping = LabelMapping::kNone);
+                                           ClassInfo classes, LabelMapping mapping = LabelMapping::kNone,
+                                           int64_t max_image_pixels = kDefaultMaxImagePixels);
 // PASCAL VOC 2012. `root` is the VOC2012 folder. The ids come from ImageSets/Segmentation/<split>.txt (or
 // ImageSets/SegmentationAug/<split>.txt, e.g. train_aug); images are JPEGImages/<id>.jpg (or .png); labels are
 // <label_dir>/<id>.png, label_dir = "SegmentationClass" or "SegmentationClassAug". The split "test" has no labels.
 // Classes: the 21 VOC classes, unless root holds class_names.txt (labelme's and ContextScenes' convention; colours
 // from class_colors.txt when present).
 std::shared_ptr<Dataset> open_voc(const std::string& root, const std::string& split,
-                                  const std::string& label_dir = "SegmentationClass");
+                                  const std::string& label_dir = "SegmentationClass",
+                                  int64_t max_image_pixels = kDefaultMaxImagePixels);
 // Cityscapes. `root` holds leftImg8bit/ and gtFine/; split = train, val or test (test: images only).
-std::shared_ptr<Dataset> open_cityscapes(const std::string& root, const std::string& split);
+std::shared_ptr<Dataset> open_cityscapes(const std::string& root, const std::string& split,
+                                         int64_t max_image_pixels = kDefaultMaxImagePixels);
 // ADE20K SceneParsing. `root` is ADEChallengeData2016; split = training or validation (train / val accepted).
-std::shared_ptr<Dataset> open_ade20k(const std::string& root, const std::string& split);
+std::shared_ptr<Dataset> open_ade20k(const std::string& root, const std::string& split,
+                                     int64_t max_image_pixels = kDefaultMaxImagePixels);
 // ContextScenes generated in memory (no files): `split` is "train" or "val".
 std::shared_ptr<Dataset> open_context_scenes(const ContextScenesConfig& config, const std::string& split);
 
@@ -147,6 +156,7 @@ struct DatasetConfig {
     int num_classes = 0;              // list without names_file: the class count
     std::string label_mapping = "none";  // list: none | cityscapes_ids | ade20k_reduce_zero
     ContextScenesConfig scenes;       // contextscenes
+    int64_t max_image_pixels = kDefaultMaxImagePixels;  // file formats: the largest width x height a file may claim
 };
 std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config);
 

@@ -1,25 +1,40 @@
-// Image and label files: stb_image decodes photos and writes JPEGs; libpng reads labels and writes every PNG.
+// Image and label files. Decoding: libjpeg(-turbo) for JPEG, libpng for PNG (photos and labels), stb_image for BMP
+// only. Writing: libpng for every PNG, stb_image_write for JPEG (our own pixels, so no untrusted input reaches it).
 //
-// NOTE: libpng reports errors by longjmp-ing back to a setjmp in the caller. Jumping over a C++ object's
-// destructor is undefined, so each function that calls setjmp (png_decode, png_encode) holds no C++ objects of its
-// own: it works on caller-owned buffers and returns false with a message, and the caller throws.
+// Why not stb_image for JPEG and PNG: the files a dataset or `infer` reads are untrusted, and under UBSan fuzzed
+// JPEGs made stb_image write out of bounds (stbi__build_huffman indexes past its 257-entry table, inside the
+// decoder's own state where ASan cannot see it). libjpeg-turbo and libpng are fuzzed continuously upstream (OSS-Fuzz).
+// stb_image stays for BMP, a small uncompressed format that fuzz/ exercises through the image loader's fuzz target.
+//
+// Every decoder reads the header first and checks the claimed width x height against max_image_pixels before it
+// allocates anything: a 74-byte PNG may claim 60000x60000 pixels.
+//
+// NOTE: libpng and libjpeg report errors by longjmp-ing back to a setjmp in the caller. Jumping over a C++ object's
+// destructor is undefined, so each function that calls setjmp (png_read_header, png_read_pixels, png_encode,
+// jpeg_read_header_from, jpeg_read_pixels) holds no C++ objects of its own: it works on caller-owned state and
+// buffers and returns false with a message, and the caller throws.
 #include "data/image.h"
 
 #include <png.h>
 
 #include <cerrno>
 #include <csetjmp>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <new>
+
+// jpeglib.h uses FILE and size_t without including their headers
+#include <jpeglib.h>
+#include <jerror.h>
 
 #include "framework/check.h"
 
 // stb_image and stb_image_write are compiled here and only here; STATIC keeps their symbols private to this file.
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
@@ -55,50 +70,18 @@ void png_error_to_message(png_structp png, png_const_charp message) {
 
 void png_ignore_warning(png_structp, png_const_charp) {}
 
-// A decoded PNG before any interpretation: `bytes` holds the rows one after another, one byte per sample for bit
-// depths up to 8 (1, 2 and 4-bit samples are unpacked but not rescaled), two big-endian bytes for 16-bit samples.
+// A decoded PNG: `bytes` holds the rows one after another. For a label (no interpretation), one byte per sample for
+// bit depths up to 8 (1, 2 and 4-bit samples are unpacked but not rescaled), two big-endian bytes for 16-bit
+// samples; for a photo, 8-bit RGB. The header fields describe the file, before the transforms.
 struct PngRaw {
     int h = 0, w = 0;
     int color_type = 0;  // PNG_COLOR_TYPE_{GRAY, PALETTE, RGB, RGB_ALPHA, GRAY_ALPHA}
     int bit_depth = 0;
     int channels = 0;
+    size_t row_bytes = 0;  // after the transforms
     std::vector<uint8_t> bytes;
     std::vector<png_bytep> rows;
 };
-
-// Reads the whole PNG open on `file` into `raw`. No C++ objects live in this frame (see the NOTE above).
-bool png_decode(FILE* file, PngRaw& raw, PngMessage& message) {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &message, png_error_to_message,
-                                             png_ignore_warning);
-    if (!png) return false;
-    png_infop info = png_create_info_struct(png);
-    if (!info) {
-        png_destroy_read_struct(&png, nullptr, nullptr);
-        return false;
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_read_struct(&png, &info, nullptr);
-        return false;
-    }
-    png_init_io(png, file);
-    png_read_info(png, info);
-    raw.w = int(png_get_image_width(png, info));
-    raw.h = int(png_get_image_height(png, info));
-    raw.color_type = png_get_color_type(png, info);
-    raw.bit_depth = png_get_bit_depth(png, info);
-    raw.channels = png_get_channels(png, info);
-    if (raw.bit_depth < 8) png_set_packing(png);  // one byte per sample, values kept (no scaling to 0..255)
-    png_set_interlace_handling(png);               // Adam7 files are de-interlaced by png_read_image
-    png_read_update_info(png, info);
-    size_t row_bytes = png_get_rowbytes(png, info);
-    raw.bytes.resize(row_bytes * size_t(raw.h));
-    raw.rows.resize(size_t(raw.h));
-    for (int y = 0; y < raw.h; ++y) raw.rows[size_t(y)] = raw.bytes.data() + row_bytes * size_t(y);
-    png_read_image(png, raw.rows.data());
-    png_read_end(png, nullptr);
-    png_destroy_read_struct(&png, &info, nullptr);
-    return true;
-}
 
 // Writes a PNG of `color_type` from rows already in PNG byte order; `palette` (256 entries) for a palette PNG, else
 // null. No C++ objects live in this frame.
@@ -186,43 +169,326 @@ void check_label_range(const LabelMap& label, int32_t max_value, const std::stri
 
 }  // namespace
 
-// ---- reading ----
+namespace {
 
-Image load_rgb(const std::string& path) {
-    check_exists(path, "load_rgb");
-    int w = 0, h = 0, channels_in_file = 0;
-    // Asking for 3 channels expands grayscale (some ADE20K JPEGs) and drops alpha.
-    uint8_t* pixels = stbi_load(path.c_str(), &w, &h, &channels_in_file, 3);
-    STRATA_CHECK(pixels, "load_rgb: ", path, " is not a readable image (", stbi_failure_reason(),
-                 "); JPEG, PNG and BMP are supported");
-    Image image(h, w, 3);
-    std::memcpy(image.data.data(), pixels, image.data.size());
-    stbi_image_free(pixels);
+// ---- reading: the whole file into memory, then one decoder chosen by the file's first bytes ----
+
+// Every decoder runs in two phases: the header (dimensions and format), then, after the caller has checked the
+// dimensions against max_image_pixels and allocated the pixels, the pixel data. A file's claim is never trusted
+// with an allocation before it has passed that check.
+
+// The largest file an image of max_pixels pixels can need: 16-bit RGBA PNG samples are 8 bytes a pixel before
+// compression, and metadata chunks add some; a bigger file is refused before it is read into memory.
+int64_t max_file_bytes(int64_t max_pixels) {
+    return max_pixels > (INT64_MAX - (int64_t(64) << 20)) / 16 ? INT64_MAX : 16 * max_pixels + (int64_t(64) << 20);
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, int64_t max_pixels, const char* what) {
+    check_exists(path, what);
+    std::error_code ec;
+    auto file_size = std::filesystem::file_size(path, ec);
+    STRATA_CHECK(ec || int64_t(file_size) <= max_file_bytes(max_pixels), what, ": ", path, " is ", file_size,
+                 " bytes, more than an image of max_image_pixels=", max_pixels, " pixels can need (",
+                 max_file_bytes(max_pixels), " bytes); raise max_image_pixels if the image is genuine");
+    File file(path, "rb", what);
+    std::vector<uint8_t> bytes;
+    uint8_t chunk[1 << 16];
+    try {
+        if (!ec) bytes.reserve(size_t(file_size));
+        for (size_t got; (got = std::fread(chunk, 1, sizeof chunk, file.f)) > 0;)
+            bytes.insert(bytes.end(), chunk, chunk + got);
+    } catch (const std::bad_alloc&) {
+        STRATA_FAIL(what, ": out of memory reading ", path, " (", file_size, " bytes)");
+    }
+    STRATA_CHECK(!std::ferror(file.f), what, ": cannot read ", path, ": ", std::strerror(errno));
+    return bytes;
+}
+
+void check_dimensions(const std::string& source, int64_t w, int64_t h, int64_t max_pixels, const char* what) {
+    STRATA_CHECK(w > 0 && h > 0, what, ": ", source, " claims an empty image (", w, "x", h, " pixels)");
+    STRATA_CHECK(w * h <= max_pixels, what, ": ", source, " claims ", w, "x", h, " = ", w * h,
+                 " pixels, more than max_image_pixels=", max_pixels,
+                 "; raise max_image_pixels if the image is genuine");
+}
+
+// Runs `allocate` and turns an out-of-memory failure into an error that names the file and its size.
+template <typename Allocate>
+void allocate_for(const std::string& source, int64_t w, int64_t h, const char* what, Allocate allocate) {
+    try {
+        allocate();
+    } catch (const std::bad_alloc&) {
+        STRATA_FAIL(what, ": out of memory decoding ", source, " (", w, "x", h, " = ", w * h, " pixels); lower "
+                    "max_image_pixels to refuse such files, or free memory");
+    }
+}
+
+bool is_png(const uint8_t* data, size_t size) { return size >= 8 && png_sig_cmp(data, 0, 8) == 0; }
+bool is_jpeg(const uint8_t* data, size_t size) {
+    return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+}
+bool is_bmp(const uint8_t* data, size_t size) { return size >= 2 && data[0] == 'B' && data[1] == 'M'; }
+
+// ---- libpng from memory ----
+
+// A libpng read struct over bytes in memory; the destructor frees it whatever happened.
+struct PngReader {
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    PngMessage message;
+    const uint8_t* data = nullptr;
+    size_t size = 0, offset = 0;
+
+    PngReader(const uint8_t* bytes, size_t count) : data(bytes), size(count) {
+        png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &message, png_error_to_message, png_ignore_warning);
+        if (png) info = png_create_info_struct(png);
+    }
+    ~PngReader() {
+        if (png) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+    }
+    PngReader(const PngReader&) = delete;
+    PngReader& operator=(const PngReader&) = delete;
+};
+
+void png_read_from_memory(png_structp png, png_bytep out, png_size_t count) {
+    auto* reader = static_cast<PngReader*>(png_get_io_ptr(png));
+    if (count > reader->size - reader->offset) png_error(png, "the file ends early (truncated)");
+    std::memcpy(out, reader->data + reader->offset, count);
+    reader->offset += count;
+}
+
+// The header phase: dimensions and format into `raw`, then the transforms that give one byte per sample (labels:
+// samples unpacked but not rescaled, 16-bit kept) or 8-bit RGB (photos: palette and low bit depths expanded, 16-bit
+// reduced to its high byte, alpha dropped, gray copied to R, G and B). No C++ objects live in this frame (see the
+// NOTE above).
+bool png_read_header(PngReader& r, PngRaw& raw, bool to_rgb) {
+    if (!r.png || !r.info) {
+        std::snprintf(r.message.text, sizeof r.message.text, "out of memory");
+        return false;
+    }
+    if (setjmp(png_jmpbuf(r.png))) return false;
+    png_set_read_fn(r.png, &r, png_read_from_memory);
+    png_read_info(r.png, r.info);
+    raw.w = int(png_get_image_width(r.png, r.info));
+    raw.h = int(png_get_image_height(r.png, r.info));
+    raw.color_type = png_get_color_type(r.png, r.info);
+    raw.bit_depth = png_get_bit_depth(r.png, r.info);
+    raw.channels = png_get_channels(r.png, r.info);
+    if (to_rgb) {
+        png_set_expand(r.png);     // palette -> RGB, gray 1/2/4-bit -> 8-bit, tRNS -> alpha
+        png_set_strip_16(r.png);   // 16 -> 8 bits by keeping the high byte
+        png_set_strip_alpha(r.png);
+        png_set_gray_to_rgb(r.png);
+    } else if (raw.bit_depth < 8) {
+        png_set_packing(r.png);    // one byte per sample, values kept (no scaling to 0..255)
+    }
+    png_set_interlace_handling(r.png);  // Adam7 files are de-interlaced by png_read_image
+    png_read_update_info(r.png, r.info);
+    raw.row_bytes = png_get_rowbytes(r.png, r.info);
+    return true;
+}
+
+// The pixel phase, into rows the caller allocated for the dimensions of the header phase.
+bool png_read_pixels(PngReader& r, png_bytep* rows) {
+    if (setjmp(png_jmpbuf(r.png))) return false;
+    png_read_image(r.png, rows);
+    png_read_end(r.png, nullptr);
+    return true;
+}
+
+// A whole PNG into `raw` (rows allocated here, after the dimension check).
+void png_decode(const uint8_t* data, size_t size, bool to_rgb, PngRaw& raw, const std::string& source,
+                int64_t max_pixels, const char* what) {
+    PngReader reader(data, size);
+    const char* noun = to_rgb ? "image" : "PNG";
+    STRATA_CHECK(png_read_header(reader, raw, to_rgb), what, ": ", source, " is not a readable ", noun, " (libpng: ",
+                 reader.message.text, ")");
+    // a label's format is checked before its pixels are decoded
+    if (!to_rgb)
+        STRATA_CHECK(raw.color_type == PNG_COLOR_TYPE_GRAY || raw.color_type == PNG_COLOR_TYPE_PALETTE,
+                     what, ": wrong channel count: ", source, " is a ", png_color_type_name(raw.color_type),
+                     " PNG with ", raw.channels, " channels; a label must be a single-channel PNG of class indices "
+                     "(grayscale or palette). A colour-coded label (e.g. Cityscapes *_gtFine_color.png, or a VOC "
+                     "label re-saved as RGB) must be converted to indices first");
+    check_dimensions(source, raw.w, raw.h, max_pixels, what);
+    allocate_for(source, raw.w, raw.h, what, [&] {
+        raw.bytes.resize(raw.row_bytes * size_t(raw.h));
+        raw.rows.resize(size_t(raw.h));
+    });
+    for (int y = 0; y < raw.h; ++y) raw.rows[size_t(y)] = raw.bytes.data() + raw.row_bytes * size_t(y);
+    STRATA_CHECK(png_read_pixels(reader, raw.rows.data()), what, ": ", source, " is not a readable ", noun,
+                 " (libpng: ", reader.message.text, ")");
+}
+
+// ---- libjpeg(-turbo) from memory ----
+
+// libjpeg reports a fatal error by calling error_exit, which must not return; ours formats the message and
+// longjmps back to the setjmp of the phase that called libjpeg. Warnings about corrupt data (a truncated file, a
+// bad Huffman code) are fatal too: libjpeg would carry on and fill the rest of the image with grey, which is
+// silently wrong pixels. Harmless warnings (bytes after the image, an unknown JFIF revision) are ignored.
+struct JpegReader {
+    jpeg_decompress_struct cinfo;
+    jpeg_error_mgr err;
+    jpeg_progress_mgr progress;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX] = {0};
+    bool created = false;
+
+    JpegReader() {
+        std::memset(&cinfo, 0, sizeof cinfo);
+        std::memset(&progress, 0, sizeof progress);
+    }
+    ~JpegReader() {
+        if (created) jpeg_destroy_decompress(&cinfo);
+    }
+    JpegReader(const JpegReader&) = delete;
+    JpegReader& operator=(const JpegReader&) = delete;
+};
+
+// libjpeg-turbo's own fuzzing and TurboJPEG stop a progressive file after this many scans: each scan re-reads the
+// whole coefficient buffer, so a small file of thousands of tiny scans costs minutes.
+constexpr int kMaxJpegScans = 500;
+
+[[noreturn]] void jpeg_error_to_message(j_common_ptr cinfo) {
+    // cinfo is the first member of JpegReader, so the reader is found from it
+    auto* reader = reinterpret_cast<JpegReader*>(cinfo);
+    (*cinfo->err->format_message)(cinfo, reader->message);
+    std::longjmp(reader->jump, 1);
+}
+
+void jpeg_emit_to_message(j_common_ptr cinfo, int msg_level) {
+    if (msg_level >= 0) return;  // trace messages
+    int code = cinfo->err->msg_code;
+    bool harmless = code == JWRN_EXTRANEOUS_DATA || code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM ||
+                    code == JWRN_BOGUS_ICC || code == JWRN_TOO_MUCH_DATA;
+    if (!harmless) jpeg_error_to_message(cinfo);
+}
+
+void jpeg_limit_scans(j_common_ptr cinfo) {
+    if (!cinfo->is_decompressor) return;
+    if (reinterpret_cast<j_decompress_ptr>(cinfo)->input_scan_number <= kMaxJpegScans) return;
+    auto* reader = reinterpret_cast<JpegReader*>(cinfo);
+    std::snprintf(reader->message, sizeof reader->message, "progressive JPEG with more than %d scans",
+                  kMaxJpegScans);
+    std::longjmp(reader->jump, 1);
+}
+
+// The header phase: dimensions, and the output colour space (RGB; CMYK files give CMYK, converted by the caller).
+// No C++ objects live in this frame.
+bool jpeg_read_header_from(JpegReader& r, const uint8_t* data, size_t size) {
+    r.cinfo.err = jpeg_std_error(&r.err);
+    r.err.error_exit = jpeg_error_to_message;
+    r.err.emit_message = jpeg_emit_to_message;
+    if (setjmp(r.jump)) return false;
+    jpeg_create_decompress(&r.cinfo);
+    r.created = true;
+    r.progress.progress_monitor = jpeg_limit_scans;
+    r.cinfo.progress = &r.progress;
+    jpeg_mem_src(&r.cinfo, data, static_cast<unsigned long>(size));
+    jpeg_read_header(&r.cinfo, TRUE);
+    bool cmyk = r.cinfo.jpeg_color_space == JCS_CMYK || r.cinfo.jpeg_color_space == JCS_YCCK;
+    r.cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    return true;
+}
+
+// The pixel phase: rows of `components` bytes per pixel into `out`, which the caller allocated for the header's
+// dimensions; what libjpeg is about to write is checked against that first.
+bool jpeg_read_pixels(JpegReader& r, uint8_t* out, int components) {
+    if (setjmp(r.jump)) return false;
+    jpeg_start_decompress(&r.cinfo);
+    if (r.cinfo.output_width != r.cinfo.image_width || r.cinfo.output_height != r.cinfo.image_height ||
+        r.cinfo.output_components != components) {
+        std::snprintf(r.message, sizeof r.message, "would decode %ux%u pixels of %d channels, not the header's %ux%u "
+                      "of %d", r.cinfo.output_width, r.cinfo.output_height, r.cinfo.output_components,
+                      r.cinfo.image_width, r.cinfo.image_height, components);
+        return false;
+    }
+    size_t row_bytes = size_t(r.cinfo.output_width) * size_t(r.cinfo.output_components);
+    while (r.cinfo.output_scanline < r.cinfo.output_height) {
+        JSAMPROW row = out + size_t(r.cinfo.output_scanline) * row_bytes;
+        jpeg_read_scanlines(&r.cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&r.cinfo);
+    return true;
+}
+
+Image jpeg_decode_rgb(const uint8_t* data, size_t size, const std::string& source, int64_t max_pixels,
+                      const char* what) {
+    JpegReader reader;
+    STRATA_CHECK(jpeg_read_header_from(reader, data, size), what, ": ", source, " is not a readable image (libjpeg: ",
+                 reader.message, ")");
+    int w = int(reader.cinfo.image_width), h = int(reader.cinfo.image_height);
+    check_dimensions(source, w, h, max_pixels, what);
+    bool cmyk = reader.cinfo.out_color_space == JCS_CMYK;
+    Image image;
+    std::vector<uint8_t> cmyk_pixels;
+    allocate_for(source, w, h, what, [&] {
+        image = Image(h, w, 3);
+        if (cmyk) cmyk_pixels.resize(size_t(w) * size_t(h) * 4);
+    });
+    STRATA_CHECK(jpeg_read_pixels(reader, cmyk ? cmyk_pixels.data() : image.data.data(), cmyk ? 4 : 3), what, ": ",
+                 source, " is not a readable image (libjpeg: ", reader.message, ")");
+    if (cmyk) {
+        // Adobe writes CMYK JPEGs inverted (255 = no ink), so each channel times K gives the colour directly.
+        for (size_t i = 0; i < size_t(w) * size_t(h); ++i) {
+            const uint8_t* p = &cmyk_pixels[4 * i];
+            for (int ch = 0; ch < 3; ++ch) image.data[3 * i + size_t(ch)] = uint8_t((p[ch] * p[3] + 127) / 255);
+        }
+    }
     return image;
 }
 
-LabelMap load_label(const std::string& path) {
-    check_exists(path, "load_label");
-    File file(path, "rb", "load_label");
-    uint8_t signature[8] = {0};
-    size_t got = std::fread(signature, 1, 8, file.f);
-    if (got < 8 || png_sig_cmp(signature, 0, 8) != 0) {
-        bool jpeg = got >= 2 && signature[0] == 0xFF && signature[1] == 0xD8;
-        STRATA_CHECK(!jpeg, "load_label: ", path, " is a JPEG; labels must be PNG files (JPEG's lossy compression "
-                     "changes class indices)");
-        STRATA_FAIL("load_label: ", path, " is not a PNG file; labels must be single-channel PNGs of class indices");
-    }
-    std::rewind(file.f);
+// ---- BMP: stb_image, after the header's dimensions were checked ----
+
+Image bmp_decode_rgb(const uint8_t* data, size_t size, const std::string& source, int64_t max_pixels,
+                     const char* what) {
+    STRATA_CHECK(size <= size_t(INT32_MAX), what, ": ", source, " is larger than 2 GB");
+    int w = 0, h = 0, channels_in_file = 0;
+    STRATA_CHECK(stbi_info_from_memory(data, int(size), &w, &h, &channels_in_file), what, ": ", source,
+                 " is not a readable image (BMP: ", stbi_failure_reason(), ")");
+    // a top-down BMP stores a negative height, which stb_image's header reader passes on as is
+    check_dimensions(source, w, std::abs(int64_t(h)), max_pixels, what);
+    std::unique_ptr<uint8_t, void (*)(void*)> pixels(
+        stbi_load_from_memory(data, int(size), &w, &h, &channels_in_file, 3), stbi_image_free);
+    STRATA_CHECK(pixels, what, ": ", source, " is not a readable image (BMP: ", stbi_failure_reason(), ")");
+    Image image;
+    allocate_for(source, w, h, what, [&] { image = Image(h, w, 3); });
+    std::memcpy(image.data.data(), pixels.get(), image.data.size());
+    return image;
+}
+
+}  // namespace
+
+// ---- reading ----
+
+Image decode_rgb(const uint8_t* data, size_t size, const std::string& source, int64_t max_pixels) {
+    const char* what = "load_rgb";
+    if (is_jpeg(data, size)) return jpeg_decode_rgb(data, size, source, max_pixels, what);
+    if (is_bmp(data, size)) return bmp_decode_rgb(data, size, source, max_pixels, what);
+    STRATA_CHECK(is_png(data, size), what, ": ", source, " is not a readable image (", size == 0 ? "the file is empty"
+                 : "neither JPEG, PNG nor BMP", "); JPEG, PNG and BMP are supported");
     PngRaw raw;
-    PngMessage message;
-    STRATA_CHECK(png_decode(file.f, raw, message), "load_label: ", path, " is not a readable PNG (libpng: ",
-                 message.text, ")");
-    STRATA_CHECK(raw.color_type == PNG_COLOR_TYPE_GRAY || raw.color_type == PNG_COLOR_TYPE_PALETTE,
-                 "load_label: wrong channel count: ", path, " is a ", png_color_type_name(raw.color_type), " PNG with ",
-                 raw.channels, " channels; a label must be a single-channel PNG of class indices (grayscale or "
-                 "palette). A colour-coded label (e.g. Cityscapes *_gtFine_color.png, or a VOC label re-saved as RGB) "
-                 "must be converted to indices first");
-    LabelMap label(raw.h, raw.w);
+    png_decode(data, size, true, raw, source, max_pixels, what);
+    STRATA_CHECK(raw.row_bytes == size_t(raw.w) * 3, what, ": ", source, ": libpng gave rows of ", raw.row_bytes,
+                 " bytes for a ", raw.w, "-pixel RGB row");
+    Image image;  // the rows libpng wrote are already the image's layout
+    image.h = raw.h;
+    image.w = raw.w;
+    image.c = 3;
+    image.data = std::move(raw.bytes);
+    return image;
+}
+
+LabelMap decode_label(const uint8_t* data, size_t size, const std::string& source, int64_t max_pixels) {
+    const char* what = "load_label";
+    if (!is_png(data, size)) {
+        STRATA_CHECK(!(size >= 2 && data[0] == 0xFF && data[1] == 0xD8), what, ": ", source, " is a JPEG; labels must "
+                     "be PNG files (JPEG's lossy compression changes class indices)");
+        STRATA_FAIL(what, ": ", source, " is not a PNG file; labels must be single-channel PNGs of class indices");
+    }
+    PngRaw raw;
+    png_decode(data, size, false, raw, source, max_pixels, what);
+    LabelMap label;
+    allocate_for(source, raw.w, raw.h, what, [&] { label = LabelMap(raw.h, raw.w); });
     if (raw.bit_depth == 16) {
         for (size_t i = 0; i < label.data.size(); ++i)
             label.data[i] = int32_t(raw.bytes[2 * i]) << 8 | int32_t(raw.bytes[2 * i + 1]);
@@ -230,6 +496,16 @@ LabelMap load_label(const std::string& path) {
         for (size_t i = 0; i < label.data.size(); ++i) label.data[i] = raw.bytes[i];
     }
     return label;
+}
+
+Image load_rgb(const std::string& path, int64_t max_pixels) {
+    std::vector<uint8_t> bytes = read_file_bytes(path, max_pixels, "load_rgb");
+    return decode_rgb(bytes.data(), bytes.size(), path, max_pixels);
+}
+
+LabelMap load_label(const std::string& path, int64_t max_pixels) {
+    std::vector<uint8_t> bytes = read_file_bytes(path, max_pixels, "load_label");
+    return decode_label(bytes.data(), bytes.size(), path, max_pixels);
 }
 
 // ---- writing ----

@@ -10,7 +10,11 @@
 //   - an 8-bit grayscale PNG (SegmentationClassAug, ADE20K, Cityscapes labelIds) gives its values directly;
 //   - a 16-bit grayscale PNG (Cityscapes instanceIds) gives its 16-bit values;
 //   - anything with colour channels is refused: a colour-coded label must be converted to indices first.
-// Photos are decoded by stb_image (JPEG, PNG, BMP, ...); grayscale photos are expanded to 3 channels.
+// Photos are decoded by libjpeg (JPEG), libpng (PNG) or stb_image (BMP); grayscale photos are expanded to 3 channels.
+//
+// Image files are untrusted input: every decoder reads the header first, and a file that claims more than
+// `max_pixels` (width x height; the config key max_image_pixels) is refused before any memory is allocated for it.
+// A corrupt or truncated file is an error naming the file and the decoder's reason, never grey filler.
 #pragma once
 
 #include <array>
@@ -52,12 +56,22 @@ struct LabelMap {
 using Rgb = std::array<uint8_t, 3>;
 
 // ---- reading ----
+// The default of the config key max_image_pixels: the largest width x height an image or label file may claim.
+// 10^8 is a 10000x10000 photo (300 MB as RGB), far above every benchmark dataset (Cityscapes: 2048x1024).
+constexpr int64_t kDefaultMaxImagePixels = 100000000;
+
 // A photo as 3-channel RGB (grayscale expanded, alpha dropped, 16-bit reduced to 8). Errors name the file: not
-// found, or not a decodable image.
-Image load_rgb(const std::string& path);
+// found, not a decodable image (with the decoder's reason), or more than max_pixels pixels claimed.
+Image load_rgb(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels);
 // A label PNG as class indices (see the file comment). Errors name the file: not found, not a PNG (a JPEG label is
-// refused: its compression changes class indices), or not single-channel.
-LabelMap load_label(const std::string& path);
+// refused: its compression changes class indices), not single-channel, or more than max_pixels pixels claimed.
+LabelMap load_label(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels);
+// The same from a file's bytes in memory; `source` names them in messages. load_rgb and load_label read the file
+// and call these; the fuzz targets (fuzz/) call them directly.
+Image decode_rgb(const uint8_t* data, size_t size, const std::string& source,
+                 int64_t max_pixels = kDefaultMaxImagePixels);
+LabelMap decode_label(const uint8_t* data, size_t size, const std::string& source,
+                      int64_t max_pixels = kDefaultMaxImagePixels);
 
 // ---- writing (errors name the file; folders must exist) ----
 void save_png(const std::string& path, const Image& image);                       // 1, 3 or 4 channels

@@ -33,7 +33,7 @@ std::string resolve(const std::string& root, const std::string& path) {
 }  // namespace
 
 std::shared_ptr<Dataset> open_list_dataset(const std::string& list_file, const std::string& data_root,
-                                           ClassInfo classes, LabelMapping mapping) {
+                                           ClassInfo classes, LabelMapping mapping, int64_t max_image_pixels) {
     std::error_code ec;
     STRATA_CHECK(fs::is_regular_file(list_file, ec), "list dataset: list file not found: ", list_file);
     if (!data_root.empty())
@@ -68,7 +68,7 @@ std::shared_ptr<Dataset> open_list_dataset(const std::string& list_file, const s
     STRATA_CHECK(!entries.empty(), "list dataset: ", list_file, " is empty (expected lines \"image_path "
                  "label_path\")");
     std::string description = str("list ", list_file, " (", entries.size(), " images)");
-    return std::make_shared<FileDataset>(description, std::move(entries), std::move(classes));
+    return std::make_shared<FileDataset>(description, std::move(entries), std::move(classes), max_image_pixels);
 }
 
 }  // namespace strata

@@ -48,7 +48,8 @@ std::string find_split_file(const fs::path& root, const std::string& split) {
 
 }  // namespace
 
-std::shared_ptr<Dataset> open_voc(const std::string& root_in, const std::string& split, const std::string& label_dir) {
+std::shared_ptr<Dataset> open_voc(const std::string& root_in, const std::string& split, const std::string& label_dir,
+                                  int64_t max_image_pixels) {
     fs::path root(root_in);
     std::error_code ec;
     STRATA_CHECK(fs::is_directory(root, ec), "voc: data root not found: ", root_in);
@@ -100,7 +101,7 @@ std::shared_ptr<Dataset> open_voc(const std::string& root_in, const std::string&
         classes = read_class_info(names.string(), fs::is_regular_file(colors, ec) ? colors.string() : "");
 
     std::string description = str("voc '", split, "' in ", root_in, " (", entries.size(), " images)");
-    return std::make_shared<FileDataset>(description, std::move(entries), std::move(classes));
+    return std::make_shared<FileDataset>(description, std::move(entries), std::move(classes), max_image_pixels);
 }
 
 }  // namespace strata

@@ -105,7 +105,7 @@ int infer_main(int argc, char** argv) {
     fs::create_directories(out);
     std::vector<fs::path> files = collect_inputs(cl.options["--input"]);
     for (size_t i = 0; i < files.size(); ++i) {
-        Image image = load_rgb(files[i].string());
+        Image image = load_rgb(files[i].string(), config["max_image_pixels"]);
         LabelMap pred = predict_labels_of(model, image, options, files[i].string());
         std::string stem = files[i].stem().string();
         save_palette_png((out / (stem + ".png")).string(), pred, palette);

@@ -87,6 +87,7 @@ std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train
     d.scenes.min_gap = c["scene_min_gap"];
     d.scenes.train_count = c["scene_train"];
     d.scenes.val_count = c["scene_val"];
+    d.max_image_pixels = c["max_image_pixels"];
     // datasets/contextscenes (configs/contextscenes.json) is not in the repository: `make data` writes it
     fs::path root = fs::path(d.root).lexically_normal();
     if (root.filename().empty()) root = root.parent_path();  // a trailing '/'
