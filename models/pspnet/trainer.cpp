@@ -44,6 +44,14 @@ std::string format_duration(double seconds) {
     return buf;
 }
 
+// How many pixels of a batch's labels (N, H, W) I32 on the CPU are not ignore_label.
+int64_t labelled_pixels(const Tensor& labels, int64_t ignore) {
+    const int32_t* l = labels.i32();
+    int64_t count = 0;
+    for (int64_t i = 0; i < labels.numel(); ++i) count += l[i] != ignore;
+    return count;
+}
+
 TransformConfig train_transform_config(const nlohmann::json& c) {
     TransformConfig t = train_transforms(c["train_h"], c["train_w"]);
     t.scale_min = c["scale_min"];
@@ -188,12 +196,14 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     auto last_log = t0;
     int64_t images_since_log = 0, start_iter = pos.iteration;
     double window_loss = 0, window_aux = 0, window_main = 0;
-    int64_t window = 0;
+    int64_t window = 0, window_labelled = 0;
+    bool warned_unlabelled = false;
 
     while (pos.iteration < max_iter) {
         float lr = poly_lr(base_lr, pos.iteration, max_iter, power);
         optimizer.set_lr(lr);
         Batch batch = loader.next();
+        window_labelled += labelled_pixels(batch.labels, ignore);
         Tensor images = batch.images.to(device), labels = batch.labels.to(device);
         PSPNetOutput out = model.forward_all(images);
         Tensor main_loss = cross_entropy(out.logits, labels, ignore);
@@ -229,13 +239,21 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                                 {"seconds", elapsed}};
             metrics.append(j.dump());
             write_scalars(tensorboard.get(), j);
+            // A window without one labelled pixel trained on nothing: its loss is 0 whatever the weights are.
+            if (window_labelled == 0 && !warned_unlabelled && options.verbose) {
+                std::cerr << (tty ? "\n" : "") << "warning: iterations " << pos.iteration - window + 1 << "-"
+                          << pos.iteration << " saw no labelled pixel: every label pixel was ignore_label=" << ignore
+                          << ", so the loss is 0 and nothing is learned. Check the label files of " << c["data_root"]
+                          << " (label_dir, label_mapping) and ignore_label\n";
+                warned_unlabelled = true;
+            }
             if (options.verbose && !tty)
                 std::cerr << "iter " << pos.iteration << "/" << max_iter << "  loss " << j["loss"].get<double>()
                           << "  aux " << j["aux_loss"].get<double>() << "  lr " << lr << "  "
                           << j["images_per_s"].get<double>() << " img/s  ETA " << format_duration(eta) << "\n";
             last_log = now;
             images_since_log = 0;
-            window_loss = window_aux = window_main = 0, window = 0;
+            window_loss = window_aux = window_main = 0, window = 0, window_labelled = 0;
         }
         if (tty) {
             std::fprintf(stderr, "\riter %lld/%lld | loss %.4f (aux %.4f) | lr %.5f | %.1f img/s | ETA %s   ",

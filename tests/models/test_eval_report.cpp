@@ -347,6 +347,24 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
     CHECK(e["warning"].get<std::string>().find("ignore_label (255)") != std::string::npos);
     CHECK(e["labelled_pixels"] == 0);
 
+    // training on it says so once (its loss is 0 whatever the weights are), instead of a quiet loss of 0
+    nlohmann::json t = c;
+    t["train_split"] = "val.txt";
+    t["batch_size"] = 2;
+    t["log_every"] = 1;
+    t["train_h"] = 41;
+    t["train_w"] = 41;
+    t["run_dir"] = dir + "/run";
+    TrainOptions loud = quiet();
+    loud.verbose = true;
+    TrainResult r;
+    printed = capture_output(dir + "/printed_train.txt", [&] { r = train(t, loud); });
+    CHECK(r.losses.front() == 0.0f);
+    CHECK_MESSAGE(printed.find("warning: iterations 1-1 saw no labelled pixel: every label pixel was "
+                               "ignore_label=255, so the loss is 0") != std::string::npos, printed);
+    size_t first = printed.find("saw no labelled pixel");
+    CHECK(printed.find("saw no labelled pixel", first + 1) == std::string::npos);  // once, not every log line
+
     // a set with labels has no warning
     nlohmann::json scenes = tiny_run(dir);
     scenes["max_eval_images"] = 1;
