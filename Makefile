@@ -174,8 +174,11 @@ $(FUZZ_BUILD)/libstrata_fuzz.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.cpp fuzz/targets.h $(FUZZ_BUILD)/libstrata_fuzz.a
-	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libstrata_fuzz.a -o $@ \
+# The data objects are linked whole, not picked from the archive, so that every dataset format's registrar is kept
+# (the config's `dataset` key accepts the registered formats).
+FUZZ_DATA_OBJS := $(filter $(FUZZ_BUILD)/obj/data/%,$(FUZZ_LIB_OBJS))
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.cpp fuzz/targets.h $(FUZZ_DATA_OBJS) $(FUZZ_BUILD)/libstrata_fuzz.a
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $< $(FUZZ_DATA_OBJS) $(FUZZ_BUILD)/libstrata_fuzz.a -o $@ \
 	    -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR) $(LDLIBS)
 
 fuzz:

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "framework/check.h"
 
 namespace strata {
@@ -125,5 +125,16 @@ std::shared_ptr<Dataset> open_ade20k(const std::string& root_in, const std::stri
     std::string description = str("ade20k '", split, "' in ", root_in, " (", entries.size(), " images)");
     return std::make_shared<FileDataset>(description, std::move(entries), ade20k_classes(), max_image_pixels);
 }
+
+namespace {
+
+// Through open_dataset("ade20k", split, config): data_root.
+std::shared_ptr<Dataset> open_ade20k_from_config(const DatasetOptions& o) {
+    return open_ade20k(o.root(), o.split, o.max_image_pixels());
+}
+
+}  // namespace
+
+REGISTER_DATASET("ade20k", open_ade20k_from_config);
 
 }  // namespace strata

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "framework/check.h"
 
 namespace strata {
@@ -89,5 +89,16 @@ std::shared_ptr<Dataset> open_cityscapes(const std::string& root_in, const std::
     std::string description = str("cityscapes '", split, "' in ", root_in, " (", entries.size(), " images)");
     return std::make_shared<FileDataset>(description, std::move(entries), cityscapes_classes(), max_image_pixels);
 }
+
+namespace {
+
+// Through open_dataset("cityscapes", split, config): data_root.
+std::shared_ptr<Dataset> open_cityscapes_from_config(const DatasetOptions& o) {
+    return open_cityscapes(o.root(), o.split, o.max_image_pixels());
+}
+
+}  // namespace
+
+REGISTER_DATASET("cityscapes", open_cityscapes_from_config);
 
 }  // namespace strata

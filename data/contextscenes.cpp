@@ -284,6 +284,27 @@ std::shared_ptr<Dataset> open_context_scenes(const ContextScenesConfig& config, 
     return std::make_shared<ContextScenesDataset>(config, split);
 }
 
+ContextScenesConfig context_scenes_config(const nlohmann::json& config) {
+    DatasetOptions o{"contextscenes", "", config};
+    ContextScenesConfig c;
+    c.seed = uint64_t(o.get_int("seed", int64_t(c.seed)));
+    c.size = int(o.get_int("scene_size", c.size));
+    c.min_gap = int(o.get_int("scene_min_gap", c.min_gap));
+    c.train_count = o.get_int("scene_train", c.train_count);
+    c.val_count = o.get_int("scene_val", c.val_count);
+    return c;
+}
+
+namespace {
+
+std::shared_ptr<Dataset> open_context_scenes_from_config(const DatasetOptions& o) {
+    return open_context_scenes(context_scenes_config(o.config), o.split);
+}
+
+}  // namespace
+
+REGISTER_DATASET("contextscenes", open_context_scenes_from_config);
+
 // ---- the VOC-layout copy on disk ----
 
 namespace {

@@ -21,17 +21,25 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "data/dataset.h"
 #include "data/image.h"
 
 namespace strata {
 
+// The generator's settings. These defaults are the only place the numbers are written: the run config's keys (seed,
+// scene_size, scene_min_gap, scene_train, scene_val) default to them (models/pspnet/config.cpp), and
+// make_contextscenes reads the keys of configs/contextscenes.json.
 struct ContextScenesConfig {
     uint64_t seed = 0;
-    int size = 97;               // images are size x size; 8k+1 keeps semseg's align-corners arithmetic exact
+    int size = 113;              // images are size x size; 8k+1 keeps semseg's align-corners arithmetic exact
     int64_t train_count = 2000;
     int64_t val_count = 400;
-    int min_gap = 24;            // rows from the band's last row to the first object row (> the no-PPM RF radius)
+    int min_gap = 40;            // rows from the band's last row to the first object row (> the no-PPM RF radius)
 };
+// The settings a run config names (the keys above; a key it does not hold keeps its default).
+ContextScenesConfig context_scenes_config(const nlohmann::json& config);
 
 // Class indices (the label values) and what each looks like.
 enum ContextScenesClass : int32_t {
@@ -66,6 +74,11 @@ struct ContextScene {
 ContextScene generate_context_scene(const ContextScenesConfig& config, const std::string& split, int64_t index);
 // The sample name used on disk and in lists: "train_000042".
 std::string context_scene_name(const std::string& split, int64_t index);
+ClassInfo context_scenes_classes();  // the names and colours above
+
+// The dataset generated in memory (no files): `split` is "train" or "val". Registered as the format
+// "contextscenes", which reads its settings with context_scenes_config.
+std::shared_ptr<Dataset> open_context_scenes(const ContextScenesConfig& config, const std::string& split);
 
 // Writes the dataset in PASCAL VOC layout under `out_dir`, so that the VOC loader reads it:
 //   JPEGImages/<name>.png            the images (PNG: lossless, so the files equal the generated pixels)

@@ -1,10 +1,11 @@
 // What every dataset format shares: the file-backed dataset, the label checks and their hints, class files, and
-// open_dataset(), which picks the format from a config.
+// the registry through which open_dataset() finds a format by its name.
 #include "data/dataset.h"
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "framework/check.h"
@@ -150,51 +151,68 @@ Sample FileDataset::get(int64_t index) const {
     return sample;
 }
 
-// ---- open_dataset ----
+// ---- the format registry ----
 
 namespace {
 
-std::string under_root(const std::string& root, const std::string& path) {
-    if (path.empty() || fs::path(path).is_absolute() || root.empty()) return path;
-    return (fs::path(root) / path).string();
+// A function-local static, so that registrars running during static initialisation, in any order, find the map
+// constructed (as the layer registry does).
+std::map<std::string, DatasetOpener>& registry() {
+    static std::map<std::string, DatasetOpener> formats;
+    return formats;
 }
 
-LabelMapping parse_label_mapping(const std::string& name) {
-    if (name == "none" || name.empty()) return LabelMapping::kNone;
-    if (name == "cityscapes_ids") return LabelMapping::kCityscapesIds;
-    if (name == "ade20k_reduce_zero") return LabelMapping::kAdeReduceZero;
-    STRATA_FAIL("dataset: unknown label_mapping '", name, "'; valid: none, cityscapes_ids, ade20k_reduce_zero");
+std::string join(const std::vector<std::string>& names) {
+    std::string s;
+    for (const std::string& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s.empty() ? "none" : s;
 }
 
 }  // namespace
 
-std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config) {
-    const std::string& format = config.format;
-    if (format == "contextscenes") return open_context_scenes(config.scenes, config.split);
-    STRATA_CHECK(format == "list" || format == "voc" || format == "cityscapes" || format == "ade20k",
-                 "dataset: unknown format '", format, "'; valid: list, voc, cityscapes, ade20k, contextscenes");
-    STRATA_CHECK(!config.root.empty(), "dataset: the format '", format,
-                 "' needs a data root (the data_root config key, e.g. data_root=/data/VOCdevkit/VOC2012)");
-    if (format == "voc") return open_voc(config.root, config.split, config.label_dir, config.max_image_pixels);
-    if (format == "cityscapes") return open_cityscapes(config.root, config.split, config.max_image_pixels);
-    if (format == "ade20k") return open_ade20k(config.root, config.split, config.max_image_pixels);
+std::string DatasetOptions::get_string(const std::string& key, const std::string& fallback) const {
+    auto it = config.find(key);
+    if (it == config.end()) return fallback;
+    STRATA_CHECK(it->is_string(), "dataset ", format, ": ", key, " must be a string, got ", it->dump());
+    return it->get<std::string>();
+}
 
-    STRATA_CHECK(!config.list.empty(), "dataset: the format 'list' needs a list file (list=...)");
-    ClassInfo classes;
-    if (!config.names_file.empty()) {
-        classes = read_class_info(under_root(config.root, config.names_file));
-        STRATA_CHECK(config.num_classes == 0 || config.num_classes == classes.count(), "dataset: num_classes is ",
-                     config.num_classes, " but ", config.names_file, " lists ", classes.count(), " classes");
-    } else {
-        STRATA_CHECK(config.num_classes > 0 && config.num_classes <= 255, "dataset: the format 'list' needs the "
-                     "classes: names_file=... or num_classes=1..255 (got ", config.num_classes, ")");
-        for (int i = 0; i < config.num_classes; ++i) {
-            classes.names.push_back(str("class_", i));
-            classes.colors.push_back(voc_color(i));
-        }
-    }
-    return open_list_dataset(under_root(config.root, config.list), config.root, classes,
-                             parse_label_mapping(config.label_mapping), config.max_image_pixels);
+int64_t DatasetOptions::get_int(const std::string& key, int64_t fallback) const {
+    auto it = config.find(key);
+    if (it == config.end()) return fallback;
+    STRATA_CHECK(it->is_number_integer(), "dataset ", format, ": ", key, " must be an integer, got ", it->dump());
+    return it->get<int64_t>();
+}
+
+std::string DatasetOptions::root() const {
+    std::string root = get_string("data_root", "");
+    STRATA_CHECK(!root.empty(), "dataset: the format '", format,
+                 "' needs a data root (the data_root config key, e.g. data_root=/data/VOCdevkit/VOC2012)");
+    return root;
+}
+
+void register_dataset(const std::string& format, DatasetOpener opener) {
+    STRATA_CHECK(registry().emplace(format, opener).second, "dataset format '", format, "' registered twice");
+}
+
+std::vector<std::string> dataset_formats() {
+    std::vector<std::string> names;
+    for (const auto& [name, opener] : registry()) names.push_back(name);
+    return names;
+}
+
+std::shared_ptr<Dataset> open_dataset(const DatasetOptions& options) {
+    auto it = registry().find(options.format);
+    STRATA_CHECK(it != registry().end(), "dataset: unknown format '", options.format, "'; known formats: ",
+                 join(dataset_formats()), " (each registers itself with REGISTER_DATASET in data/<format>.cpp)");
+    STRATA_CHECK(options.config.is_object(), "dataset ", options.format, ": the config must be a JSON object, got ",
+                 options.config.dump());
+    return it->second(options);
+}
+
+std::shared_ptr<Dataset> open_dataset(const std::string& format, const std::string& split,
+                                      const nlohmann::json& config) {
+    return open_dataset(DatasetOptions{format, split, config});
 }
 
 }  // namespace strata

@@ -1,22 +1,16 @@
-// Datasets: an indexed collection of (image, label) samples, and the formats they come in.
+// Datasets: an indexed collection of (image, label) samples, and the registry that opens one by its format's name.
 //
-//   DatasetConfig config;
-//   config.format = "voc";
-//   config.root = "data/VOC2012";
-//   config.split = "train";
-//   std::shared_ptr<Dataset> ds = open_dataset(config);
+//   std::shared_ptr<Dataset> ds = open_dataset("voc", "train", {{"data_root", "data/VOC2012"}});
 //   Sample s = ds->get(0);   // s.image: RGB; s.label: class indices 0..C-1 and 255 (ignore)
 //
-// Formats (one .cpp each):
-//   list            semseg's list file: "image_path label_path" per line, relative to the root
-//                   (list_dataset.cpp); one path per line for an image-only (test) list
-//   voc             PASCAL VOC 2012: ImageSets/Segmentation/<split>.txt + JPEGImages + SegmentationClass (palette
-//                   PNGs, read by index) or SegmentationClassAug (grayscale) (voc.cpp)
-//   cityscapes      leftImg8bit/<split>/<city>/*_leftImg8bit.png + gtFine labels: *_gtFine_labelTrainIds.png when
-//                   present, else *_gtFine_labelIds.png mapped to the 19 trainIds (cityscapes.cpp)
-//   ade20k          ADEChallengeData2016: images/<split>/*.jpg + annotations/<split>/*.png, labels minus one with
-//                   0 -> 255 (ade20k.cpp)
-//   contextscenes   the built-in dataset generated in memory (data/contextscenes.h); `make data` writes it to disk
+// Each format lives in its own .cpp, registers itself there by name (REGISTER_DATASET, as layers do with
+// REGISTER_LAYER) and reads its own keys from the config it is handed; this file names none of them. The formats
+// of the repository (data/formats.h has their direct entry points):
+//   list            semseg's list file: "image_path label_path" per line (list_dataset.cpp)
+//   voc             PASCAL VOC 2012 and SBD's SegmentationClassAug (voc.cpp)
+//   cityscapes      leftImg8bit + gtFine, labelIds mapped to the 19 trainIds when needed (cityscapes.cpp)
+//   ade20k          ADEChallengeData2016, labels minus one with 0 -> 255 (ade20k.cpp)
+//   contextscenes   the built-in dataset generated in memory (contextscenes.cpp); `make data` writes it to disk
 //                   in VOC layout instead, which the voc format reads
 //
 // Every loader checks what users get wrong and names the file in its message: missing files and folders (at open
@@ -31,8 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "data/contextscenes.h"
+#include <nlohmann/json.hpp>
+
 #include "data/image.h"
+#include "framework/dispatch.h"
 
 namespace strata {
 
@@ -49,11 +45,6 @@ struct ClassInfo {
     int count() const { return int(names.size()); }
 };
 
-// The class tables of the standard datasets (the names in semseg's data/<ds>/<ds>_names.txt order).
-ClassInfo voc_classes();         // 21: background, aeroplane, ..., tvmonitor; the VOC colour map
-ClassInfo cityscapes_classes();  // 19 trainIds: road, sidewalk, ..., bicycle; the Cityscapes colours
-ClassInfo ade20k_classes();      // 150: wall, building, ..., flag (after the minus-one shift)
-ClassInfo context_scenes_classes();
 // Class names from a file, one per line (blank lines skipped), with colours from an optional file of "R G B"
 // lines; without one, or for classes past its end, the VOC colour map.
 ClassInfo read_class_info(const std::string& names_file, const std::string& colors_file = "");
@@ -119,45 +110,38 @@ void cityscapes_ids_to_train_ids(LabelMap& label, const std::string& path);
 void ade20k_reduce_zero(LabelMap& label, const std::string& path);
 int32_t cityscapes_train_id(int32_t label_id);  // the official table: 7 -> 0 (road), ..., 33 -> 18; others 255
 
-// ---- the formats ----
-// Each takes max_image_pixels, the largest width x height an image or label file may claim before it is refused
-// (the config key of that name; see load_rgb).
-// semseg's list file. Each line is "image label" (or "image" alone for an image-only list; all lines must have the
-// same number of fields). Paths are relative to `data_root`; an absolute path that exists is used as is, and a
-// leading "/" on a path that only exists under the root (DeepLab-style lists) is taken as relative.
-std::shared_ptr<Dataset> open_list_dataset(const std::string& list_file, const std::string& data_root,
-                                           ClassInfo classes, LabelMapping mapping = LabelMapping::kNone,
-                                           int64_t max_image_pixels = kDefaultMaxImagePixels);
-// PASCAL VOC 2012. `root` is the VOC2012 folder. The ids come from ImageSets/Segmentation/<split>.txt (or
-// ImageSets/SegmentationAug/<split>.txt, e.g. train_aug); images are JPEGImages/<id>.jpg (or .png); labels are
-// <label_dir>/<id>.png, label_dir = "SegmentationClass" or "SegmentationClassAug". The split "test" has no labels.
-// Classes: the 21 VOC classes, unless root holds class_names.txt (labelme's and ContextScenes' convention; colours
-// from class_colors.txt when present).
-std::shared_ptr<Dataset> open_voc(const std::string& root, const std::string& split,
-                                  const std::string& label_dir = "SegmentationClass",
-                                  int64_t max_image_pixels = kDefaultMaxImagePixels);
-// Cityscapes. `root` holds leftImg8bit/ and gtFine/; split = train, val or test (test: images only).
-std::shared_ptr<Dataset> open_cityscapes(const std::string& root, const std::string& split,
-                                         int64_t max_image_pixels = kDefaultMaxImagePixels);
-// ADE20K SceneParsing. `root` is ADEChallengeData2016; split = training or validation (train / val accepted).
-std::shared_ptr<Dataset> open_ade20k(const std::string& root, const std::string& split,
-                                     int64_t max_image_pixels = kDefaultMaxImagePixels);
-// ContextScenes generated in memory (no files): `split` is "train" or "val".
-std::shared_ptr<Dataset> open_context_scenes(const ContextScenesConfig& config, const std::string& split);
+// ---- the format registry ----
+// What a format is handed: the split to open and the config to read its keys from. That is the run config
+// (models/pspnet/config.cpp lists every key) or any JSON object; a key it does not hold takes the format's default.
+struct DatasetOptions {
+    std::string format;
+    std::string split;
+    nlohmann::json config = nlohmann::json::object();
 
-// ---- one entry point for programs ----
-struct DatasetConfig {
-    std::string format = "voc";       // list | voc | cityscapes | ade20k | contextscenes
-    std::string root;                 // the data root (unused by contextscenes)
-    std::string split = "train";
-    std::string list;                 // list: the list file, relative to root unless absolute
-    std::string label_dir = "SegmentationClass";  // voc: or SegmentationClassAug
-    std::string names_file;           // list: class names, one per line, relative to root unless absolute
-    int num_classes = 0;              // list without names_file: the class count
-    std::string label_mapping = "none";  // list: none | cityscapes_ids | ade20k_reduce_zero
-    ContextScenesConfig scenes;       // contextscenes
-    int64_t max_image_pixels = kDefaultMaxImagePixels;  // file formats: the largest width x height a file may claim
+    // A key's value, or `fallback` when the config does not hold it; a value of another type is an error naming it.
+    std::string get_string(const std::string& key, const std::string& fallback) const;
+    int64_t get_int(const std::string& key, int64_t fallback) const;
+    // data_root, which every format of files needs: an error naming the key when it is empty.
+    std::string root() const;
+    // max_image_pixels: the largest width x height an image or label file may claim (see load_rgb).
+    int64_t max_image_pixels() const { return get_int("max_image_pixels", kDefaultMaxImagePixels); }
 };
-std::shared_ptr<Dataset> open_dataset(const DatasetConfig& config);
+using DatasetOpener = std::shared_ptr<Dataset> (*)(const DatasetOptions& options);
+
+void register_dataset(const std::string& format, DatasetOpener opener);  // a duplicate name is an error
+// Opens `split` of the dataset in `format`. An unknown format fails with the list of the known ones.
+std::shared_ptr<Dataset> open_dataset(const std::string& format, const std::string& split,
+                                      const nlohmann::json& config = nlohmann::json::object());
+std::shared_ptr<Dataset> open_dataset(const DatasetOptions& options);  // the same, from options built by hand
+std::vector<std::string> dataset_formats();  // sorted
+
+struct DatasetRegistrar {
+    DatasetRegistrar(const char* format, DatasetOpener opener) { register_dataset(format, opener); }
+};
 
 }  // namespace strata
+
+// In the format's own .cpp: REGISTER_DATASET("voc", open_voc_from_config). The library and every program link all
+// object files (not a static archive), so the registrar always runs.
+#define REGISTER_DATASET(format, opener) \
+    static ::strata::DatasetRegistrar STRATA_CONCAT(dataset_registrar_, __LINE__)(format, opener)

@@ -7,11 +7,15 @@
 // line is an image-only list (semseg's `test` split). Blank lines are skipped; any other line with a different
 // number of fields is an error that gives the line number. Labels are used as they are (class indices, 255 =
 // ignore) unless a LabelMapping is given.
+//
+// Through open_dataset("list", split, config): the split is the list file, relative to data_root unless absolute;
+// the classes come from names_file (one name per line, relative to data_root) or, without one, from classes (the
+// count); label_mapping is none, cityscapes_ids or ade20k_reduce_zero.
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "framework/check.h"
 
 namespace strata {
@@ -70,5 +74,44 @@ std::shared_ptr<Dataset> open_list_dataset(const std::string& list_file, const s
     std::string description = str("list ", list_file, " (", entries.size(), " images)");
     return std::make_shared<FileDataset>(description, std::move(entries), std::move(classes), max_image_pixels);
 }
+
+namespace {
+
+std::string under_root(const std::string& root, const std::string& path) {
+    if (path.empty() || fs::path(path).is_absolute() || root.empty()) return path;
+    return (fs::path(root) / path).string();
+}
+
+LabelMapping parse_label_mapping(const std::string& name) {
+    if (name == "none" || name.empty()) return LabelMapping::kNone;
+    if (name == "cityscapes_ids") return LabelMapping::kCityscapesIds;
+    if (name == "ade20k_reduce_zero") return LabelMapping::kAdeReduceZero;
+    STRATA_FAIL("dataset: unknown label_mapping '", name, "'; valid: none, cityscapes_ids, ade20k_reduce_zero");
+}
+
+std::shared_ptr<Dataset> open_list_from_config(const DatasetOptions& o) {
+    std::string root = o.root(), names_file = o.get_string("names_file", "");
+    int64_t num_classes = o.get_int("classes", 0);
+    STRATA_CHECK(!o.split.empty(), "dataset: the format 'list' needs a list file (the split names it)");
+    ClassInfo classes;
+    if (!names_file.empty()) {
+        classes = read_class_info(under_root(root, names_file));
+        STRATA_CHECK(num_classes == 0 || num_classes == classes.count(), "dataset: num_classes is ", num_classes,
+                     " but ", names_file, " lists ", classes.count(), " classes");
+    } else {
+        STRATA_CHECK(num_classes > 0 && num_classes <= 255, "dataset: the format 'list' needs the classes: "
+                     "names_file=... or num_classes=1..255 (got ", num_classes, ")");
+        for (int i = 0; i < int(num_classes); ++i) {
+            classes.names.push_back(str("class_", i));
+            classes.colors.push_back(voc_color(i));
+        }
+    }
+    return open_list_dataset(under_root(root, o.split), root, classes,
+                             parse_label_mapping(o.get_string("label_mapping", "none")), o.max_image_pixels());
+}
+
+}  // namespace
+
+REGISTER_DATASET("list", open_list_from_config);
 
 }  // namespace strata

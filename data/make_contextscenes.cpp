@@ -5,8 +5,8 @@
 //
 // The settings come from a run config, configs/contextscenes.json unless another is named: out = data_root,
 // seed = seed, size = scene_size, min_gap = scene_min_gap, train = scene_train, val = scene_val (keys the file does
-// not set keep the defaults of models/pspnet/config.cpp). So the dataset on disk is the one the config trains on,
-// and the config is the only place these numbers are written down; key=value arguments override them.
+// not set keep their defaults, those of ContextScenesConfig in data/contextscenes.h). So the dataset on disk is the
+// one the config trains on, and no other place writes these numbers down; key=value arguments override them.
 //
 // Does nothing when the folder already holds a complete copy with the same settings; a copy left incomplete by an
 // interrupted run is detected and written again (see write_context_scenes in data/contextscenes.h).
@@ -63,12 +63,7 @@ int main(int argc, char** argv) {
         STRATA_CHECK(std::filesystem::exists(config_path), "make_contextscenes: no config '", config_path,
                      "' (run it from the repository root, or name a config: make_contextscenes path/to/config.json)");
         nlohmann::json run = pspnet::load_config(config_path, {});
-        ContextScenesConfig config;
-        config.seed = run["seed"];
-        config.size = run["scene_size"];
-        config.min_gap = run["scene_min_gap"];
-        config.train_count = run["scene_train"];
-        config.val_count = run["scene_val"];
+        ContextScenesConfig config = context_scenes_config(run);
         std::string out = run["data_root"];
         STRATA_CHECK(!out.empty(), "make_contextscenes: ", config_path, " sets no data_root; pass out=<folder>");
         int threads = 0;

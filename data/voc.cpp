@@ -6,11 +6,13 @@
 //   VOC2012/SegmentationClassAug/<id>.png   8-bit grayscale, same values (train_aug; a separate download)
 //
 // Palette labels are read by index (load_label); converting them to RGB or grayscale would lose the class.
+//
+// Through open_dataset("voc", split, config): data_root, label_dir (SegmentationClass or SegmentationClassAug).
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "framework/check.h"
 
 namespace strata {
@@ -103,5 +105,22 @@ std::shared_ptr<Dataset> open_voc(const std::string& root_in, const std::string&
     std::string description = str("voc '", split, "' in ", root_in, " (", entries.size(), " images)");
     return std::make_shared<FileDataset>(description, std::move(entries), std::move(classes), max_image_pixels);
 }
+
+namespace {
+
+std::shared_ptr<Dataset> open_voc_from_config(const DatasetOptions& o) {
+    std::string root = o.root();
+    // datasets/contextscenes (configs/contextscenes.json) is not in the repository: `make data` writes it
+    fs::path normal = fs::path(root).lexically_normal();
+    if (normal.filename().empty()) normal = normal.parent_path();  // a trailing '/'
+    if (normal.filename() == "contextscenes" && !fs::exists(normal))
+        STRATA_FAIL("data_root '", root, "' does not exist: the ContextScenes dataset is written there by `make data` "
+                    "(run it once from the repository root), or use dataset=contextscenes to generate it in memory");
+    return open_voc(root, o.split, o.get_string("label_dir", "SegmentationClass"), o.max_image_pixels());
+}
+
+}  // namespace
+
+REGISTER_DATASET("voc", open_voc_from_config);
 
 }  // namespace strata

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "data/image.h"
 #include "framework/check.h"
 #include "framework/safetensors.h"

@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "data/contextscenes.h"
+#include "data/dataset.h"
 #include "framework/check.h"
 
 namespace strata::pspnet {
@@ -62,7 +64,16 @@ constexpr KeyType kInt = KeyType::kInt, kNumber = KeyType::kNumber, kBool = KeyT
                   kString = KeyType::kString, kIntList = KeyType::kIntList, kNumberList = KeyType::kNumberList,
                   kStringList = KeyType::kStringList;
 
+// The registered dataset formats (data/dataset.h). The schema is built on first use, after static initialisation
+// has run every format's registrar.
+std::vector<Json> dataset_format_choices() {
+    std::vector<Json> choices;
+    for (const std::string& name : dataset_formats()) choices.push_back(name);
+    return choices;
+}
+
 std::vector<KeySpec> make_schema() {
+    const ContextScenesConfig scenes;  // the generator's defaults are the keys' defaults (data/contextscenes.h)
     const char* M = "model (semseg's PSPNet-50)";
     const char* D = "data";
     const char* O = "optimisation (semseg: SGD momentum 0.9, wd 1e-4, base LR 0.01, poly 0.9, 10x LR for the heads)";
@@ -91,8 +102,7 @@ std::vector<KeySpec> make_schema() {
         at_least(key(M, "object_classes", kIntList, Json::array(),
                      "class indices among which eval also reports the accuracy (e.g. [5, 6, 7])"), 0),
         // ---- data ----
-        one_of(key(D, "dataset", kString, "voc", "dataset format"), {"voc", "list", "cityscapes", "ade20k",
-                                                                     "contextscenes"}),
+        one_of(key(D, "dataset", kString, "voc", "dataset format"), dataset_format_choices()),
         key(D, "data_root", kString, "", "the dataset's folder (e.g. /data/VOCdevkit/VOC2012); contextscenes: unused"),
         non_empty(key(D, "train_split", kString, "train",
                       "voc: ImageSets/Segmentation/<split>.txt (train, trainval, train_aug); list: a list file")),
@@ -102,10 +112,11 @@ std::vector<KeySpec> make_schema() {
         key(D, "names_file", kString, "", "list: class names, one per line"),
         one_of(key(D, "label_mapping", kString, "none", "list: how label values are mapped"),
                {"none", "cityscapes_ids", "ade20k_reduce_zero"}),
-        at_least(key(D, "scene_size", kInt, 113, "contextscenes (generated in memory): image size"), 1),
-        at_least(key(D, "scene_min_gap", kInt, 40, "contextscenes: rows between the scene band and the objects"), 0),
-        at_least(key(D, "scene_train", kInt, 2000, "contextscenes: training images"), 1),
-        at_least(key(D, "scene_val", kInt, 400, "contextscenes: validation images"), 1),
+        at_least(key(D, "scene_size", kInt, scenes.size, "contextscenes (generated in memory): image size"), 1),
+        at_least(key(D, "scene_min_gap", kInt, scenes.min_gap,
+                     "contextscenes: rows between the scene band and the objects"), 0),
+        at_least(key(D, "scene_train", kInt, scenes.train_count, "contextscenes: training images"), 1),
+        at_least(key(D, "scene_val", kInt, scenes.val_count, "contextscenes: validation images"), 1),
         at_least(key(D, "train_h", kInt, 473, "training crop height, of the form 8k+1 (16k+1 at output_stride 16)"), 1),
         at_least(key(D, "train_w", kInt, 473, "training crop width, of the form 8k+1 (16k+1 at output_stride 16)"), 1),
         above(key(D, "scale_min", kNumber, 0.5, "random scaling: smallest factor"), 0),

@@ -81,28 +81,8 @@ void truncate_metrics(const fs::path& path, int64_t iteration) {
 }  // namespace
 
 std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train) {
-    DatasetConfig d;
-    d.format = c["dataset"];
-    d.root = c["data_root"];
-    d.split = c[train ? "train_split" : "val_split"];
-    d.list = d.split;
-    d.label_dir = c["label_dir"];
-    d.names_file = c["names_file"];
-    d.num_classes = c["classes"];
-    d.label_mapping = c["label_mapping"];
-    d.scenes.seed = c["seed"];
-    d.scenes.size = c["scene_size"];
-    d.scenes.min_gap = c["scene_min_gap"];
-    d.scenes.train_count = c["scene_train"];
-    d.scenes.val_count = c["scene_val"];
-    d.max_image_pixels = c["max_image_pixels"];
-    // datasets/contextscenes (configs/contextscenes.json) is not in the repository: `make data` writes it
-    fs::path root = fs::path(d.root).lexically_normal();
-    if (root.filename().empty()) root = root.parent_path();  // a trailing '/'
-    if (d.format == "voc" && root.filename() == "contextscenes" && !fs::exists(root))
-        STRATA_FAIL("data_root '", d.root, "' does not exist: the ContextScenes dataset is written there by `make data` "
-                    "(run it once from the repository root), or use dataset=contextscenes to generate it in memory");
-    std::shared_ptr<Dataset> ds = open_dataset(d);
+    // the format reads its own keys from the config (data/dataset.h)
+    std::shared_ptr<Dataset> ds = open_dataset(c["dataset"], c[train ? "train_split" : "val_split"], c);
     STRATA_CHECK(ds->size() > 0, ds->description(), " is empty");
     STRATA_CHECK(ds->num_classes() == 0 || ds->num_classes() == c["classes"].get<int>(), "config: classes = ",
                  c["classes"].get<int>(), " but ", ds->description(), " has ", ds->num_classes(),

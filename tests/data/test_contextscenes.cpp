@@ -6,7 +6,7 @@
 #include <set>
 
 #include "data/contextscenes.h"
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "framework/check.h"
 #include "tests/data/data_test_util.h"
 
@@ -25,7 +25,7 @@ uint64_t checksum(const ContextScene& s, uint64_t h = 0xCBF29CE484222325ULL) {
 }  // namespace
 
 TEST_CASE("contextscenes: the same seed gives the same bytes, on every machine") {
-    ContextScenesConfig config;
+    ContextScenesConfig config{.size = 97, .min_gap = 24};
     ContextScene a = generate_context_scene(config, "train", 5), b = generate_context_scene(config, "train", 5);
     CHECK(a.image.data == b.image.data);
     CHECK(a.label.data == b.label.data);
@@ -42,7 +42,7 @@ TEST_CASE("contextscenes: the same seed gives the same bytes, on every machine")
 }
 
 TEST_CASE("contextscenes: the object class is fixed by the scene band, which lies beyond the gap") {
-    ContextScenesConfig config;
+    ContextScenesConfig config{.size = 97, .min_gap = 24};
     int counts[3] = {0, 0, 0};
     for (int64_t i = 0; i < 150; ++i) {
         ContextScene s = generate_context_scene(config, i % 2 ? "val" : "train", i);
@@ -91,19 +91,21 @@ TEST_CASE("contextscenes: the object class is fixed by the scene band, which lie
                          Error);
 }
 
-TEST_CASE("contextscenes: the in-memory dataset") {
-    ContextScenesConfig config;
-    config.val_count = 7;
-    DatasetConfig ds_config;
-    ds_config.format = "contextscenes";
-    ds_config.split = "val";
-    ds_config.scenes = config;
-    auto ds = open_dataset(ds_config);
+TEST_CASE("contextscenes: the in-memory dataset, with its settings read from the config's keys") {
+    auto ds = open_dataset("contextscenes", "val",
+                           {{"seed", 2}, {"scene_size", 97}, {"scene_val", 7}, {"scene_min_gap", 24}});
+    ContextScenesConfig config{.seed = 2, .size = 97, .val_count = 7, .min_gap = 24};
     CHECK(ds->size() == 7);
     CHECK(ds->num_classes() == 8);
     CHECK(ds->classes().names[5] == "boat");
     CHECK(ds->name(3) == "val_000003");
     CHECK(ds->get(3).label.data == generate_context_scene(config, "val", 3).label.data);
+    CHECK(ds->get(3).image.h == 97);
+    // keys the config does not hold keep the generator's defaults, which the run config's keys default to
+    ContextScenesConfig read = context_scenes_config({{"scene_min_gap", 30}}), defaults;
+    CHECK(read.min_gap == 30);
+    CHECK(read.size == defaults.size);
+    CHECK(read.train_count == defaults.train_count);
 }
 
 TEST_CASE("contextscenes: the VOC-layout copy is read back by the VOC loader, and rewritten only when needed") {

@@ -3,7 +3,7 @@
 
 #include <filesystem>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "framework/check.h"
 #include "tests/data/data_test_util.h"
 
@@ -16,21 +16,13 @@ using strata::testing::contains;
 
 namespace {
 
-DatasetConfig config_of(const std::string& format, const std::string& root, const std::string& split = "train") {
-    DatasetConfig config;
-    config.format = format;
-    config.root = root;
-    config.split = split;
-    return config;
+// What a run config hands the format: data_root, and the class count for a list.
+DatasetOptions config_of(const std::string& format, const std::string& root, const std::string& split = "train") {
+    return DatasetOptions{format, split, {{"data_root", root}}};
 }
 
-DatasetConfig list_config(const TempDir& dir, const std::string& list, int classes) {
-    DatasetConfig config;
-    config.format = "list";
-    config.root = dir.path.string();
-    config.list = list;
-    config.num_classes = classes;
-    return config;
+DatasetOptions list_config(const TempDir& dir, const std::string& list, int classes) {
+    return DatasetOptions{"list", list, {{"data_root", dir.path.string()}, {"classes", classes}}};
 }
 
 }  // namespace
@@ -62,8 +54,8 @@ TEST_CASE("datasets: semseg list file, with labels and image-only") {
 
     // class names from a file; label mapping for ADE-style raw labels in a list
     write_text_file(dir.file("names.txt"), "zero\none\n\ntwo\n");
-    DatasetConfig named = list_config(dir, "train.txt", 0);
-    named.names_file = "names.txt";
+    DatasetOptions named = list_config(dir, "train.txt", 0);
+    named.config["names_file"] = "names.txt";
     CHECK(open_dataset(named)->classes().names == std::vector<std::string>{"zero", "one", "two"});
 }
 
@@ -112,15 +104,15 @@ TEST_CASE("datasets: label checks at load time suggest the fix") {
     CHECK_THROWS_WITH_AS(open_dataset(list_config(dir, "list.txt", 19))->get(0),
                          contains("did you mean trainIds?"), Error);
     // ...which the cityscapes_ids mapping fixes
-    DatasetConfig mapped = list_config(dir, "list.txt", 19);
-    mapped.label_mapping = "cityscapes_ids";
+    DatasetOptions mapped = list_config(dir, "list.txt", 19);
+    mapped.config["label_mapping"] = "cityscapes_ids";
     CHECK(open_dataset(mapped)->get(0).label.data == block_labels(4, 6, {0, 13, 18}).data);
     // raw ADE20K labels (0..150) with 150 classes
     save_label_png(label, block_labels(4, 6, {0, 150}));
     CHECK_THROWS_WITH_AS(open_dataset(list_config(dir, "list.txt", 150))->get(0),
                          contains("ADE20K labels need the minus-one shift"), Error);
-    DatasetConfig reduced = list_config(dir, "list.txt", 150);
-    reduced.label_mapping = "ade20k_reduce_zero";
+    DatasetOptions reduced = list_config(dir, "list.txt", 150);
+    reduced.config["label_mapping"] = "ade20k_reduce_zero";
     CHECK(open_dataset(reduced)->get(0).label.data == block_labels(4, 6, {255, 149}).data);
     // a VOC label converted to grayscale luma
     save_label_png(label, block_labels(4, 6, {0, 38, 75}));
@@ -129,8 +121,8 @@ TEST_CASE("datasets: label checks at load time suggest the fix") {
     // 255 is always allowed
     save_label_png(label, block_labels(4, 6, {0, 1, 255}));
     CHECK(open_dataset(list_config(dir, "list.txt", 2))->get(0).label.data == block_labels(4, 6, {0, 1, 255}).data);
-    DatasetConfig bad = list_config(dir, "list.txt", 2);
-    bad.label_mapping = "nope";
+    DatasetOptions bad = list_config(dir, "list.txt", 2);
+    bad.config["label_mapping"] = "nope";
     CHECK_THROWS_WITH_AS(open_dataset(bad), contains("unknown label_mapping 'nope'; valid: none"), Error);
 }
 
@@ -156,8 +148,8 @@ TEST_CASE("datasets: PASCAL VOC layout, SegmentationClass (palette) and Segmenta
     CHECK(train->name(0) == "2007_000032");
     CHECK(train->get(0).label.data == l1.data);
     CHECK(train->get(1).label.data == l2.data);
-    DatasetConfig aug_config = config_of("voc", root, "train_aug");
-    aug_config.label_dir = "SegmentationClassAug";
+    DatasetOptions aug_config = config_of("voc", root, "train_aug");
+    aug_config.config["label_dir"] = "SegmentationClassAug";
     auto aug = open_dataset(aug_config);
     CHECK(aug->size() == 2);
     CHECK(aug->get(0).label.data == l2.data);
@@ -265,11 +257,39 @@ TEST_CASE("datasets: ADE20K minus one with 0 -> 255, grayscale JPEGs become RGB"
     CHECK_THROWS_WITH_AS(open_ade20k(root, "validation"), contains("images/validation not found"), Error);
 }
 
-TEST_CASE("datasets: open_dataset rejects unknown formats and lists the valid ones") {
+TEST_CASE("datasets: every format is registered by its name, and an unknown name lists the known ones") {
+    CHECK(dataset_formats() == std::vector<std::string>{"ade20k", "cityscapes", "contextscenes", "list", "voc"});
     CHECK_THROWS_WITH_AS(open_dataset(config_of("coco", "/tmp")),
-                         contains("unknown format 'coco'; valid: list, voc, cityscapes, ade20k, contextscenes"),
+                         contains("unknown format 'coco'; known formats: ade20k, cityscapes, contextscenes, list, voc"),
                          Error);
-    CHECK_THROWS_WITH_AS(open_dataset(config_of("voc", "")), contains("needs a data root"), Error);
-    CHECK_THROWS_WITH_AS(open_voc("/nonexistent/strata/voc", "train"),
-                         contains("data root not found: /nonexistent/strata/voc"), Error);
+    // each name reaches its own format, whose message names it
+    for (const std::string format : {"voc", "cityscapes", "ade20k", "list"})
+        CHECK_THROWS_WITH_AS(open_dataset(config_of(format, "")), contains("'" + format + "' needs a data root"),
+                             Error);
+    for (const std::string format : {"voc", "cityscapes", "ade20k"})
+        CHECK_THROWS_WITH_AS(open_dataset(config_of(format, "/nonexistent/strata/ds")),
+                             contains(format + ": data root not found: /nonexistent/strata/ds"), Error);
+    CHECK_THROWS_WITH_AS(open_dataset("list", "x.txt", {{"data_root", "/nonexistent/strata/ds"}, {"classes", 2}}),
+                         contains("list dataset: list file not found"), Error);
+    CHECK(open_dataset("contextscenes", "val", {{"scene_val", 3}})->description().find("contextscenes 'val'") == 0);
+    // a name is taken once
+    CHECK_THROWS_WITH_AS(register_dataset("voc", [](const DatasetOptions&) { return std::shared_ptr<Dataset>(); }),
+                         contains("dataset format 'voc' registered twice"), Error);
+}
+
+TEST_CASE("datasets: a format reads its own keys from the config, and names a key of the wrong type") {
+    TempDir dir("ds_options");
+    write_text_file(dir.file("names.txt"), "zero\none\n");
+    write_text_file(dir.file("train.txt"), "a.png b.png\n");
+    save_png(dir.file("a.png"), gradient_image(4, 6));
+    save_label_png(dir.file("b.png"), block_labels(4, 6, {0, 1}));
+    DatasetOptions list = list_config(dir, "train.txt", 0);
+    list.config["names_file"] = "names.txt";
+    list.config["label_dir"] = 7;  // voc's key: not the list format's, so not read
+    CHECK(open_dataset(list)->classes().names == std::vector<std::string>{"zero", "one"});
+    list.config["names_file"] = 3;
+    CHECK_THROWS_WITH_AS(open_dataset(list), contains("dataset list: names_file must be a string, got 3"), Error);
+    DatasetOptions voc = config_of("voc", dir.path.string());
+    voc.config["max_image_pixels"] = "many";
+    CHECK_THROWS_WITH_AS(open_dataset(voc), contains("dataset voc: max_image_pixels must be an integer"), Error);
 }

@@ -14,7 +14,7 @@
 #include <iterator>
 #include <string>
 
-#include "data/dataset.h"
+#include "data/formats.h"
 #include "data/image.h"
 #include "framework/check.h"
 #include "models/pspnet/config.h"
@@ -201,13 +201,9 @@ TEST_CASE("image limits: datasets and the run config pass max_image_pixels to th
     save_label_png(dir.file("labels/a.png"), LabelMap(6, 8, 1));
     strata::testing::write_text_file(dir.file("train.txt"), "images/a.png labels/a.png\n");
 
-    DatasetConfig config;
-    config.format = "list";
-    config.root = dir.path.string();
-    config.list = "train.txt";
-    config.num_classes = 2;
+    DatasetOptions config{"list", "train.txt", {{"data_root", dir.path.string()}, {"classes", 2}}};
     CHECK(open_dataset(config)->get(0).image.w == 8);
-    config.max_image_pixels = 47;
+    config.config["max_image_pixels"] = 47;
     CHECK_THROWS_WITH_AS(open_dataset(config)->get(0),
                          contains(dir.file("images/a.png") + " claims 8x6 = 48 pixels, more than max_image_pixels=47"),
                          Error);

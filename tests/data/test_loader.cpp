@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "data/contextscenes.h"
 #include "data/loader.h"
 #include "framework/check.h"
 

@@ -144,7 +144,7 @@ TEST_CASE("config: out-of-range values are errors that name the key, the value, 
     }
     CHECK(error_of({"batch_size=3000000000"}).find("larger than 2147483647") != std::string::npos);
     CHECK(error_of({"eval_mode=sliding"}).find("one of whole, slide") != std::string::npos);
-    CHECK(error_of({"dataset=coco"}).find("one of voc, list, cityscapes, ade20k, contextscenes") != std::string::npos);
+    CHECK(error_of({"dataset=coco"}).find("one of ade20k, cityscapes, contextscenes, list, voc") != std::string::npos);
     CHECK(error_of({"label_mapping=ids"}).find("'label_mapping' is \"ids\"") != std::string::npos);
     CHECK(error_of({"depth=42"}).find("one of 18, 34, 50, 101, 152") != std::string::npos);
     CHECK(error_of({"output_stride=32"}).find("one of 8, 16") != std::string::npos);

@@ -1,0 +1,41 @@
+// The file formats' own entry points, for tools and tests; programs open a format by its name through
+// open_dataset (data/dataset.h), which reaches these through each format's registered opener.
+// (ContextScenes, generated in memory, has its own header: data/contextscenes.h.)
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "data/dataset.h"
+
+namespace strata {
+
+// The class tables of the standard datasets (the names in semseg's data/<ds>/<ds>_names.txt order).
+ClassInfo voc_classes();         // 21: background, aeroplane, ..., tvmonitor; the VOC colour map
+ClassInfo cityscapes_classes();  // 19 trainIds: road, sidewalk, ..., bicycle; the Cityscapes colours
+ClassInfo ade20k_classes();      // 150: wall, building, ..., flag (after the minus-one shift)
+
+// Each takes max_image_pixels, the largest width x height an image or label file may claim before it is refused
+// (the config key of that name; see load_rgb).
+// semseg's list file. Each line is "image label" (or "image" alone for an image-only list; all lines must have the
+// same number of fields). Paths are relative to `data_root`; an absolute path that exists is used as is, and a
+// leading "/" on a path that only exists under the root (DeepLab-style lists) is taken as relative.
+std::shared_ptr<Dataset> open_list_dataset(const std::string& list_file, const std::string& data_root,
+                                           ClassInfo classes, LabelMapping mapping = LabelMapping::kNone,
+                                           int64_t max_image_pixels = kDefaultMaxImagePixels);
+// PASCAL VOC 2012. `root` is the VOC2012 folder. The ids come from ImageSets/Segmentation/<split>.txt (or
+// ImageSets/SegmentationAug/<split>.txt, e.g. train_aug); images are JPEGImages/<id>.jpg (or .png); labels are
+// <label_dir>/<id>.png, label_dir = "SegmentationClass" or "SegmentationClassAug". The split "test" has no labels.
+// Classes: the 21 VOC classes, unless root holds class_names.txt (labelme's and ContextScenes' convention; colours
+// from class_colors.txt when present).
+std::shared_ptr<Dataset> open_voc(const std::string& root, const std::string& split,
+                                  const std::string& label_dir = "SegmentationClass",
+                                  int64_t max_image_pixels = kDefaultMaxImagePixels);
+// Cityscapes. `root` holds leftImg8bit/ and gtFine/; split = train, val or test (test: images only).
+std::shared_ptr<Dataset> open_cityscapes(const std::string& root, const std::string& split,
+                                         int64_t max_image_pixels = kDefaultMaxImagePixels);
+// ADE20K SceneParsing. `root` is ADEChallengeData2016; split = training or validation (train / val accepted).
+std::shared_ptr<Dataset> open_ade20k(const std::string& root, const std::string& split,
+                                     int64_t max_image_pixels = kDefaultMaxImagePixels);
+
+}  // namespace strata
