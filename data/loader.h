@@ -1,7 +1,7 @@
 // The data loader: shuffles a dataset, augments its samples and stacks them into batches, on worker threads that
 // prepare the next batches while the model trains on the current one.
 //
-//   auto ds = open_dataset(config);
+//   auto ds = open_dataset("voc", "train", {{"data_root", "data/VOC2012"}});
 //   Loader loader(ds, train_transforms(473, 473), {.batch_size = 16, .seed = 42, .workers = 1});
 //   for (int it = 0; it < iterations; ++it) {
 //       Batch b = loader.next();   // b.images (16, 3, 473, 473) F32, b.labels (16, 473, 473) I32
