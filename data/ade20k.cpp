@@ -116,7 +116,7 @@ std::shared_ptr<Dataset> open_ade20k(const std::string& root_in, const std::stri
         e.image = f.path().string();
         if (has_labels) {
             e.label = (label_dir / (e.name + ".png")).string();
-            e.mapping = LabelMapping::kAdeReduceZero;
+            e.mapping = ade20k_reduce_zero;
         }
         entries.push_back(e);
     }

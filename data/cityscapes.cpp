@@ -78,7 +78,7 @@ std::shared_ptr<Dataset> open_cityscapes(const std::string& root_in, const std::
             } else {
                 // labelIds, mapped; when it is missing too, FileDataset reports this path as missing
                 e.label = ids.string();
-                e.mapping = LabelMapping::kCityscapesIds;
+                e.mapping = cityscapes_ids_to_train_ids;
             }
         }
         entries.push_back(e);

@@ -48,8 +48,7 @@ std::string label_range_hint(int32_t max_value, int num_classes) {
 // ---- labels ----
 
 void map_and_check_label(LabelMap& label, LabelMapping mapping, int num_classes, const std::string& path) {
-    if (mapping == LabelMapping::kCityscapesIds) cityscapes_ids_to_train_ids(label, path);
-    if (mapping == LabelMapping::kAdeReduceZero) ade20k_reduce_zero(label, path);
+    if (mapping) mapping(label, path);
     int64_t bad = 0;
     int32_t first_bad = 0, max_value = 0;
     for (int32_t v : label.data) {

@@ -65,19 +65,16 @@ protected:
     ClassInfo classes_;
 };
 
-// How a file's raw label values become class indices.
-enum class LabelMapping {
-    kNone,             // the file holds class indices already (0..C-1, 255)
-    kCityscapesIds,    // Cityscapes labelIds 0..33 -> the 19 trainIds through the official table, others -> 255
-    kAdeReduceZero,    // ADE20K 0..150: 0 -> 255, v -> v - 1
-};
+// How a file's raw label values become class indices, in place; values the raw format cannot hold are errors naming
+// `path`. nullptr: the file holds class indices already (0..C-1, 255). The formats bring their own (data/formats.h).
+using LabelMapping = void (*)(LabelMap& label, const std::string& path);
 
 // One sample on disk. `label` is empty for an image-only split.
 struct FileEntry {
     std::string name;
     std::string image;
     std::string label;
-    LabelMapping mapping = LabelMapping::kNone;
+    LabelMapping mapping = nullptr;
 };
 
 // A dataset of files, which every on-disk format builds. The constructor checks that the list is not empty and that
@@ -104,11 +101,6 @@ private:
 // Applies `mapping` to a label read from `path` and checks that every value is a class (0..num_classes-1) or 255.
 // The errors name the file and suggest the fix. Used by FileDataset::get; public for tools and tests.
 void map_and_check_label(LabelMap& label, LabelMapping mapping, int num_classes, const std::string& path);
-// The two mappings on their own (cityscapes.cpp, ade20k.cpp); values the raw format cannot hold are errors naming
-// `path`.
-void cityscapes_ids_to_train_ids(LabelMap& label, const std::string& path);
-void ade20k_reduce_zero(LabelMap& label, const std::string& path);
-int32_t cityscapes_train_id(int32_t label_id);  // the official table: 7 -> 0 (road), ..., 33 -> 18; others 255
 
 // ---- the format registry ----
 // What a format is handed: the split to open and the config to read its keys from. That is the run config

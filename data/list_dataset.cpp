@@ -83,9 +83,9 @@ std::string under_root(const std::string& root, const std::string& path) {
 }
 
 LabelMapping parse_label_mapping(const std::string& name) {
-    if (name == "none" || name.empty()) return LabelMapping::kNone;
-    if (name == "cityscapes_ids") return LabelMapping::kCityscapesIds;
-    if (name == "ade20k_reduce_zero") return LabelMapping::kAdeReduceZero;
+    if (name == "none" || name.empty()) return nullptr;
+    if (name == "cityscapes_ids") return cityscapes_ids_to_train_ids;
+    if (name == "ade20k_reduce_zero") return ade20k_reduce_zero;
     STRATA_FAIL("dataset: unknown label_mapping '", name, "'; valid: none, cityscapes_ids, ade20k_reduce_zero");
 }
 

@@ -100,7 +100,7 @@ inline void list_target(const uint8_t* data, size_t size) {
         ClassInfo classes;
         classes.names = {"zero", "one"};
         classes.colors = {voc_color(0), voc_color(1)};
-        std::shared_ptr<Dataset> ds = open_list_dataset(list, root, classes, LabelMapping::kNone, kFuzzMaxPixels);
+        std::shared_ptr<Dataset> ds = open_list_dataset(list, root, classes, nullptr, kFuzzMaxPixels);
         for (int64_t i = 0; i < ds->size() && i < 4; ++i) {
             try {
                 (void)ds->get(i);

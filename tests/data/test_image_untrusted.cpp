@@ -221,7 +221,7 @@ TEST_CASE("image limits: datasets and the run config pass max_image_pixels to th
     CHECK(pspnet::open_config_dataset(c, true)->get(0).label.h == 6);
 
     // the formats with their own layout take the limit too
-    CHECK_THROWS_WITH_AS(FileDataset("one", {FileEntry{"a", dir.file("images/a.png"), "", LabelMapping::kNone}},
+    CHECK_THROWS_WITH_AS(FileDataset("one", {FileEntry{"a", dir.file("images/a.png"), "", nullptr}},
                                      voc_classes(), 0),
                          contains("max_image_pixels must be at least 1"), Error);
 }
