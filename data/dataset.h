@@ -4,14 +4,8 @@
 //   Sample s = ds->get(0);   // s.image: RGB; s.label: class indices 0..C-1 and 255 (ignore)
 //
 // Each format lives in its own .cpp, registers itself there by name (REGISTER_DATASET, as layers do with
-// REGISTER_LAYER) and reads its own keys from the config it is handed; this file names none of them. The formats
-// of the repository (data/formats.h has their direct entry points):
-//   list            semseg's list file: "image_path label_path" per line (list_dataset.cpp)
-//   voc             PASCAL VOC 2012 and SBD's SegmentationClassAug (voc.cpp)
-//   cityscapes      leftImg8bit + gtFine, labelIds mapped to the 19 trainIds when needed (cityscapes.cpp)
-//   ade20k          ADEChallengeData2016, labels minus one with 0 -> 255 (ade20k.cpp)
-//   contextscenes   the built-in dataset generated in memory (contextscenes.cpp); `make data` writes it to disk
-//                   in VOC layout instead, which the voc format reads
+// REGISTER_LAYER) and reads its own keys from the config it is handed; the code here names none of them
+// (data/formats.h lists the repository's formats).
 //
 // Every loader checks what users get wrong and names the file in its message: missing files and folders (at open
 // time, so a training run does not die an hour in), empty or malformed lists (with the line number), image and label

@@ -1,6 +1,12 @@
 // The file formats' own entry points, for tools and tests; programs open a format by its name through
 // open_dataset (data/dataset.h), which reaches these through each format's registered opener.
-// (ContextScenes, generated in memory, has its own header: data/contextscenes.h.)
+//
+//   list            semseg's list file: "image_path label_path" per line (list_dataset.cpp)
+//   voc             PASCAL VOC 2012 and SBD's SegmentationClassAug (voc.cpp)
+//   cityscapes      leftImg8bit + gtFine, labelIds mapped to the 19 trainIds when needed (cityscapes.cpp)
+//   ade20k          ADEChallengeData2016, labels minus one with 0 -> 255 (ade20k.cpp)
+//   contextscenes   the built-in dataset generated in memory (contextscenes.cpp, with its own header,
+//                   contextscenes.h); `make data` writes it to disk in VOC layout instead, which voc reads
 #pragma once
 
 #include <memory>
