@@ -1,11 +1,10 @@
-// mean: hand-computed cases, the PyTorch fixture, the gradient check, thread-count independence, errors.
+// mean: hand-computed cases, the PyTorch fixture, thread-count independence, errors.
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
 #include "framework/parallel.h"
 #include "layers/mean.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 #include "tests/thread_scope.h"
 
 using namespace strata;
@@ -55,22 +54,6 @@ TEST_CASE("mean: matches PyTorch forward and backward") {
         y.backward(fx.get(c + ".dy"));
         check_close(x.grad(), fx.get(c + ".dx"), 1e-7, 1e-6, c + " backward");
     }
-}
-
-TEST_CASE("mean: gradient check") {
-    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
-        Tensor x = randn(shape).requires_grad_();
-        gradcheck("mean all " + shape_str(shape), [](const std::vector<Tensor>& in) { return mean(in[0]); }, {x});
-        for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
-            for (bool keepdim : {false, true}) {
-                gradcheck("mean " + shape_str(shape) + " dim " + std::to_string(dim) + " keepdim " +
-                              std::to_string(keepdim),
-                          [dim, keepdim](const std::vector<Tensor>& in) { return mean(in[0], dim, keepdim); }, {x});
-            }
-        }
-    }
-    Tensor x = randn({4, 6}).requires_grad_();
-    gradcheck("mean transposed", [](const std::vector<Tensor>& in) { return mean(in[0].transpose(0, 1), 1); }, {x});
 }
 
 TEST_CASE("mean: the result does not depend on the number of threads") {

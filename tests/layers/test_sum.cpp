@@ -1,11 +1,10 @@
-// sum: hand-computed cases, the PyTorch fixture, the gradient check, accuracy, thread-count independence, errors.
+// sum: hand-computed cases, the PyTorch fixture, accuracy, thread-count independence, errors.
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
 #include "framework/parallel.h"
 #include "layers/sum.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 #include "tests/thread_scope.h"
 
 using namespace strata;
@@ -59,24 +58,6 @@ TEST_CASE("sum: matches PyTorch forward and backward") {
         y.backward(fx.get(c + ".dy"));
         check_close(x.grad(), fx.get(c + ".dx"), 0, 0, c + " backward");
     }
-}
-
-TEST_CASE("sum: gradient check") {
-    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
-        Tensor x = randn(shape).requires_grad_();
-        gradcheck("sum all " + shape_str(shape), [](const std::vector<Tensor>& in) { return sum(in[0]); }, {x});
-        for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
-            for (bool keepdim : {false, true}) {
-                gradcheck("sum " + shape_str(shape) + " dim " + std::to_string(dim) + " keepdim " +
-                              std::to_string(keepdim),
-                          [dim, keepdim](const std::vector<Tensor>& in) { return sum(in[0], dim, keepdim); }, {x});
-            }
-        }
-    }
-    Tensor s = randn({}).requires_grad_();
-    gradcheck("sum 0-D", [](const std::vector<Tensor>& in) { return sum(in[0]); }, {s});
-    Tensor x = randn({4, 6}).requires_grad_();
-    gradcheck("sum transposed", [](const std::vector<Tensor>& in) { return sum(in[0].transpose(0, 1), 1); }, {x});
 }
 
 TEST_CASE("sum: accumulates in double") {

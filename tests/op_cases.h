@@ -1,0 +1,399 @@
+// The table of op cases (ggml's test-backend-ops idea): every op is listed here once per shape and option set
+// worth testing, and one driver runs every entry through every generic check:
+//   - tests/test_op_cases.cpp (CPU): the finite-difference gradient check of every F32 input and parameter
+//     (tests/gradcheck.h), the same output and gradients on 1 and 4 threads, and the same output and gradients
+//     from non-contiguous (transposed) inputs;
+//   - cuda/tests/test_op_cases.cpp (emulated and real CUDA programs): the device's output and gradients against the
+//     CPU's, for every entry. The emulated program runs twice, its GPU threads resumed in forward and in reverse
+//     order (cuda_emu_tests, cuda_emu_tests_reverse in cuda/cuda.mk), so parity holds in both orders.
+// Both drivers fail if a registered layer or kernel has no entry (op_coverage_gaps below), so a new op is not
+// tested until it adds its entries here. Per-op files (tests/layers/test_<op>.cpp, cuda/tests/test_<op>.cpp) keep
+// only what a table cannot say: hand-computed values, PyTorch fixtures, errors and op-specific properties.
+//
+// An entry's function takes every input, parameters included (weights are inputs, so they are gradient-checked),
+// and must build whatever else it needs (running statistics, a generator) on the device of its inputs, so that the
+// same entry runs on the CPU and on a device.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "framework/check.h"
+#include "framework/dispatch.h"
+#include "framework/random.h"
+#include "framework/registry.h"
+#include "framework/tensor.h"
+#include "layers/adaptive_avg_pool2d.h"
+#include "layers/add.h"
+#include "layers/avgpool2d.h"
+#include "layers/batchnorm2d.h"
+#include "layers/concat.h"
+#include "layers/conv2d.h"
+#include "layers/cross_entropy.h"
+#include "layers/dropout2d.h"
+#include "layers/linear.h"
+#include "layers/maxpool2d.h"
+#include "layers/mean.h"
+#include "layers/mul.h"
+#include "layers/relu.h"
+#include "layers/sum.h"
+#include "layers/upsample_bilinear2d.h"
+#include "tests/gradcheck.h"
+
+namespace strata::testing {
+
+struct OpCase {
+    std::string op;       // the op's name: its file, its registry key, the prefix of its kernels' names
+    std::string variant;  // what this entry exercises
+    // Makes the inputs from a generator. F32 inputs get gradients; others (labels) are passed as they are.
+    std::function<std::vector<Tensor>(Generator&)> inputs;
+    std::function<Tensor(const std::vector<Tensor>&)> f;
+    GradcheckOptions grad = {};
+    // false only for entries sized for the thread check (planes enough for parallel_for to split), too large
+    // for finite differences; their shapes' gradients are checked by smaller entries of the same op.
+    bool gradcheck = true;
+    // CPU against CUDA, on the output and every gradient: 0 means bitwise equal, else the largest absolute
+    // difference allowed (the per-op parity files derive the tight tolerances; these are for these sizes).
+    double parity_tol = 0;
+    // The inputs have no point near a kink (max-pool with distinct values): the gradient check must compare every
+    // point it samples, none skipped.
+    bool no_kinks = false;
+};
+
+// randn inputs of the given shapes.
+inline std::function<std::vector<Tensor>(Generator&)> randn_inputs(std::vector<Shape> shapes) {
+    return [shapes](Generator& gen) {
+        std::vector<Tensor> xs;
+        for (const Shape& s : shapes) xs.push_back(randn(s, gen));
+        return xs;
+    };
+}
+
+// Distinct values 0.1 apart in a random order: far more than gradcheck's eps (1e-2), so no perturbation changes
+// which element wins a max-pool window, and the check meets no kinks.
+inline Tensor distinct_values(const Shape& shape, Generator& gen) {
+    int64_t n = shape_numel(shape);
+    std::vector<float> v(size_t(n), 0.0f);
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = 0.1f * float(i - n / 2);
+    for (int64_t i = n - 1; i > 0; --i) std::swap(v[size_t(i)], v[size_t(gen.randint(i + 1))]);
+    return from_vector(v, shape);
+}
+
+// Cross-entropy's inputs: logits (N, C[, H, W]) and labels (N[, H, W]), every `ignore_every`-th label (0: none)
+// set to ignore_index.
+inline std::function<std::vector<Tensor>(Generator&)> logits_and_labels(Shape logits, int64_t ignore_every,
+                                                                       int64_t ignore_index) {
+    return [=](Generator& gen) {
+        Shape target_shape = logits.size() == 4 ? Shape{logits[0], logits[2], logits[3]} : Shape{logits[0]};
+        std::vector<int32_t> labels(size_t(shape_numel(target_shape)));
+        for (size_t i = 0; i < labels.size(); ++i)
+            labels[i] = ignore_every && i % size_t(ignore_every) == 1 ? int32_t(ignore_index)
+                                                                      : int32_t((i * 7 + 2) % size_t(logits[1]));
+        return std::vector<Tensor>{randn(logits, gen), from_vector_i32(labels, target_shape)};
+    };
+}
+
+inline std::vector<OpCase> make_op_cases() {
+    std::vector<OpCase> cases;
+    auto add_case = [&](OpCase c) { cases.push_back(std::move(c)); };
+
+    // ---- elementwise: odd sizes, one element, a 0-D tensor, and 70001 elements = 274 CUDA blocks of 256 threads,
+    // the last one mostly empty ----
+    const Shape elementwise[] = {{2, 3, 4, 5}, {1, 7, 3, 9}, {13}, {}, {1}, {3, 7}, {2, 3, 33, 17}, {70001}};
+    for (const Shape& s : elementwise) {
+        add_case({"add", shape_str(s), randn_inputs({s, s}), [](const auto& in) { return add(in[0], in[1]); }});
+        add_case({"relu", shape_str(s), randn_inputs({s}), [](const auto& in) { return relu(in[0]); }});
+        for (float scale : {0.4f, -2.5f, -3.0f, 0.0f})
+            add_case({"mul", str(scale, " ", shape_str(s)), randn_inputs({s}),
+                      [scale](const auto& in) { return mul(in[0], scale); }});
+    }
+
+    // ---- reductions (mean composes sum's kernels) ----
+    for (Shape s : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
+        add_case({"sum", "all " + shape_str(s), randn_inputs({s}), [](const auto& in) { return sum(in[0]); }, {},
+                  true, 1e-5});
+        add_case({"mean", "all " + shape_str(s), randn_inputs({s}), [](const auto& in) { return mean(in[0]); }, {},
+                  true, 1e-6});
+        for (int64_t dim = -1; dim < int64_t(s.size()); ++dim)
+            for (bool keepdim : {false, true}) {
+                std::string v = str(shape_str(s), " dim ", dim, keepdim ? " keepdim" : "");
+                add_case({"sum", v, randn_inputs({s}),
+                          [dim, keepdim](const auto& in) { return sum(in[0], dim, keepdim); }, {}, true, 1e-5});
+                add_case({"mean", v, randn_inputs({s}),
+                          [dim, keepdim](const auto& in) { return mean(in[0], dim, keepdim); }, {}, true, 1e-6});
+            }
+    }
+    add_case({"sum", "0-D", randn_inputs({{}}), [](const auto& in) { return sum(in[0]); }});
+    add_case({"sum", "(4, 6) dim 1", randn_inputs({{4, 6}}), [](const auto& in) { return sum(in[0], 1); }, {}, true,
+              1e-5});
+    add_case({"mean", "(4, 6) dim 1", randn_inputs({{4, 6}}), [](const auto& in) { return mean(in[0], 1); }, {},
+              true, 1e-6});
+    // 256 x 64 x 4 x 4: chunks enough for parallel_for
+    add_case({"sum", "threads, dim 1", randn_inputs({{16, 64, 4, 4}}), [](const auto& in) { return sum(in[0], 1); },
+              {}, false, 1e-4});
+    add_case({"mean", "threads, all", randn_inputs({{16, 64, 4, 4}}), [](const auto& in) { return mean(in[0]); }, {},
+              false, 1e-6});
+
+    // ---- concat ----
+    struct ConcatCase {
+        int64_t dim;
+        std::vector<Shape> shapes;
+    };
+    for (const ConcatCase& c : {ConcatCase{0, {{1, 3, 2, 2}, {2, 3, 2, 2}}},
+                                ConcatCase{1, {{2, 3, 3, 2}, {2, 1, 3, 2}, {2, 2, 3, 2}}},
+                                ConcatCase{2, {{1, 2, 1, 3}, {1, 2, 3, 3}, {1, 2, 2, 3}, {1, 2, 1, 3}}},
+                                ConcatCase{3, {{2, 2, 3, 1}, {2, 2, 3, 4}}}, ConcatCase{-1, {{3, 5}, {3, 2}, {3, 1}}},
+                                ConcatCase{-3, {{2, 3, 4}, {1, 3, 4}}}}) {
+        int64_t dim = c.dim;
+        add_case({"concat", str("dim ", dim, " of ", c.shapes.size()), randn_inputs(c.shapes),
+                  [dim](const auto& in) { return concat(in, dim); }});
+    }
+
+    // ---- linear (weights are inputs) ----
+    struct LinearCase {
+        Shape x;
+        int64_t out;
+    };
+    for (LinearCase c : {LinearCase{{5, 7}, 3}, LinearCase{{2, 3, 2, 5}, 4}, LinearCase{{6}, 1}, LinearCase{{1, 9}, 11}}) {
+        int64_t in = c.x.back();
+        add_case({"linear", shape_str(c.x) + " with bias", randn_inputs({c.x, {c.out, in}, {c.out}}),
+                  [](const auto& in) { return linear(in[0], in[1], in[2]); }, {}, true, 1e-4});
+        add_case({"linear", shape_str(c.x) + " without bias", randn_inputs({c.x, {c.out, in}}),
+                  [](const auto& in) { return linear(in[0], in[1]); }, {}, true, 1e-4});
+    }
+
+    // ---- conv2d ----
+    struct ConvCase {
+        const char* name;
+        Shape x, w;
+        Conv2dOptions o;
+        bool bias;
+    };
+    ConvCase convs[] = {
+        {"3x3 pad 1, odd sizes", {2, 3, 5, 4}, {2, 3, 3, 3}, {.padding = 1}, true},
+        {"3x3 stride 2 pad 1", {1, 2, 7, 6}, {3, 2, 3, 3}, {.stride = 2, .padding = 1}, false},
+        {"3x3 dilation 2 pad 2", {2, 2, 6, 5}, {2, 2, 3, 3}, {.padding = 2, .dilation = 2}, true},
+        {"3x3 dilation 4 pad 4", {1, 2, 9, 7}, {2, 2, 3, 3}, {.padding = 4, .dilation = 4}, true},
+        {"1x1 stride 1, one image (no im2col)", {1, 3, 4, 5}, {2, 3, 1, 1}, {}, true},
+        {"1x1 stride 1, 2 images of 32x32 (no im2col, one image per GEMM)", {2, 2, 32, 32}, {2, 2, 1, 1}, {}, true},
+        {"1x1 stride 2", {2, 3, 5, 5}, {2, 3, 1, 1}, {.stride = 2}, false},
+        {"2x3 kernel, stride (2,1), pad (1,0), dilation (1,2)", {2, 2, 6, 7}, {2, 2, 2, 3},
+         {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}}, true},
+        {"3x3 pad 1, no bias", {1, 2, 6, 5}, {3, 2, 3, 3}, {.padding = 1}, false},
+    };
+    for (const ConvCase& c : convs) {
+        Conv2dOptions o = c.o;
+        if (c.bias)
+            add_case({"conv2d", c.name, randn_inputs({c.x, c.w, {c.w[0]}}),
+                      [o](const auto& in) { return conv2d(in[0], in[1], in[2], o); }, {}, true, 1e-4});
+        else
+            add_case({"conv2d", c.name, randn_inputs({c.x, c.w}),
+                      [o](const auto& in) { return conv2d(in[0], in[1], Tensor(), o); }, {}, true, 1e-4});
+    }
+
+    // ---- pooling ----
+    struct AvgCase {
+        Shape shape;
+        AvgPool2dOptions o;
+    };
+    for (bool include : {true, false}) {
+        for (const AvgCase& c :
+             {AvgCase{{1, 2, 7, 7}, {.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = include}},
+              AvgCase{{2, 1, 6, 5}, {.kernel_size = {2, 3}, .stride = {2, 1}, .padding = 1, .ceil_mode = true,
+                                     .count_include_pad = include}},
+              AvgCase{{1, 2, 5, 5}, {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true,
+                                     .count_include_pad = include}},
+              AvgCase{{1, 1, 8, 7}, {.kernel_size = 3, .ceil_mode = true, .count_include_pad = include}},
+              AvgCase{{2, 5, 6, 3}, {.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = include}}}) {
+            AvgPool2dOptions o = c.o;
+            add_case({"avgpool2d", str(shape_str(c.shape), include ? " count_include_pad" : ""),
+                      randn_inputs({c.shape}), [o](const auto& in) { return avgpool2d(in[0], o); }});
+        }
+    }
+    // 64 planes of 32x32: enough for parallel_for to split the planes over the threads
+    add_case({"avgpool2d", "threads", randn_inputs({{4, 16, 32, 32}}),
+              [](const auto& in) { return avgpool2d(in[0], {.kernel_size = 3, .stride = 2, .padding = 1}); }, {},
+              false});
+
+    struct MaxCase {
+        Shape shape;
+        MaxPool2dOptions o;
+    };
+    for (const MaxCase& c :
+         {MaxCase{{1, 2, 7, 7}, {.kernel_size = 3, .stride = 2, .padding = 1}},
+          MaxCase{{2, 1, 6, 5}, {.kernel_size = {2, 3}, .stride = {2, 1}, .padding = {1, 1}, .ceil_mode = true}},
+          MaxCase{{1, 2, 5, 5}, {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true}},
+          MaxCase{{1, 1, 6, 7}, {.kernel_size = 3, .ceil_mode = true}},
+          MaxCase{{2, 2, 5, 6}, {.kernel_size = 3, .stride = 1, .padding = 1}},
+          MaxCase{{2, 3, 5, 6}, {.kernel_size = 3, .stride = 2, .padding = 1}}}) {
+        MaxPool2dOptions o = c.o;
+        add_case({"maxpool2d", shape_str(c.shape),
+                  [shape = c.shape](Generator& gen) { return std::vector<Tensor>{distinct_values(shape, gen)}; },
+                  [o](const auto& in) { return maxpool2d(in[0], o); }, {}, true, 0, true});
+    }
+    add_case({"maxpool2d", "threads", randn_inputs({{4, 16, 32, 32}}),
+              [](const auto& in) { return maxpool2d(in[0], {.kernel_size = 3, .stride = 2, .padding = 1}); }, {},
+              false});
+
+    struct AdaptiveCase {
+        Shape shape;
+        Size2 out;
+    };
+    for (const AdaptiveCase& c : {AdaptiveCase{{1, 2, 13, 13}, 1}, AdaptiveCase{{1, 2, 13, 13}, 2},
+                                  AdaptiveCase{{1, 2, 13, 13}, 3}, AdaptiveCase{{1, 2, 13, 13}, 6},
+                                  AdaptiveCase{{2, 1, 7, 9}, {3, 2}},
+                                  AdaptiveCase{{1, 2, 3, 4}, {5, 7}},  // output larger than the input
+                                  AdaptiveCase{{1, 1, 12, 12}, 6},     // bins that divide evenly (PSPNet at 60x60)
+                                  AdaptiveCase{{2, 3, 7, 6}, {3, 2}}}) {
+        Size2 out = c.out;
+        add_case({"adaptive_avg_pool2d", str(shape_str(c.shape), " -> ", out.h, "x", out.w), randn_inputs({c.shape}),
+                  [out](const auto& in) { return adaptive_avg_pool2d(in[0], out); }, {}, true, 1e-5});
+    }
+    add_case({"adaptive_avg_pool2d", "threads", randn_inputs({{4, 16, 32, 32}}),
+              [](const auto& in) { return adaptive_avg_pool2d(in[0], 6); }, {}, false, 1e-5});
+
+    // ---- upsampling ----
+    struct UpCase {
+        Shape in;
+        Size2 out;
+        bool align_corners;
+    };
+    for (const UpCase& c : {UpCase{{2, 3, 4, 5}, {7, 9}, true}, UpCase{{2, 3, 4, 5}, {7, 9}, false},
+                            UpCase{{1, 2, 7, 9}, {3, 4}, true}, UpCase{{1, 2, 7, 9}, {3, 4}, false},
+                            UpCase{{1, 2, 5, 3}, {2, 8}, false}, UpCase{{1, 2, 1, 1}, {4, 3}, true},
+                            UpCase{{1, 1, 6, 6}, {13, 13}, true}, UpCase{{1, 2, 3, 3}, {1, 1}, false}}) {
+        Size2 out = c.out;
+        bool align = c.align_corners;
+        add_case({"upsample_bilinear2d", str(shape_str(c.in), " -> ", out.h, "x", out.w, align ? " align_corners" : ""),
+                  randn_inputs({c.in}), [out, align](const auto& in) { return upsample_bilinear2d(in[0], out, align); },
+                  {}, true, 1e-5});
+    }
+    for (bool align : {false, true})
+        add_case({"upsample_bilinear2d", str("scale 1.5 x 0.7", align ? " align_corners" : ""),
+                  randn_inputs({{1, 2, 5, 6}}),
+                  [align](const auto& in) { return upsample_bilinear2d_scale(in[0], 1.5, 0.7, align); }, {}, true,
+                  1e-5});
+
+    // ---- batchnorm2d: training (the batch's statistics) and eval (running statistics) ----
+    // NOTE on batchnorm2d's tolerances. In training the output of a channel does not change when its input is shifted or scaled,
+    // so dx is a small difference of large terms (M * dy - sum(dy) - xhat * sum(dy * xhat)) and the loss is curved
+    // through 1/sqrt(var): the finite differences are accurate only while the step is small next to the channel's
+    // spread. The inputs have standard deviation 2 (variance 4, far from 0), so the default step 1e-2 is 0.5% of the
+    // spread: the central-difference truncation error is ~(1e-2 / 2)^2 relative, and the float32 rounding of
+    // L = sum w * y (~1e-6 for ~100 outputs) becomes ~1e-4 after dividing by 2 * step. tol = 2e-3 sits well above both
+    // and far below any real mistake (a missing term of the dx formula is an O(1/M) ~ 1e-1 error). With only 3 values
+    // per channel the loss is so curved that the one-sided differences of a 1e-2 step disagree (the checker would take
+    // such points for kinks), so the step is 2e-3: rounding then costs ~5e-4, still below tol.
+    GradcheckOptions bn_grad;
+    bn_grad.tol = 2e-3;
+    bn_grad.eps = 2e-3;
+    struct BnCase {
+        Shape shape;
+        bool affine, running;
+    };
+    for (BnCase c : {BnCase{{2, 3, 4, 5}, true, true}, BnCase{{1, 2, 3, 3}, true, false},
+                     BnCase{{3, 2, 1, 1}, true, true}, BnCase{{2, 3, 3, 5}, false, false},
+                     BnCase{{2, 3, 4, 3}, false, true}}) {
+        int64_t C = c.shape[1];
+        bool affine = c.affine, running = c.running;
+        add_case({"batchnorm2d", str("train ", shape_str(c.shape), affine ? "" : " no affine",
+                                     running ? "" : " no running statistics"),
+                  [=](Generator& gen) {
+                      std::vector<Tensor> xs{mul(randn(c.shape, gen), 2.f)};
+                      if (affine) xs.push_back(rand_uniform({C}, 0.5f, 1.5f, gen)), xs.push_back(randn({C}, gen));
+                      return xs;
+                  },
+                  [=](const auto& in) {
+                      // running statistics are updated by every call but never read in training
+                      Device d = in[0].device();
+                      Tensor rm = running ? zeros({C}, DType::F32, d) : Tensor();
+                      Tensor rv = running ? ones({C}, DType::F32, d) : Tensor();
+                      return batchnorm2d(in[0], affine ? in[1] : Tensor(), affine ? in[2] : Tensor(), rm, rv, true,
+                                         0.1f, 1e-5f);
+                  },
+                  bn_grad, true, 1e-4});
+    }
+    for (Shape s : {Shape{2, 3, 4, 5}, Shape{1, 5, 3, 1}}) {
+        int64_t C = s[1];
+        // eval BN is affine in x, weight and bias: the default gradcheck options hold
+        add_case({"batchnorm2d", "eval " + shape_str(s),
+                  [=](Generator& gen) {
+                      return std::vector<Tensor>{randn(s, gen), rand_uniform({C}, 0.5f, 1.5f, gen), randn({C}, gen)};
+                  },
+                  [=](const auto& in) {
+                      Device d = in[0].device();
+                      Tensor rm = full({C}, 0.3f, DType::F32, d), rv = full({C}, 1.7f, DType::F32, d);
+                      return batchnorm2d(in[0], in[1], in[2], rm, rv, false, 0.1f, 1e-5f);
+                  },
+                  {}, true, 1e-5});
+    }
+
+    // ---- dropout2d: the same generator seed on every call, so the mask is fixed ----
+    for (auto [s, p] : {std::pair{Shape{2, 3, 4, 5}, 0.5f}, std::pair{Shape{1, 7, 3, 3}, 0.1f},
+                        std::pair{Shape{3, 2, 1, 1}, 0.7f}, std::pair{Shape{2, 3, 5, 7}, 1.0f}}) {
+        float prob = p;
+        add_case({"dropout2d", str(shape_str(s), " p ", prob), randn_inputs({s}), [prob](const auto& in) {
+                      Generator gen(11);
+                      return dropout2d(in[0], prob, true, gen);
+                  }});
+    }
+
+    // ---- cross_entropy ----
+    // The gradients are (softmax - onehot) / count, small next to gradcheck's floor of 1 in the relative error,
+    // so tol is tightened to 1e-3 to keep the check meaningful.
+    GradcheckOptions ce_grad;
+    ce_grad.tol = 1e-3;
+    struct CeCase {
+        Shape logits;
+        int64_t ignore_every, ignore_index;
+    };
+    for (CeCase c : {CeCase{{2, 3, 2, 3}, 0, 255}, CeCase{{1, 5, 3, 3}, 4, 255}, CeCase{{2, 2, 1, 5}, 3, 255},
+                     CeCase{{5, 4}, 2, 255}, CeCase{{7, 3}, 3, -100}}) {
+        int64_t ignore_index = c.ignore_index;
+        add_case({"cross_entropy", str(shape_str(c.logits), " ignore every ", c.ignore_every),
+                  logits_and_labels(c.logits, c.ignore_every, ignore_index),
+                  [ignore_index](const auto& in) { return cross_entropy(in[0], in[1], ignore_index); }, ce_grad,
+                  true, 1e-5});
+    }
+    // 3200 pixels: several parallel chunks
+    add_case({"cross_entropy", "threads", logits_and_labels({2, 3, 40, 40}, 5, 255),
+              [](const auto& in) { return cross_entropy(in[0], in[1]); }, {}, false, 1e-5});
+    return cases;
+}
+
+inline const std::vector<OpCase>& op_cases() {
+    static const std::vector<OpCase> cases = make_op_cases();
+    return cases;
+}
+
+// The registered names that are not ops, each tested where it says: the coverage check skips exactly these.
+inline bool is_not_an_op(const std::string& name) {
+    return name == "sequential"         // the container layer (tests/test_module.cpp)
+           || name == "copy_strided"    // the tensor primitives under every view and copy
+           || name == "accumulate"      //   (tests/test_tensor.cpp, cuda/tests/test_backend.cpp)
+           || name == "fill"            //
+           || name == "count_nonfinite" // the non-finite scan (framework/finite.h; cuda/tests/test_finite.cpp)
+           || name == "sgd_update"      // the optimizer's step (test_optimizer.cpp, cuda/tests/test_sgd_update.cpp)
+           || name == "test_affine"     // tests/test_module.cpp's example layer
+           || name == "twice";          // tests/test_dispatch.cpp's example kernel table
+}
+
+// The registered layers, and the kernels registered for `device`, that no entry covers (a kernel belongs to the
+// op its name starts with: batchnorm2d_forward_train to batchnorm2d). Empty when every op is in the table.
+inline std::vector<std::string> op_coverage_gaps(DeviceType device) {
+    auto covered = [](const std::string& name, bool prefix) {
+        for (const OpCase& c : op_cases())
+            if (name == c.op || (prefix && name.rfind(c.op + "_", 0) == 0)) return true;
+        return false;
+    };
+    std::vector<std::string> gaps;
+    if (device == DeviceType::CPU)
+        for (const std::string& layer : layer_names())
+            if (!is_not_an_op(layer) && !covered(layer, false)) gaps.push_back("layer " + layer);
+    for (const RegisteredKernel& k : registered_kernels())
+        if (k.device == device && !is_not_an_op(k.name) && !covered(k.name, true)) gaps.push_back("kernel " + k.name);
+    return gaps;
+}
+
+}  // namespace strata::testing
