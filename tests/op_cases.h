@@ -155,7 +155,8 @@ inline std::vector<OpCase> make_op_cases() {
         Shape x;
         int64_t out;
     };
-    for (LinearCase c : {LinearCase{{5, 7}, 3}, LinearCase{{2, 3, 2, 5}, 4}, LinearCase{{6}, 1}, LinearCase{{1, 9}, 11}}) {
+    for (LinearCase c :
+         {LinearCase{{5, 7}, 3}, LinearCase{{2, 3, 2, 5}, 4}, LinearCase{{6}, 1}, LinearCase{{1, 9}, 11}}) {
         int64_t in = c.x.back();
         add_case({"linear", shape_str(c.x) + " with bias", randn_inputs({c.x, {c.out, in}, {c.out}}),
                   [](const auto& in) { return linear(in[0], in[1], in[2]); }, {}, true, 1e-4});
@@ -197,16 +198,27 @@ inline std::vector<OpCase> make_op_cases() {
         Shape shape;
         AvgPool2dOptions o;
     };
+    // every divisor rule: padding, ceil_mode windows that hang past the padding (the NOTE in layers/avgpool2d.cpp),
+    // count_include_pad both ways
     for (bool include : {true, false}) {
-        for (const AvgCase& c :
-             {AvgCase{{1, 2, 7, 7}, {.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = include}},
-              AvgCase{{2, 1, 6, 5}, {.kernel_size = {2, 3}, .stride = {2, 1}, .padding = 1, .ceil_mode = true,
-                                     .count_include_pad = include}},
-              AvgCase{{1, 2, 5, 5}, {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true,
-                                     .count_include_pad = include}},
-              AvgCase{{1, 1, 8, 7}, {.kernel_size = 3, .ceil_mode = true, .count_include_pad = include}},
-              AvgCase{{2, 5, 6, 3}, {.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = include}}}) {
+        for (AvgCase c : {AvgCase{{1, 2, 7, 7}, {.kernel_size = 3, .stride = 2, .padding = 1}},
+                          AvgCase{{2, 1, 6, 5}, {.kernel_size = {2, 3}, .stride = {2, 1}, .padding = 1,
+                                                 .ceil_mode = true}},
+                          AvgCase{{1, 2, 5, 5}, {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true}},
+                          AvgCase{{1, 1, 8, 7}, {.kernel_size = 3, .ceil_mode = true}},
+                          AvgCase{{2, 5, 6, 3}, {.kernel_size = 3, .stride = 2, .padding = 1}},
+                          AvgCase{{2, 3, 9, 11}, {.kernel_size = 3, .stride = 2, .padding = 1}},
+                          AvgCase{{1, 2, 8, 8}, {.kernel_size = 2}},
+                          AvgCase{{1, 1, 3, 3}, {.kernel_size = 2, .stride = 2, .ceil_mode = true}},
+                          AvgCase{{2, 1, 7, 10}, {.kernel_size = {3, 2}, .stride = {2, 3}, .padding = {1, 1},
+                                                  .ceil_mode = true}},
+                          AvgCase{{1, 3, 5, 5}, {.kernel_size = 3, .stride = 1, .padding = 1}},
+                          AvgCase{{2, 2, 13, 6}, {.kernel_size = {4, 2}, .stride = {3, 1}, .padding = {2, 1},
+                                                  .ceil_mode = true}},
+                          AvgCase{{1, 1, 1, 1}, {.kernel_size = 1}},
+                          AvgCase{{3, 1, 4, 9}, {.kernel_size = {1, 5}, .stride = {1, 2}, .padding = {0, 2}}}}) {
             AvgPool2dOptions o = c.o;
+            o.count_include_pad = include;
             add_case({"avgpool2d", str(shape_str(c.shape), include ? " count_include_pad" : ""),
                       randn_inputs({c.shape}), [o](const auto& in) { return avgpool2d(in[0], o); }});
         }
@@ -276,15 +288,15 @@ inline std::vector<OpCase> make_op_cases() {
                   1e-5});
 
     // ---- batchnorm2d: training (the batch's statistics) and eval (running statistics) ----
-    // NOTE on batchnorm2d's tolerances. In training the output of a channel does not change when its input is shifted or scaled,
-    // so dx is a small difference of large terms (M * dy - sum(dy) - xhat * sum(dy * xhat)) and the loss is curved
-    // through 1/sqrt(var): the finite differences are accurate only while the step is small next to the channel's
-    // spread. The inputs have standard deviation 2 (variance 4, far from 0), so the default step 1e-2 is 0.5% of the
-    // spread: the central-difference truncation error is ~(1e-2 / 2)^2 relative, and the float32 rounding of
-    // L = sum w * y (~1e-6 for ~100 outputs) becomes ~1e-4 after dividing by 2 * step. tol = 2e-3 sits well above both
-    // and far below any real mistake (a missing term of the dx formula is an O(1/M) ~ 1e-1 error). With only 3 values
-    // per channel the loss is so curved that the one-sided differences of a 1e-2 step disagree (the checker would take
-    // such points for kinks), so the step is 2e-3: rounding then costs ~5e-4, still below tol.
+    // NOTE on batchnorm2d's tolerances. In training the output of a channel does not change when its input is shifted
+    // or scaled, so dx is a small difference of large terms (M * dy - sum(dy) - xhat * sum(dy * xhat)) and the loss is
+    // curved through 1/sqrt(var): the finite differences are accurate only while the step is small next to the
+    // channel's spread. The inputs have standard deviation 2 (variance 4, far from 0), so the default step 1e-2 is
+    // 0.5% of the spread: the central-difference truncation error is ~(1e-2 / 2)^2 relative, and the float32 rounding
+    // of L = sum w * y (~1e-6 for ~100 outputs) becomes ~1e-4 after dividing by 2 * step. tol = 2e-3 sits well above
+    // both and far below any real mistake (a missing term of the dx formula is an O(1/M) ~ 1e-1 error). With only 3
+    // values per channel the loss is so curved that the one-sided differences of a 1e-2 step disagree (the checker
+    // would take such points for kinks), so the step is 2e-3: rounding then costs ~5e-4, still below tol.
     GradcheckOptions bn_grad;
     bn_grad.tol = 2e-3;
     bn_grad.eps = 2e-3;
@@ -330,14 +342,13 @@ inline std::vector<OpCase> make_op_cases() {
     }
 
     // ---- dropout2d: the same generator seed on every call, so the mask is fixed ----
-    for (auto [s, p] : {std::pair{Shape{2, 3, 4, 5}, 0.5f}, std::pair{Shape{1, 7, 3, 3}, 0.1f},
-                        std::pair{Shape{3, 2, 1, 1}, 0.7f}, std::pair{Shape{2, 3, 5, 7}, 1.0f}}) {
-        float prob = p;
-        add_case({"dropout2d", str(shape_str(s), " p ", prob), randn_inputs({s}), [prob](const auto& in) {
-                      Generator gen(11);
-                      return dropout2d(in[0], prob, true, gen);
-                  }});
-    }
+    for (Shape s : {Shape{2, 3, 4, 5}, Shape{1, 7, 3, 3}, Shape{3, 2, 1, 1}, Shape{2, 3, 5, 7}, Shape{1, 1, 1, 1},
+                    Shape{3, 4, 33, 17}, Shape{2, 70, 1, 1}, Shape{1, 2, 40, 41}})
+        for (float p : {0.1f, 0.5f, 0.7f, 1.0f})
+            add_case({"dropout2d", str(shape_str(s), " p ", p), randn_inputs({s}), [p](const auto& in) {
+                          Generator gen(11);
+                          return dropout2d(in[0], p, true, gen);
+                      }});
 
     // ---- cross_entropy ----
     // The gradients are (softmax - onehot) / count, small next to gradcheck's floor of 1 in the relative error,

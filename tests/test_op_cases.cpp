@@ -40,7 +40,8 @@ Run run_case(const OpCase& c, const std::vector<Tensor>& inputs, bool transposed
     Run run{y.to_vector(), {}};
     for (const Tensor& leaf : leaves) {
         Tensor g = leaf.grad();
-        if (transposed && g.shape().size() >= 2) g = g.transpose(int64_t(g.shape().size()) - 2, int64_t(g.shape().size()) - 1);
+        int64_t r = int64_t(g.shape().size());
+        if (transposed && r >= 2) g = g.transpose(r - 2, r - 1);
         run.grads.push_back(g.contiguous().to_vector());
     }
     return run;
