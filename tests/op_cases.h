@@ -15,6 +15,9 @@
 // same entry runs on the CPU and on a device.
 #pragma once
 
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -59,7 +62,65 @@ struct OpCase {
     // The inputs have no point near a kink (max-pool with distinct values): the gradient check must compare every
     // point it samples, none skipped.
     bool no_kinks = false;
+    // Where the bound depends on the data: the tolerance of each element of result k (0: the output, k > 0: the
+    // gradient of the k-th F32 input) given the inputs, the output gradient dy and the CPU's result; replaces
+    // parity_tol when set (all zeros: bitwise equal).
+    std::function<std::vector<double>(const std::vector<Tensor>& inputs, const Tensor& dy,
+                                      const std::vector<float>& want, size_t k)>
+        parity_bound = {};
 };
+
+inline double max_abs(const Tensor& t) {
+    double m = 0;
+    for (float e : t.to_vector()) m = std::max(m, double(std::fabs(e)));
+    return m;
+}
+
+// CPU/CUDA bound of adaptive_avg_pool2d. The backward is a gather in the CPU's order: bitwise equal. The forward
+// adds each bin with a warp (32 strided partial sums, then a shuffle tree) where the CPU adds row by row, so only
+// the rounding differs. For a bin of n elements, each float sum is within (n - 1) * eps * sum|x| of the exact sum
+// (the standard bound, whatever the order), so the two means differ by at most 2 (n - 1) * eps * max|x| plus one
+// rounding of the division each.
+inline std::vector<double> adaptive_avg_pool2d_bound(const std::vector<Tensor>& in, const Tensor& dy,
+                                                     const std::vector<float>& want, size_t k) {
+    if (k > 0) return std::vector<double>(want.size(), 0.0);
+    const Tensor& x = in[0];
+    // the largest bin holds at most ceil(I / O) + 1 elements per axis
+    int64_t bin_h = std::min(x.size(2), (x.size(2) + dy.size(2) - 1) / dy.size(2) + 1);
+    int64_t bin_w = std::min(x.size(3), (x.size(3) + dy.size(3) - 1) / dy.size(3) + 1);
+    double tol = 2.0 * double(bin_h * bin_w - 1) * FLT_EPSILON * max_abs(x) + 2.0 * FLT_EPSILON * max_abs(x);
+    return std::vector<double>(want.size(), tol);
+}
+
+// CPU/CUDA bound of upsample_bilinear2d. Both kernels do the same operations in the same order (the backward's
+// gather adds in the CPU's order), but either compiler may fuse a * b + c into one rounding, so they differ by a
+// few roundings:
+//   - a weight: the source coordinate src < in may differ by one rounding, eps * in, and so may the weights;
+//   - y is a blend of 4 values with weights summing to 1: 3 products and 3 sums, each within eps/2 of max|x| on
+//     either side, plus the weights' difference times |x[i1] - x[i0]| <= 2 max|x|: (3 + 2 * 2 in) eps max|x|;
+//   - dx sums the weighted dy of the K outputs that read it (K <= (2 ceil(out / in) + 2) per axis), each term and
+//     each running sum off by as much: K (4 + 4 in) eps max|dy|.
+// These bounds are loose (the observed differences are an ulp or two); a wrong tap or a missed output is far
+// larger.
+inline std::vector<double> upsample_bilinear2d_bound(const std::vector<Tensor>& in, const Tensor& dy,
+                                                     const std::vector<float>& want, size_t k) {
+    int64_t in_h = in[0].size(2), in_w = in[0].size(3), out_h = dy.size(2), out_w = dy.size(3);
+    double size = double(std::max(in_h, in_w));
+    if (k == 0) return std::vector<double>(want.size(), (3 + 4 * size) * FLT_EPSILON * max_abs(in[0]));
+    double taps = double((2 * ((out_h + in_h - 1) / in_h) + 2) * (2 * ((out_w + in_w - 1) / in_w) + 2));
+    return std::vector<double>(want.size(), taps * (4 + 4 * size) * FLT_EPSILON * max_abs(dy));
+}
+
+// CPU/CUDA bound of sum and mean (mean calls sum's kernels with scale = 1/len). Both sum in double and round once,
+// in different orders, so the forward may differ in the last bit of the float: 1e-6 relative per element (a float
+// ulp is 1.2e-7 relative). The backward (scale * dy, one float multiply) is bitwise equal.
+inline std::vector<double> sum_bound(const std::vector<Tensor>&, const Tensor&, const std::vector<float>& want,
+                                     size_t k) {
+    std::vector<double> tol(want.size(), 0.0);
+    if (k == 0)
+        for (size_t i = 0; i < want.size(); ++i) tol[i] = 1e-6 * std::fabs(double(want[i]));
+    return tol;
+}
 
 // randn inputs of the given shapes.
 inline std::function<std::vector<Tensor>(Generator&)> randn_inputs(std::vector<Shape> shapes) {
@@ -109,31 +170,48 @@ inline std::vector<OpCase> make_op_cases() {
                       [scale](const auto& in) { return mul(in[0], scale); }});
     }
 
-    // ---- reductions (mean composes sum's kernels) ----
+    // ---- reductions: sum, and mean (which calls sum's kernels with scale = 1/len). The shapes cover the three
+    // CUDA forward kernels: the full sum (one block), inner >= 32 (32 x 8 column tiles, the last partly filled) and
+    // inner < 32 (a warp per output) ----
+    constexpr int64_t kAll = -100;  // the full reduction
+    auto add_reduction = [&](const Shape& s, int64_t dim, bool keepdim, bool gradcheck) {
+        std::string v =
+            dim == kAll ? "all " + shape_str(s) : str(shape_str(s), " dim ", dim, keepdim ? " keepdim" : "");
+        bool all = dim == kAll;
+        OpCase sum_case{"sum", v, randn_inputs({s}), [all, dim, keepdim](const auto& in) {
+                            return all ? sum(in[0]) : sum(in[0], dim, keepdim);
+                        }, {}, gradcheck};
+        OpCase mean_case{"mean", v, randn_inputs({s}), [all, dim, keepdim](const auto& in) {
+                             return all ? mean(in[0]) : mean(in[0], dim, keepdim);
+                         }, {}, gradcheck};
+        sum_case.parity_bound = mean_case.parity_bound = sum_bound;
+        add_case(sum_case);
+        add_case(mean_case);
+    };
     for (Shape s : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
-        add_case({"sum", "all " + shape_str(s), randn_inputs({s}), [](const auto& in) { return sum(in[0]); }, {},
-                  true, 1e-5});
-        add_case({"mean", "all " + shape_str(s), randn_inputs({s}), [](const auto& in) { return mean(in[0]); }, {},
-                  true, 1e-6});
+        add_reduction(s, kAll, false, true);
         for (int64_t dim = -1; dim < int64_t(s.size()); ++dim)
-            for (bool keepdim : {false, true}) {
-                std::string v = str(shape_str(s), " dim ", dim, keepdim ? " keepdim" : "");
-                add_case({"sum", v, randn_inputs({s}),
-                          [dim, keepdim](const auto& in) { return sum(in[0], dim, keepdim); }, {}, true, 1e-5});
-                add_case({"mean", v, randn_inputs({s}),
-                          [dim, keepdim](const auto& in) { return mean(in[0], dim, keepdim); }, {}, true, 1e-6});
-            }
+            for (bool keepdim : {false, true}) add_reduction(s, dim, keepdim, true);
     }
+    for (Shape s : {Shape{1}, Shape{5}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}})
+        add_reduction(s, kAll, false, true);
     add_case({"sum", "0-D", randn_inputs({{}}), [](const auto& in) { return sum(in[0]); }});
-    add_case({"sum", "(4, 6) dim 1", randn_inputs({{4, 6}}), [](const auto& in) { return sum(in[0], 1); }, {}, true,
-              1e-5});
-    add_case({"mean", "(4, 6) dim 1", randn_inputs({{4, 6}}), [](const auto& in) { return mean(in[0], 1); }, {},
-              true, 1e-6});
+    struct DimCase {
+        Shape shape;
+        int64_t dim;
+    };
+    for (DimCase c : {DimCase{{4, 6}, 1}, DimCase{{2, 3, 33, 17}, 0}, DimCase{{2, 3, 33, 17}, 1},
+                      DimCase{{2, 3, 33, 17}, 2}, DimCase{{2, 3, 33, 17}, 3}, DimCase{{2, 3, 33, 17}, -1},
+                      DimCase{{70, 40}, 0},      // inner 40: two column tiles, the second 8/32 full
+                      DimCase{{70, 40}, 1},      // inner 1: a warp per row
+                      DimCase{{3, 300, 5}, 1},   // inner 5: a warp per output, strided reads
+                      DimCase{{2, 500, 64}, 1},  // inner 64: column tiles over a long len
+                      DimCase{{1, 1, 1}, 1},     // len 1
+                      DimCase{{257, 3}, 1}})     // more outputs than one block's warps
+        for (bool keepdim : {false, true}) add_reduction(c.shape, c.dim, keepdim, true);
     // 256 x 64 x 4 x 4: chunks enough for parallel_for
-    add_case({"sum", "threads, dim 1", randn_inputs({{16, 64, 4, 4}}), [](const auto& in) { return sum(in[0], 1); },
-              {}, false, 1e-4});
-    add_case({"mean", "threads, all", randn_inputs({{16, 64, 4, 4}}), [](const auto& in) { return mean(in[0]); }, {},
-              false, 1e-6});
+    add_reduction({16, 64, 4, 4}, 1, false, false);
+    add_reduction({16, 64, 4, 4}, kAll, false, false);
 
     // ---- concat ----
     struct ConcatCase {
@@ -252,40 +330,71 @@ inline std::vector<OpCase> make_op_cases() {
         Shape shape;
         Size2 out;
     };
-    for (const AdaptiveCase& c : {AdaptiveCase{{1, 2, 13, 13}, 1}, AdaptiveCase{{1, 2, 13, 13}, 2},
-                                  AdaptiveCase{{1, 2, 13, 13}, 3}, AdaptiveCase{{1, 2, 13, 13}, 6},
-                                  AdaptiveCase{{2, 1, 7, 9}, {3, 2}},
-                                  AdaptiveCase{{1, 2, 3, 4}, {5, 7}},  // output larger than the input
-                                  AdaptiveCase{{1, 1, 12, 12}, 6},     // bins that divide evenly (PSPNet at 60x60)
-                                  AdaptiveCase{{2, 3, 7, 6}, {3, 2}}}) {
+    for (AdaptiveCase c : {AdaptiveCase{{1, 2, 13, 13}, 1}, AdaptiveCase{{1, 2, 13, 13}, 2},
+                           AdaptiveCase{{1, 2, 13, 13}, 3}, AdaptiveCase{{1, 2, 13, 13}, 6},
+                           AdaptiveCase{{2, 1, 7, 9}, {3, 2}},
+                           AdaptiveCase{{1, 2, 3, 4}, {5, 7}},   // output larger than the input
+                           AdaptiveCase{{1, 1, 12, 12}, 6},      // bins that divide evenly (PSPNet at 60x60)
+                           AdaptiveCase{{2, 3, 7, 6}, {3, 2}},
+                           AdaptiveCase{{2, 3, 12, 12}, {6, 6}}, // bins divide the input
+                           AdaptiveCase{{2, 3, 13, 11}, {6, 4}}, // overlapping bins of different sizes
+                           AdaptiveCase{{1, 2, 2, 3}, {3, 5}},   // output larger than input: repeated 1-element bins
+                           AdaptiveCase{{1, 2, 31, 29}, {1, 1}}, // one bin of 899 elements
+                           AdaptiveCase{{1, 1, 5, 70}, {2, 1}},  // bins wider than a warp: lanes loop along rows
+                           AdaptiveCase{{2, 2, 20, 20}, {3, 2}}, // PSPNet-like bins, 7x10 with overlap
+                           AdaptiveCase{{1, 1, 1, 1}, {2, 3}}}) {
         Size2 out = c.out;
-        add_case({"adaptive_avg_pool2d", str(shape_str(c.shape), " -> ", out.h, "x", out.w), randn_inputs({c.shape}),
-                  [out](const auto& in) { return adaptive_avg_pool2d(in[0], out); }, {}, true, 1e-5});
+        OpCase oc{"adaptive_avg_pool2d", str(shape_str(c.shape), " -> ", out.h, "x", out.w), randn_inputs({c.shape}),
+                  [out](const auto& in) { return adaptive_avg_pool2d(in[0], out); }};
+        oc.parity_bound = adaptive_avg_pool2d_bound;
+        add_case(oc);
     }
-    add_case({"adaptive_avg_pool2d", "threads", randn_inputs({{4, 16, 32, 32}}),
-              [](const auto& in) { return adaptive_avg_pool2d(in[0], 6); }, {}, false, 1e-5});
+    OpCase adaptive_threads{"adaptive_avg_pool2d", "threads", randn_inputs({{4, 16, 32, 32}}),
+                            [](const auto& in) { return adaptive_avg_pool2d(in[0], 6); }, {}, false};
+    adaptive_threads.parity_bound = adaptive_avg_pool2d_bound;
+    add_case(adaptive_threads);
 
-    // ---- upsampling ----
+    // ---- upsampling: align_corners both ways, up- and downsampling, by size and by scale factor (PyTorch's
+    // 1/scale coordinate rule, and an axis that keeps its size) ----
     struct UpCase {
         Shape in;
         Size2 out;
-        bool align_corners;
     };
-    for (const UpCase& c : {UpCase{{2, 3, 4, 5}, {7, 9}, true}, UpCase{{2, 3, 4, 5}, {7, 9}, false},
-                            UpCase{{1, 2, 7, 9}, {3, 4}, true}, UpCase{{1, 2, 7, 9}, {3, 4}, false},
-                            UpCase{{1, 2, 5, 3}, {2, 8}, false}, UpCase{{1, 2, 1, 1}, {4, 3}, true},
-                            UpCase{{1, 1, 6, 6}, {13, 13}, true}, UpCase{{1, 2, 3, 3}, {1, 1}, false}}) {
-        Size2 out = c.out;
-        bool align = c.align_corners;
-        add_case({"upsample_bilinear2d", str(shape_str(c.in), " -> ", out.h, "x", out.w, align ? " align_corners" : ""),
-                  randn_inputs({c.in}), [out, align](const auto& in) { return upsample_bilinear2d(in[0], out, align); },
-                  {}, true, 1e-5});
-    }
-    for (bool align : {false, true})
-        add_case({"upsample_bilinear2d", str("scale 1.5 x 0.7", align ? " align_corners" : ""),
-                  randn_inputs({{1, 2, 5, 6}}),
-                  [align](const auto& in) { return upsample_bilinear2d_scale(in[0], 1.5, 0.7, align); }, {}, true,
-                  1e-5});
+    for (UpCase c : {UpCase{{2, 3, 4, 5}, {7, 9}}, UpCase{{1, 2, 7, 9}, {3, 4}}, UpCase{{1, 2, 5, 3}, {2, 8}},
+                     UpCase{{1, 2, 1, 1}, {4, 3}}, UpCase{{1, 1, 6, 6}, {13, 13}}, UpCase{{1, 2, 3, 3}, {1, 1}},
+                     UpCase{{2, 3, 5, 7}, {11, 9}},    // upsampling, odd sizes
+                     UpCase{{1, 2, 6, 6}, {41, 41}},   // PSPNet's pyramid: 6 -> 8k + 1, every 1/8 pixel
+                     UpCase{{1, 2, 9, 8}, {4, 3}},     // downsampling: some inputs are read by no output
+                     UpCase{{1, 1, 1, 1}, {5, 4}},     // the pyramid's 1x1 branch
+                     UpCase{{1, 2, 3, 4}, {1, 1}},     // one output: align_corners maps it to the corner
+                     UpCase{{2, 1, 4, 5}, {4, 13}},    // one axis unchanged
+                     UpCase{{1, 1, 2, 2}, {2, 3100}}}) // too wide for the CUDA backward's shared-memory tap table
+        for (bool align : {true, false}) {
+            Size2 out = c.out;
+            OpCase oc{"upsample_bilinear2d",
+                      str(shape_str(c.in), " -> ", out.h, "x", out.w, align ? " align_corners" : ""),
+                      randn_inputs({c.in}),
+                      [out, align](const auto& in) { return upsample_bilinear2d(in[0], out, align); }};
+            oc.parity_bound = upsample_bilinear2d_bound;
+            add_case(oc);
+        }
+    struct ScaleCase {
+        Shape in;
+        double h, w;
+    };
+    for (ScaleCase c : {ScaleCase{{1, 2, 5, 6}, 1.5, 0.7},
+                        ScaleCase{{1, 2, 5, 7}, 1.5, 2.0},   // 5 * 1.5 = 7.5 -> 7 rows, coordinates at 1/1.5
+                        ScaleCase{{2, 1, 6, 5}, 1.0, 2.5},   // an axis that keeps its size is copied
+                        ScaleCase{{1, 2, 9, 10}, 0.5, 0.7},  // downsampling by a factor
+                        ScaleCase{{1, 1, 3, 3}, 8.0, 8.0}})
+        for (bool align : {true, false}) {
+            double h = c.h, w = c.w;
+            OpCase oc{"upsample_bilinear2d",
+                      str(shape_str(c.in), " scale ", h, " x ", w, align ? " align_corners" : ""), randn_inputs({c.in}),
+                      [h, w, align](const auto& in) { return upsample_bilinear2d_scale(in[0], h, w, align); }};
+            oc.parity_bound = upsample_bilinear2d_bound;
+            add_case(oc);
+        }
 
     // ---- batchnorm2d: training (the batch's statistics) and eval (running statistics) ----
     // NOTE on batchnorm2d's tolerances. In training the output of a channel does not change when its input is shifted
