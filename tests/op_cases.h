@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/tests/gemm_parity.h"
+#include "framework/autograd.h"
 #include "framework/check.h"
 #include "framework/dispatch.h"
 #include "framework/random.h"
@@ -120,6 +122,21 @@ inline std::vector<double> sum_bound(const std::vector<Tensor>&, const Tensor&, 
     if (k == 0)
         for (size_t i = 0; i < want.size(); ++i) tol[i] = 1e-6 * std::fabs(double(want[i]));
     return tol;
+}
+
+// CPU/CUDA bound of linear (cuBLAS against OpenBLAS; cuda/tests/gemm_parity.h): y[r, j] sums `in` products plus
+// the bias, dx[r, k] sums `out` products, dweight[j, k] sums `rows` products; each element may differ by
+// (terms + 2) * FLT_EPSILON * (the same sum over absolute values), computed with the CPU op on |x|, |w|, |dy|.
+// dbias (sum's kernel, double accumulation on both sides) is held to the same bound with `rows` terms.
+inline std::vector<double> linear_bound(const std::vector<Tensor>& in, const Tensor& dy, const std::vector<float>&,
+                                        size_t k) {
+    NoGradGuard no_grad;
+    int64_t features = in[0].shape().back(), out = in[1].size(0), rows = in[0].numel() / features;
+    Tensor x = abs_of(in[0]).reshape({rows, features}), w = abs_of(in[1]), d = abs_of(dy).reshape({rows, out});
+    if (k == 0) return sum_tolerance(linear(x, w, in.size() > 2 ? abs_of(in[2]) : Tensor()), features + 2);
+    if (k == 1) return sum_tolerance(linear(d, w.transpose(0, 1)), out + 2);                    // |dy| |w|
+    if (k == 2) return sum_tolerance(linear(d.transpose(0, 1), x.transpose(0, 1)), rows + 2);  // |dy|^T |x|
+    return sum_tolerance(sum(d, 0), rows + 2);
 }
 
 // randn inputs of the given shapes.
@@ -227,19 +244,31 @@ inline std::vector<OpCase> make_op_cases() {
         add_case({"concat", str("dim ", dim, " of ", c.shapes.size()), randn_inputs(c.shapes),
                   [dim](const auto& in) { return concat(in, dim); }});
     }
+    add_case({"concat", "PSPNet's channel concat", randn_inputs({{2, 3, 4, 5}, {2, 1, 4, 5}, {2, 4, 4, 5}}),
+              [](const auto& in) { return concat(in, 1); }});
+    add_case({"concat", "an empty input", randn_inputs({{2, 0, 3}, {2, 2, 3}}),
+              [](const auto& in) { return concat(in, 1); }});
+    add_case({"concat", "rows of several CUDA blocks", randn_inputs({{1, 300, 2}, {1, 7, 2}}),
+              [](const auto& in) { return concat(in, 1); }});
+    add_case({"concat", "more rows than a CUDA grid has block rows (65535)", randn_inputs({{66000, 1}, {66000, 2}}),
+              [](const auto& in) { return concat(in, 1); }, {}, false});
 
-    // ---- linear (weights are inputs) ----
+    // ---- linear (weights are inputs): 2-D and 3-D inputs of odd sizes, in_features 1 ----
     struct LinearCase {
         Shape x;
         int64_t out;
     };
-    for (LinearCase c :
-         {LinearCase{{5, 7}, 3}, LinearCase{{2, 3, 2, 5}, 4}, LinearCase{{6}, 1}, LinearCase{{1, 9}, 11}}) {
+    for (LinearCase c : {LinearCase{{5, 7}, 3}, LinearCase{{2, 3, 2, 5}, 4}, LinearCase{{6}, 1}, LinearCase{{1, 9}, 11},
+                         LinearCase{{1, 1}, 1}, LinearCase{{7, 5}, 3}, LinearCase{{2, 3, 17}, 9},
+                         LinearCase{{65, 100}, 33}, LinearCase{{3, 1}, 40}}) {
         int64_t in = c.x.back();
-        add_case({"linear", shape_str(c.x) + " with bias", randn_inputs({c.x, {c.out, in}, {c.out}}),
-                  [](const auto& in) { return linear(in[0], in[1], in[2]); }, {}, true, 1e-4});
-        add_case({"linear", shape_str(c.x) + " without bias", randn_inputs({c.x, {c.out, in}}),
-                  [](const auto& in) { return linear(in[0], in[1]); }, {}, true, 1e-4});
+        OpCase with_bias{"linear", shape_str(c.x) + " with bias", randn_inputs({c.x, {c.out, in}, {c.out}}),
+                         [](const auto& in) { return linear(in[0], in[1], in[2]); }};
+        OpCase without_bias{"linear", shape_str(c.x) + " without bias", randn_inputs({c.x, {c.out, in}}),
+                            [](const auto& in) { return linear(in[0], in[1]); }};
+        with_bias.parity_bound = without_bias.parity_bound = linear_bound;
+        add_case(with_bias);
+        add_case(without_bias);
     }
 
     // ---- conv2d ----
