@@ -139,6 +139,25 @@ inline std::vector<double> linear_bound(const std::vector<Tensor>& in, const Ten
     return sum_tolerance(sum(d, 0), rows + 2);
 }
 
+// CPU/CUDA bound of conv2d (im2col/col2im kernels + cuBLAS; cuda/tests/gemm_parity.h): y sums C*R*S products plus
+// the bias, dx[n,c,h,w] sums at most K*R*S products (the taps that read it), dweight[k,c,r,s] sums N*P*Q products
+// and dbias N*P*Q values; each element may differ by (terms + 2) * FLT_EPSILON * (the same sum over absolute
+// values), computed with the CPU op on |x|, |w|, |dy|. The permutations (im2col, ycol) are exact, and col2im adds
+// in the CPU's order.
+inline std::function<std::vector<double>(const std::vector<Tensor>&, const Tensor&, const std::vector<float>&, size_t)>
+conv2d_bound(const Conv2dOptions& o) {
+    return [o](const std::vector<Tensor>& in, const Tensor& dy, const std::vector<float>&, size_t k) {
+        NoGradGuard no_grad;
+        Conv2dShape s = conv2d_shape(in[0].shape(), in[1].shape(), o);
+        Tensor ax = abs_of(in[0]), aw = abs_of(in[1]), ady = abs_of(dy);
+        const int64_t crs = s.C * s.R * s.S, krs = s.K * s.R * s.S, npq = s.N * s.P * s.Q;
+        if (k == 0) return sum_tolerance(conv2d(ax, aw, in.size() > 2 ? abs_of(in[2]) : Tensor(), o), crs + 2);
+        if (k == 1) return sum_tolerance(conv2d_grads(ady, in[0], aw, o, true, false, false).dx, krs + 2);
+        if (k == 2) return sum_tolerance(conv2d_grads(ady, ax, in[1], o, false, true, false).dweight, npq + 2);
+        return sum_tolerance(conv2d_grads(ady, in[0], aw, o, false, false, true).dbias, npq + 2);
+    };
+}
+
 // randn inputs of the given shapes.
 inline std::function<std::vector<Tensor>(Generator&)> randn_inputs(std::vector<Shape> shapes) {
     return [shapes](Generator& gen) {
@@ -170,6 +189,47 @@ inline std::function<std::vector<Tensor>(Generator&)> logits_and_labels(Shape lo
                                                                       : int32_t((i * 7 + 2) % size_t(logits[1]));
         return std::vector<Tensor>{randn(logits, gen), from_vector_i32(labels, target_shape)};
     };
+}
+
+// conv2d's entries: strides, dilations, padding, non-square kernels and every path of layers/conv2d.cpp (listed
+// apart so that cuda/tests/test_conv2d.cpp can check that they reach each path).
+struct ConvCase {
+    const char* name;
+    Shape x, w;
+    Conv2dOptions o;
+    bool bias;
+};
+
+inline const std::vector<ConvCase>& conv2d_cases() {
+    static const std::vector<ConvCase> cases = {
+        {"3x3 pad 1, odd sizes", {2, 3, 5, 4}, {2, 3, 3, 3}, {.padding = 1}, true},
+        {"3x3 stride 2 pad 1", {1, 2, 7, 6}, {3, 2, 3, 3}, {.stride = 2, .padding = 1}, false},
+        {"3x3 dilation 2 pad 2", {2, 2, 6, 5}, {2, 2, 3, 3}, {.padding = 2, .dilation = 2}, true},
+        {"3x3 dilation 4 pad 4", {1, 2, 9, 7}, {2, 2, 3, 3}, {.padding = 4, .dilation = 4}, true},
+        {"1x1 stride 1, one image (no im2col)", {1, 3, 4, 5}, {2, 3, 1, 1}, {}, true},
+        {"1x1 stride 1, 2 images of 32x32 (no im2col, one image per GEMM)", {2, 2, 32, 32}, {2, 2, 1, 1}, {}, true},
+        {"1x1 stride 2", {2, 3, 5, 5}, {2, 3, 1, 1}, {.stride = 2}, false},
+        {"2x3 kernel, stride (2,1), pad (1,0), dilation (1,2)", {2, 2, 6, 7}, {2, 2, 2, 3},
+         {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}}, true},
+        {"3x3 pad 1, no bias", {1, 2, 6, 5}, {3, 2, 3, 3}, {.padding = 1}, false},
+        // the paths of layers/conv2d.cpp (cuda/tests/test_conv2d.cpp checks that these entries reach each one)
+        {"3x3 same, small maps: grouped", {2, 3, 9, 8}, {4, 3, 3, 3}, {.padding = 1}, true},
+        {"stride 2", {2, 3, 11, 10}, {5, 3, 3, 3}, {.stride = 2, .padding = 1}, true},
+        {"dilation 2 (layer3)", {1, 2, 13, 12}, {3, 2, 3, 3}, {.padding = 2, .dilation = 2}, false},
+        {"dilation 4 (layer4)", {2, 2, 17, 15}, {3, 2, 3, 3}, {.padding = 4, .dilation = 4}, true},
+        {"asymmetric; stride 3 > kernel 2", {1, 3, 10, 9}, {2, 3, 2, 3},
+         {.stride = {3, 2}, .padding = {0, 1}, .dilation = {1, 2}}, true},
+        {"5x1 kernel", {2, 2, 7, 7}, {3, 2, 5, 1}, {.stride = {1, 2}, .padding = {2, 0}}, false},
+        {"the kernel covers the map: 1x1", {2, 2, 5, 5}, {3, 2, 5, 5}, {}, true},
+        {"pointwise, grouped (copies x)", {2, 4, 7, 6}, {5, 4, 1, 1}, {}, true},
+        {"PSPNet's 1x1 pooled map", {4, 6, 1, 1}, {3, 6, 1, 1}, {}, false},
+        {"pointwise, one image: no col", {2, 2, 32, 33}, {3, 2, 1, 1}, {}, true},
+        {"1x1 stride 2: needs col", {2, 3, 8, 9}, {4, 3, 1, 1}, {.stride = 2}, false},
+        {"groups of 2, last group 1", {3, 2, 24, 25}, {3, 2, 3, 3}, {.padding = 1}, true},
+        {"one image per GEMM, im2col", {2, 1, 34, 33}, {2, 1, 3, 3}, {.padding = 1}, true},
+        {"one image per GEMM, im2col, dilated", {2, 1, 33, 34}, {2, 1, 3, 3}, {.padding = 2, .dilation = 2}, false},
+    };
+    return cases;
 }
 
 inline std::vector<OpCase> make_op_cases() {
@@ -272,32 +332,16 @@ inline std::vector<OpCase> make_op_cases() {
     }
 
     // ---- conv2d ----
-    struct ConvCase {
-        const char* name;
-        Shape x, w;
-        Conv2dOptions o;
-        bool bias;
-    };
-    ConvCase convs[] = {
-        {"3x3 pad 1, odd sizes", {2, 3, 5, 4}, {2, 3, 3, 3}, {.padding = 1}, true},
-        {"3x3 stride 2 pad 1", {1, 2, 7, 6}, {3, 2, 3, 3}, {.stride = 2, .padding = 1}, false},
-        {"3x3 dilation 2 pad 2", {2, 2, 6, 5}, {2, 2, 3, 3}, {.padding = 2, .dilation = 2}, true},
-        {"3x3 dilation 4 pad 4", {1, 2, 9, 7}, {2, 2, 3, 3}, {.padding = 4, .dilation = 4}, true},
-        {"1x1 stride 1, one image (no im2col)", {1, 3, 4, 5}, {2, 3, 1, 1}, {}, true},
-        {"1x1 stride 1, 2 images of 32x32 (no im2col, one image per GEMM)", {2, 2, 32, 32}, {2, 2, 1, 1}, {}, true},
-        {"1x1 stride 2", {2, 3, 5, 5}, {2, 3, 1, 1}, {.stride = 2}, false},
-        {"2x3 kernel, stride (2,1), pad (1,0), dilation (1,2)", {2, 2, 6, 7}, {2, 2, 2, 3},
-         {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}}, true},
-        {"3x3 pad 1, no bias", {1, 2, 6, 5}, {3, 2, 3, 3}, {.padding = 1}, false},
-    };
-    for (const ConvCase& c : convs) {
+    for (const ConvCase& c : conv2d_cases()) {
         Conv2dOptions o = c.o;
-        if (c.bias)
-            add_case({"conv2d", c.name, randn_inputs({c.x, c.w, {c.w[0]}}),
-                      [o](const auto& in) { return conv2d(in[0], in[1], in[2], o); }, {}, true, 1e-4});
-        else
-            add_case({"conv2d", c.name, randn_inputs({c.x, c.w}),
-                      [o](const auto& in) { return conv2d(in[0], in[1], Tensor(), o); }, {}, true, 1e-4});
+        OpCase oc{"conv2d", c.name, randn_inputs({c.x, c.w}),
+                  [o](const auto& in) { return conv2d(in[0], in[1], Tensor(), o); }};
+        if (c.bias) {
+            oc.inputs = randn_inputs({c.x, c.w, {c.w[0]}});
+            oc.f = [o](const auto& in) { return conv2d(in[0], in[1], in[2], o); };
+        }
+        oc.parity_bound = conv2d_bound(o);
+        add_case(oc);
     }
 
     // ---- pooling ----
