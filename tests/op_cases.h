@@ -158,6 +158,16 @@ conv2d_bound(const Conv2dOptions& o) {
     };
 }
 
+// CPU/CUDA bound of cross_entropy: the per-pixel losses are the same float formulas (expf/logf on a GPU are within
+// 1-2 ulp of the host's) and the mean is a double sum in another order: 1e-5 relative on the loss, 1e-5 of the
+// largest gradient on dlogits.
+inline std::vector<double> cross_entropy_bound(const std::vector<Tensor>&, const Tensor&,
+                                               const std::vector<float>& want, size_t) {
+    double largest = 1e-30;
+    for (float w : want) largest = std::max(largest, double(std::fabs(w)));
+    return std::vector<double>(want.size(), 1e-5 * largest);
+}
+
 // randn inputs of the given shapes.
 inline std::function<std::vector<Tensor>(Generator&)> randn_inputs(std::vector<Shape> shapes) {
     return [shapes](Generator& gen) {
@@ -177,17 +187,17 @@ inline Tensor distinct_values(const Shape& shape, Generator& gen) {
     return from_vector(v, shape);
 }
 
-// Cross-entropy's inputs: logits (N, C[, H, W]) and labels (N[, H, W]), every `ignore_every`-th label (0: none)
-// set to ignore_index.
+// Cross-entropy's inputs: logits (N, C[, H, W]) times `scale` and labels (N[, H, W]), every `ignore_every`-th label
+// (0: none) set to ignore_index.
 inline std::function<std::vector<Tensor>(Generator&)> logits_and_labels(Shape logits, int64_t ignore_every,
-                                                                       int64_t ignore_index) {
+                                                                       int64_t ignore_index, float scale = 1) {
     return [=](Generator& gen) {
         Shape target_shape = logits.size() == 4 ? Shape{logits[0], logits[2], logits[3]} : Shape{logits[0]};
         std::vector<int32_t> labels(size_t(shape_numel(target_shape)));
         for (size_t i = 0; i < labels.size(); ++i)
             labels[i] = ignore_every && i % size_t(ignore_every) == 1 ? int32_t(ignore_index)
                                                                       : int32_t((i * 7 + 2) % size_t(logits[1]));
-        return std::vector<Tensor>{randn(logits, gen), from_vector_i32(labels, target_shape)};
+        return std::vector<Tensor>{mul(randn(logits, gen), scale), from_vector_i32(labels, target_shape)};
     };
 }
 
@@ -541,17 +551,26 @@ inline std::vector<OpCase> make_op_cases() {
         Shape logits;
         int64_t ignore_every, ignore_index;
     };
+    // 4-D and 2-D, ignored pixels, a custom ignore label, one class (every loss and gradient 0), more pixels than
+    // the CUDA reduction block's 1024 threads, VOC's 21 classes, and logits scaled by 30
     for (CeCase c : {CeCase{{2, 3, 2, 3}, 0, 255}, CeCase{{1, 5, 3, 3}, 4, 255}, CeCase{{2, 2, 1, 5}, 3, 255},
-                     CeCase{{5, 4}, 2, 255}, CeCase{{7, 3}, 3, -100}}) {
-        int64_t ignore_index = c.ignore_index;
-        add_case({"cross_entropy", str(shape_str(c.logits), " ignore every ", c.ignore_every),
-                  logits_and_labels(c.logits, c.ignore_every, ignore_index),
-                  [ignore_index](const auto& in) { return cross_entropy(in[0], in[1], ignore_index); }, ce_grad,
-                  true, 1e-5});
+                     CeCase{{5, 4}, 2, 255}, CeCase{{7, 3}, 3, -100}, CeCase{{2, 5, 7, 3}, 5, 255},
+                     CeCase{{1, 21, 9, 11}, 5, 255}, CeCase{{3, 1, 4, 4}, 5, 255}, CeCase{{2, 4, 33, 40}, 5, 255},
+                     CeCase{{17, 10}, 5, 255}, CeCase{{1, 3, 1, 1}, 0, 255}, CeCase{{2, 6, 5, 5}, 5, -1}}) {
+        for (float scale : {1.0f, 30.0f}) {
+            int64_t ignore_index = c.ignore_index;
+            OpCase oc{"cross_entropy", str(shape_str(c.logits), " ignore every ", c.ignore_every, " scale ", scale),
+                      logits_and_labels(c.logits, c.ignore_every, ignore_index, scale),
+                      [ignore_index](const auto& in) { return cross_entropy(in[0], in[1], ignore_index); }, ce_grad};
+            oc.parity_bound = cross_entropy_bound;
+            add_case(oc);
+        }
     }
     // 3200 pixels: several parallel chunks
-    add_case({"cross_entropy", "threads", logits_and_labels({2, 3, 40, 40}, 5, 255),
-              [](const auto& in) { return cross_entropy(in[0], in[1]); }, {}, false, 1e-5});
+    OpCase ce_threads{"cross_entropy", "threads", logits_and_labels({2, 3, 40, 40}, 5, 255),
+                      [](const auto& in) { return cross_entropy(in[0], in[1]); }, {}, false};
+    ce_threads.parity_bound = cross_entropy_bound;
+    add_case(ce_threads);
     return cases;
 }
 
