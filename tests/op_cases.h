@@ -306,6 +306,9 @@ inline std::vector<OpCase> make_op_cases() {
     // 256 x 64 x 4 x 4: chunks enough for parallel_for
     add_reduction({16, 64, 4, 4}, 1, false, false);
     add_reduction({16, 64, 4, 4}, kAll, false, false);
+    // many parallel chunks, odd sizes so that the chunks are uneven
+    for (int64_t dim : {kAll, int64_t(0), int64_t(1)}) add_reduction({3, 1000003}, dim, false, false);
+    add_reduction({1000, 37, 29}, 1, false, false);
 
     // ---- concat ----
     struct ConcatCase {
