@@ -1,9 +1,21 @@
-// The error every kernel-table miss ends in.
+// The error every kernel-table miss ends in, and the list of registrations.
 #include "framework/dispatch.h"
 
 #include "framework/check.h"
 
 namespace strata {
+
+namespace {
+// Function-local, so that registrars running during static initialisation in any order find it constructed.
+std::vector<RegisteredKernel>& registrations() {
+    static std::vector<RegisteredKernel> list;
+    return list;
+}
+}  // namespace
+
+const std::vector<RegisteredKernel>& registered_kernels() { return registrations(); }
+
+void note_registered_kernel(const char* name, DeviceType type) { registrations().push_back({name, type}); }
 
 void fail_missing_kernel(const char* kernel, Device device, const std::string& registered) {
     STRATA_FAIL("kernel '", kernel, "' has no ", device_type_name(device.type), " implementation (registered for: ",

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "framework/device.h"
 
@@ -49,10 +50,20 @@ struct KernelTable {
     }
 };
 
+// Every registration REGISTER_KERNEL made, in the order it ran: for the test that checks that each kernel has its
+// op cases (tests/op_cases.h). Complete once static initialisation is over.
+struct RegisteredKernel {
+    std::string name;
+    DeviceType device;
+};
+const std::vector<RegisteredKernel>& registered_kernels();
+void note_registered_kernel(const char* name, DeviceType type);
+
 struct KernelRegistrar {
     template <typename Fn>
     KernelRegistrar(KernelTable<Fn>& table, DeviceType type, Fn fn) {
         table.slots[int(type)] = fn;
+        note_registered_kernel(table.name, type);
     }
 };
 

@@ -1,5 +1,5 @@
-// add's CUDA twin (cuda/add.cu) against the CPU kernel: the forward and both inputs' gradients must be bitwise equal
-// (one float add per element, rounded the same way), at several sizes; and the op's errors on device tensors.
+// add's CUDA twin (cuda/add.cu): aliasing, a strided input, and the op's errors on device tensors. The forward and
+// both gradients against the CPU (bitwise: one float add per element) are checked on tests/op_cases.h's entries.
 #include <doctest/doctest.h>
 
 #include <vector>
@@ -11,43 +11,6 @@
 #include "layers/add.h"
 
 using namespace strata;
-
-namespace {
-
-const std::vector<Shape>& elementwise_shapes() {
-    // one element; odd sizes; 70001 elements = 274 blocks of 256 threads, the last one mostly empty
-    static const std::vector<Shape> shapes = {{1}, {3, 7}, {2, 3, 33, 17}, {70001}};
-    return shapes;
-}
-
-}  // namespace
-
-TEST_CASE("cuda add: forward and both gradients match the CPU bitwise") {
-    if (skip_unless_cuda()) return;
-    Generator gen(21);
-    for (const Shape& shape : elementwise_shapes()) {
-        INFO("shape ", shape_str(shape));
-        Tensor a = randn(shape, gen), b = randn(shape, gen), dy = randn(shape, gen);
-        std::vector<float> want_y, want_da, want_db;
-        {
-            Tensor a_leaf = a.clone().requires_grad_(), b_leaf = b.clone().requires_grad_();
-            Tensor y = add(a_leaf, b_leaf);
-            y.backward(dy);
-            want_y = y.to_vector();
-            want_da = a_leaf.grad().to_vector();
-            want_db = b_leaf.grad().to_vector();
-        }
-        Tensor a_leaf = a.clone().requires_grad_(), b_leaf = b.clone().requires_grad_();
-        Tensor y = add(a_leaf.to(kCuda0), b_leaf.to(kCuda0));
-        CHECK(y.device() == kCuda0);
-        y.backward(dy.to(kCuda0));
-        CHECK(bitwise_difference(y.to_vector(), want_y) == "");
-        REQUIRE(a_leaf.grad().defined());
-        REQUIRE(b_leaf.grad().defined());
-        CHECK(bitwise_difference(a_leaf.grad().to_vector(), want_da) == "");
-        CHECK(bitwise_difference(b_leaf.grad().to_vector(), want_db) == "");
-    }
-}
 
 TEST_CASE("cuda add: x + x gets twice the gradient, and a strided input is made contiguous on the device") {
     if (skip_unless_cuda()) return;

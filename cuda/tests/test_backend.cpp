@@ -1,5 +1,5 @@
 // The CUDA backend through the Strata API: tensors on "cuda", the device backend (allocator, copies, fill), the
-// tensor core's kernels, and relu forward and backward against the CPU. Plain C++ (no CUDA header): the same
+// tensor core's kernels, and relu's NaN rule (its parity: tests/op_cases.h). Plain C++ (no CUDA header): the same
 // object is linked into the emulated test program, where the CUDA backend runs on the emulator, and into the real
 // one, where these cases are skipped when no GPU is present (link_check.cu says so).
 #include <doctest/doctest.h>
@@ -64,30 +64,6 @@ TEST_CASE("cuda backend: the caching allocator hands a freed block out again") {
     }
     Tensor b = empty({1000}, DType::F32, kCuda0);
     CHECK(b.raw() == first);
-}
-
-TEST_CASE("cuda backend: relu forward and backward match the CPU") {
-    if (skip_unless_cuda()) return;
-    Generator gen(9);
-    for (Shape shape : {Shape{1}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}}) {
-        INFO("shape ", shape_str(shape));
-        Tensor x = randn(shape, gen);
-        Tensor dy = randn(shape, gen);
-
-        Tensor x_cpu = x.clone().requires_grad_();
-        Tensor y_cpu = relu(x_cpu);
-        y_cpu.backward(dy);
-
-        Tensor x_leaf = x.clone().requires_grad_();  // a CPU leaf: its gradient comes back through to()
-        Tensor y_cuda = relu(x_leaf.to(kCuda0));
-        CHECK(y_cuda.device() == kCuda0);
-        y_cuda.backward(dy.to(kCuda0));
-
-        CHECK(y_cuda.to_vector() == y_cpu.to_vector());  // relu is exact: no tolerance
-        REQUIRE(x_leaf.grad().defined());
-        CHECK(x_leaf.grad().device() == kCPU);
-        CHECK(x_leaf.grad().to_vector() == x_cpu.grad().to_vector());
-    }
 }
 
 TEST_CASE("cuda backend: relu keeps NaN and passes its gradient, as the CPU does") {

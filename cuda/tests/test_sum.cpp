@@ -1,17 +1,13 @@
-// sum's CUDA twins (cuda/sum.cu) against the CPU kernels, through sum() and mean() (mean has no kernels of its own:
-// it calls sum's with scale = 1/len). Both sum in double and round once, in different orders, so the forward may
-// differ in the last bit of the float: 1e-6 relative per element (a float ulp is 1.2e-7 relative). The backward
-// (scale * dy, one float multiply) must be bitwise equal. Shapes cover the three forward kernels: the full sum
-// (one block), inner >= 32 (the 32 x 8 column tiles, with a partly filled last tile) and inner < 32 (a warp per
-// output), with keepdim both ways, empty reductions, and sums where a float accumulator would lose digits.
+// sum's CUDA twins (cuda/sum.cu), also mean's (mean calls sum's kernels with scale = 1/len): sums where a float
+// accumulator would lose digits, empty reductions, and the errors on device tensors. Their parity with the CPU
+// (forward within 1e-6 relative, backward bitwise: sum_bound) is checked on every entry of tests/op_cases.h, whose
+// shapes cover the three forward kernels.
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <functional>
 #include <vector>
 
 #include "cuda/tests/helpers.h"
-#include "cuda/tests/op_parity.h"
 #include "framework/check.h"
 #include "framework/random.h"
 #include "layers/mean.h"
@@ -32,55 +28,7 @@ std::string relative_difference_above(const std::vector<float>& got, const std::
     return "";
 }
 
-// Runs op on the CPU and on the device from the same x and dy; checks y (relative 1e-6) and dx (bitwise).
-void check_reduction(const std::function<Tensor(const Tensor&)>& op, const Tensor& x, Generator& gen) {
-    Tensor y_shape_probe = op(x);
-    Tensor dy = randn(y_shape_probe.shape(), gen);
-    ForwardBackward cpu = run_forward_backward(op, x, dy, kCPU);
-    ForwardBackward cuda = run_forward_backward(op, x, dy, kCuda0);
-    CHECK(relative_difference_above(cuda.y, cpu.y, 1e-6) == "");
-    CHECK(bitwise_difference(cuda.dx, cpu.dx) == "");
-}
-
 }  // namespace
-
-TEST_CASE("cuda sum: the sum of all elements matches the CPU") {
-    if (skip_unless_cuda()) return;
-    Generator gen(31);
-    for (Shape shape : {Shape{1}, Shape{5}, Shape{3, 7}, Shape{2, 3, 33, 17}, Shape{70001}}) {
-        INFO("shape ", shape_str(shape));
-        Tensor x = randn(shape, gen);
-        check_reduction([](const Tensor& t) { return sum(t); }, x, gen);
-        check_reduction([](const Tensor& t) { return mean(t); }, x, gen);
-    }
-}
-
-TEST_CASE("cuda sum: sums along one dimension match the CPU, for every kernel shape") {
-    if (skip_unless_cuda()) return;
-    Generator gen(32);
-    struct Case {
-        Shape shape;
-        int64_t dim;
-    };
-    const std::vector<Case> cases = {
-        {{2, 3, 33, 17}, 0}, {{2, 3, 33, 17}, 1}, {{2, 3, 33, 17}, 2}, {{2, 3, 33, 17}, 3}, {{2, 3, 33, 17}, -1},
-        {{70, 40}, 0},       // inner 40: two column tiles, the second 8/32 full
-        {{70, 40}, 1},       // inner 1: a warp per row
-        {{3, 300, 5}, 1},    // inner 5: a warp per output, strided reads
-        {{2, 500, 64}, 1},   // inner 64: column tiles over a long len
-        {{1, 1, 1}, 1},      // len 1
-        {{257, 3}, 1},       // more outputs than one block's warps
-    };
-    for (const Case& c : cases) {
-        for (bool keepdim : {false, true}) {
-            INFO("shape ", shape_str(c.shape), ", dim ", c.dim, ", keepdim ", keepdim);
-            Tensor x = randn(c.shape, gen);
-            int64_t dim = c.dim;
-            check_reduction([dim, keepdim](const Tensor& t) { return sum(t, dim, keepdim); }, x, gen);
-            check_reduction([dim, keepdim](const Tensor& t) { return mean(t, dim, keepdim); }, x, gen);
-        }
-    }
-}
 
 TEST_CASE("cuda sum: sums of many terms keep the CPU's double accuracy") {
     if (skip_unless_cuda()) return;

@@ -1,6 +1,6 @@
 // adaptive_avg_pool2d: hand-computed overlapping bins and an output larger than the input, the PyTorch fixture
-// (PSPNet's bins 1, 2, 3, 6), the gradient check, thread-count independence, errors, the module and its registry
-// entry.
+// (PSPNet's bins 1, 2, 3, 6), errors, the module and its registry entry. The gradient check, threads,
+// non-contiguous inputs and CUDA parity: tests/op_cases.h.
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
@@ -9,8 +9,6 @@
 #include "framework/registry.h"
 #include "layers/adaptive_avg_pool2d.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
-#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -69,53 +67,6 @@ TEST_CASE("adaptive_avg_pool2d: matches PyTorch forward and backward") {
         y.backward(fx.get(c + ".dy"));
         check_close(x.grad(), fx.get(c + ".dx"), 1e-6, 1e-5, c + " backward");
     }
-}
-
-TEST_CASE("adaptive_avg_pool2d: gradient check") {
-    struct Config {
-        Shape shape;
-        Size2 output_size;
-    };
-    std::vector<Config> configs = {
-        {{1, 2, 13, 13}, 1}, {{1, 2, 13, 13}, 2}, {{1, 2, 13, 13}, 3}, {{1, 2, 13, 13}, 6},
-        {{2, 1, 7, 9}, {3, 2}},
-        {{1, 2, 3, 4}, {5, 7}},  // output larger than the input
-        {{1, 1, 12, 12}, 6},     // bins that divide the input evenly (PSPNet at 60x60)
-    };
-    for (const Config& cfg : configs) {
-        Tensor x = randn(cfg.shape, test_gen()).requires_grad_();
-        Size2 out = cfg.output_size;
-        gradcheck("adaptive_avg_pool2d " + shape_str(cfg.shape) + " -> " + std::to_string(out.h) + "x" +
-                      std::to_string(out.w),
-                  [out](const std::vector<Tensor>& in) { return adaptive_avg_pool2d(in[0], out); }, {x});
-    }
-}
-
-TEST_CASE("adaptive_avg_pool2d: the same result on 1 and 4 threads") {
-    // 64 planes of 32x32: enough for parallel_for to split the planes over the threads
-    Tensor x = randn({4, 16, 32, 32}, test_gen());
-    Tensor dy;
-    std::vector<float> y_ref, dx_ref;
-    for (int threads : {1, 4}) {
-        ThreadCountScope scope(threads);
-        Tensor xi = x.clone().requires_grad_();
-        Tensor y = adaptive_avg_pool2d(xi, 6);
-        if (!dy.defined()) dy = randn(y.shape(), test_gen());
-        y.backward(dy);
-        if (threads == 1) {
-            y_ref = y.to_vector();
-            dx_ref = xi.grad().to_vector();
-        } else {
-            CHECK(y.to_vector() == y_ref);
-            CHECK(xi.grad().to_vector() == dx_ref);
-        }
-    }
-}
-
-TEST_CASE("adaptive_avg_pool2d: non-contiguous input") {
-    // (N, C, H, W) view with channels last in memory
-    Tensor x = randn({2, 7, 6, 3}, test_gen()).permute({0, 3, 1, 2});
-    check_close(adaptive_avg_pool2d(x, {3, 2}), adaptive_avg_pool2d(x.contiguous(), {3, 2}), 0, 0, "permuted input");
 }
 
 TEST_CASE("adaptive_avg_pool2d: errors") {

@@ -1,10 +1,9 @@
-// add: a hand-computed case, the PyTorch fixture, the gradient check, aliasing and errors.
+// add: a hand-computed case, the PyTorch fixture, aliasing and errors (the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
 #include "layers/add.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -31,18 +30,6 @@ TEST_CASE("add: matches PyTorch forward and backward") {
         check_close(a.grad(), fx.get(c + ".da"), 0, 0, c + " backward a");
         check_close(b.grad(), fx.get(c + ".db"), 0, 0, c + " backward b");
     }
-}
-
-TEST_CASE("add: gradient check") {
-    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{1, 7, 3, 9}, Shape{13}, Shape{}}) {
-        Tensor a = randn(shape).requires_grad_();
-        Tensor b = randn(shape).requires_grad_();
-        gradcheck("add " + shape_str(shape), [](const std::vector<Tensor>& in) { return in[0] + in[1]; }, {a, b});
-    }
-    // Non-contiguous inputs: a transposed view plus a contiguous tensor.
-    Tensor a = randn({3, 5}).requires_grad_();
-    Tensor b = randn({5, 3}).requires_grad_();
-    gradcheck("add transposed", [](const std::vector<Tensor>& in) { return in[0].transpose(0, 1) + in[1]; }, {a, b});
 }
 
 TEST_CASE("add: shared gradients and the same tensor twice") {

@@ -1,5 +1,5 @@
-// avgpool2d: hand-computed divisors (padding, ceil_mode, count_include_pad), the PyTorch fixture, the gradient
-// check, thread-count independence, errors, the module and its registry entry.
+// avgpool2d: hand-computed divisors (padding, ceil_mode, count_include_pad), the PyTorch fixture, errors, the
+// module and its registry entry (the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
@@ -8,8 +8,6 @@
 #include "framework/registry.h"
 #include "layers/avgpool2d.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
-#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -77,58 +75,6 @@ TEST_CASE("avgpool2d: matches PyTorch forward and backward") {
         y.backward(fx.get(c + ".dy"));
         check_close(x.grad(), fx.get(c + ".dx"), 1e-6, 1e-5, c + " backward");
     }
-}
-
-TEST_CASE("avgpool2d: gradient check") {
-    struct Config {
-        Shape shape;
-        AvgPool2dOptions options;
-    };
-    std::vector<Config> configs;
-    for (bool include : {true, false}) {
-        configs.push_back({{1, 2, 7, 7}, {.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = include}});
-        configs.push_back({{2, 1, 6, 5},
-                           {.kernel_size = {2, 3}, .stride = {2, 1}, .padding = 1, .ceil_mode = true,
-                            .count_include_pad = include}});
-        configs.push_back({{1, 2, 5, 5},
-                           {.kernel_size = 2, .stride = 2, .padding = 1, .ceil_mode = true,
-                            .count_include_pad = include}});
-        configs.push_back({{1, 1, 8, 7}, {.kernel_size = 3, .ceil_mode = true, .count_include_pad = include}});
-    }
-    for (const Config& cfg : configs) {
-        Tensor x = randn(cfg.shape, test_gen()).requires_grad_();
-        AvgPool2dOptions o = cfg.options;
-        gradcheck("avgpool2d " + shape_str(cfg.shape),
-                  [o](const std::vector<Tensor>& in) { return avgpool2d(in[0], o); }, {x});
-    }
-}
-
-TEST_CASE("avgpool2d: the same result on 1 and 4 threads") {
-    // 64 planes of 32x32: enough for parallel_for to split the planes over the threads
-    Tensor x = randn({4, 16, 32, 32}, test_gen());
-    Tensor dy;
-    std::vector<float> y_ref, dx_ref;
-    for (int threads : {1, 4}) {
-        ThreadCountScope scope(threads);
-        Tensor xi = x.clone().requires_grad_();
-        Tensor y = avgpool2d(xi, {.kernel_size = 3, .stride = 2, .padding = 1});
-        if (!dy.defined()) dy = randn(y.shape(), test_gen());
-        y.backward(dy);
-        if (threads == 1) {
-            y_ref = y.to_vector();
-            dx_ref = xi.grad().to_vector();
-        } else {
-            CHECK(y.to_vector() == y_ref);
-            CHECK(xi.grad().to_vector() == dx_ref);
-        }
-    }
-}
-
-TEST_CASE("avgpool2d: non-contiguous input") {
-    // (N, C, H, W) view with channels last in memory
-    Tensor x = randn({2, 5, 6, 3}, test_gen()).permute({0, 3, 1, 2});
-    AvgPool2dOptions o{.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = false};
-    check_close(avgpool2d(x, o), avgpool2d(x.contiguous(), o), 0, 0, "permuted input");
 }
 
 TEST_CASE("avgpool2d: errors") {

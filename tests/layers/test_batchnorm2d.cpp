@@ -1,4 +1,4 @@
-// batchnorm2d: hand-computed cases (training and eval), the PyTorch fixture, gradient checks in both modes, views,
+// batchnorm2d: hand-computed cases (training and eval), the PyTorch fixture, N = 1, views,
 // errors, and the module (registry, PyTorch names, running-statistics updates against nn.BatchNorm2d).
 #include <doctest/doctest.h>
 
@@ -104,59 +104,6 @@ TEST_CASE("batchnorm2d: matches PyTorch forward, backward and running statistics
     }
 }
 
-// NOTE on tolerances. In training the output of a channel does not change when its input is shifted or scaled,
-// so dx is a small difference of large terms (M * dy - sum(dy) - xhat * sum(dy * xhat)) and the loss is curved
-// through 1/sqrt(var): the finite differences are accurate only while the step is small next to the channel's
-// spread. The inputs have standard deviation 2 (variance 4, far from 0), so the default step 1e-2 is 0.5% of the
-// spread: the central-difference truncation error is ~(1e-2 / 2)^2 relative, and the float32 rounding of
-// L = sum w * y (~1e-6 for ~100 outputs) becomes ~1e-4 after dividing by 2 * step. tol = 2e-3 sits well above both
-// and far below any real mistake (a missing term of the dx formula is an O(1/M) ~ 1e-1 error). With only 3 values
-// per channel the loss is so curved that the one-sided differences of a 1e-2 step disagree (the checker would take
-// such points for kinks), so the step is 2e-3: rounding then costs ~5e-4, still below tol.
-TEST_CASE("batchnorm2d: gradient check in training mode") {
-    GradcheckOptions options;
-    options.tol = 2e-3;
-    options.eps = 2e-3;
-    struct Case {
-        Shape shape;
-        bool affine, running;
-    };
-    for (Case c : {Case{{2, 3, 4, 5}, true, true}, Case{{1, 2, 3, 3}, true, false}, Case{{3, 2, 1, 1}, true, true},
-                   Case{{2, 3, 3, 5}, false, false}}) {
-        int64_t C = c.shape[1];
-        Tensor x = randn_scaled(c.shape, 2.f).requires_grad_();
-        std::vector<Tensor> inputs{x};
-        if (c.affine) {
-            inputs.push_back(rand_uniform({C}, 0.5f, 1.5f).requires_grad_());
-            inputs.push_back(randn({C}).requires_grad_());
-        }
-        // running statistics are updated by every evaluation but never read in training
-        Tensor rm = c.running ? zeros({C}) : Tensor(), rv = c.running ? ones({C}) : Tensor();
-        bool affine = c.affine;
-        gradcheck("batchnorm2d train " + shape_str(c.shape) + (affine ? "" : " no affine"),
-                  [affine, rm, rv](const std::vector<Tensor>& in) {
-                      return batchnorm2d(in[0], affine ? in[1] : Tensor(), affine ? in[2] : Tensor(), rm, rv, true,
-                                         0.1f, 1e-5f);
-                  },
-                  inputs, options);
-    }
-}
-
-TEST_CASE("batchnorm2d: gradient check in eval mode") {
-    // eval BN is affine in x, weight and bias: the default options are more than enough
-    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{1, 5, 3, 1}}) {
-        int64_t C = shape[1];
-        Tensor x = randn(shape).requires_grad_();
-        Tensor weight = rand_uniform({C}, 0.5f, 1.5f).requires_grad_(), bias = randn({C}).requires_grad_();
-        Tensor rm = randn({C}), rv = rand_uniform({C}, 0.5f, 2.f);
-        gradcheck("batchnorm2d eval " + shape_str(shape),
-                  [rm, rv](const std::vector<Tensor>& in) {
-                      return batchnorm2d(in[0], in[1], in[2], rm, rv, false, 0.1f, 1e-5f);
-                  },
-                  {x, weight, bias});
-    }
-}
-
 TEST_CASE("batchnorm2d: N = 1 with H*W > 1, and a large-mean channel") {
     // one image: the statistics are over H*W only
     Tensor x = from_vector({1, 2, 3, 4, 10, 10, 10, 14}, {1, 2, 2, 2});
@@ -193,7 +140,7 @@ TEST_CASE("batchnorm2d: non-contiguous input and running statistics inside a lar
     CHECK(s[6] == 0.f);
 
     GradcheckOptions options;
-    options.tol = 2e-3;  // see the NOTE above the training-mode gradient check
+    options.tol = 2e-3;  // see the NOTE on batchnorm2d in tests/op_cases.h
     gradcheck("batchnorm2d permuted", [](const std::vector<Tensor>& in) {
         return batchnorm2d(in[0].permute({0, 3, 1, 2}), Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1f, 1e-5f);
     }, {randn_scaled({2, 4, 3, 3}, 2.f).requires_grad_()}, options);

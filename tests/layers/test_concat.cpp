@@ -1,4 +1,4 @@
-// concat: hand-computed cases, the PyTorch fixture (dims 0..3 and -1, 2 to 4 inputs), gradient checks and errors.
+// concat: hand-computed cases, the PyTorch fixture (dims 0..3 and -1, 2 to 4 inputs), errors (the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
@@ -42,24 +42,6 @@ TEST_CASE("concat: matches PyTorch forward and backward") {
         for (int64_t i = 0; i < k; ++i)
             check_close(xs[size_t(i)].grad(), fx.get(c + ".dx" + std::to_string(i)), 0, 0,
                         c + " backward of input " + std::to_string(i));
-    }
-}
-
-TEST_CASE("concat: gradient check") {
-    struct Config {
-        int64_t dim;
-        std::vector<Shape> shapes;
-    };
-    for (const Config& cfg : {Config{0, {{1, 3, 2, 2}, {2, 3, 2, 2}}},
-                              Config{1, {{2, 3, 3, 2}, {2, 1, 3, 2}, {2, 2, 3, 2}}},
-                              Config{2, {{1, 2, 1, 3}, {1, 2, 3, 3}, {1, 2, 2, 3}, {1, 2, 1, 3}}},
-                              Config{3, {{2, 2, 3, 1}, {2, 2, 3, 4}}}, Config{-1, {{3, 5}, {3, 2}, {3, 1}}},
-                              Config{-3, {{2, 3, 4}, {1, 3, 4}}}}) {
-        std::vector<Tensor> xs;
-        for (const Shape& s : cfg.shapes) xs.push_back(randn(s).requires_grad_());
-        int64_t dim = cfg.dim;
-        gradcheck(str("concat dim ", dim, " of ", xs.size(), " inputs"),
-                  [dim](const std::vector<Tensor>& in) { return concat(in, dim); }, xs);
     }
 }
 

@@ -1,5 +1,5 @@
-// conv2d: a hand-computed case, the PyTorch fixture, batching paths, the gradient check, errors, the module and its
-// registry entry.
+// conv2d: a hand-computed case, the PyTorch fixture, batching paths, errors, the module and its registry entry
+// (the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -9,7 +9,6 @@
 #include "framework/registry.h"
 #include "layers/conv2d.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -125,51 +124,6 @@ TEST_CASE("conv2d: only the requested gradients are computed") {
     CHECK(xr.grad().defined());
     CHECK(!w.grad().defined());
     CHECK(!b.grad().defined());
-}
-
-TEST_CASE("conv2d: gradient check") {
-    struct Case {
-        const char* name;
-        Shape x, w;
-        Conv2dOptions o;
-        bool bias;
-    };
-    Case cases[] = {
-        {"3x3 pad 1, odd sizes", {2, 3, 5, 4}, {2, 3, 3, 3}, {.padding = 1}, true},
-        {"3x3 stride 2 pad 1", {1, 2, 7, 6}, {3, 2, 3, 3}, {.stride = 2, .padding = 1}, false},
-        {"3x3 dilation 2 pad 2", {2, 2, 6, 5}, {2, 2, 3, 3}, {.padding = 2, .dilation = 2}, true},
-        {"3x3 dilation 4 pad 4", {1, 2, 9, 7}, {2, 2, 3, 3}, {.padding = 4, .dilation = 4}, true},
-        {"1x1 stride 1, one image (no im2col)", {1, 3, 4, 5}, {2, 3, 1, 1}, {}, true},
-        {"1x1 stride 1, 2 images of 32x32 (no im2col, one image per GEMM)", {2, 2, 32, 32}, {2, 2, 1, 1}, {}, true},
-        {"1x1 stride 2", {2, 3, 5, 5}, {2, 3, 1, 1}, {.stride = 2}, false},
-        {"2x3 kernel, stride (2,1), pad (1,0), dilation (1,2)",
-         {2, 2, 6, 7},
-         {2, 2, 2, 3},
-         {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}},
-         true},
-    };
-    for (const Case& c : cases) {
-        Tensor x = randn(c.x).requires_grad_();
-        Tensor w = randn(c.w).requires_grad_();
-        Tensor b = c.bias ? randn({c.w[0]}).requires_grad_() : Tensor();
-        Conv2dOptions o = c.o;
-        // conv2d is linear in each input, so central differences are exact up to float32 rounding; the defaults
-        // (eps 1e-2, tol 1e-2) hold with a wide margin.
-        gradcheck(std::string("conv2d ") + c.name,
-                  [o](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], o); }, {x, w, b});
-    }
-}
-
-TEST_CASE("conv2d: non-contiguous input") {
-    Tensor x = randn({1, 2, 5, 6}).requires_grad_();
-    Tensor w = randn({3, 2, 3, 3}).requires_grad_();
-    Tensor y = conv2d(x.transpose(2, 3), w, Tensor(), {.padding = 1});
-    Tensor y_ref = conv2d(x.detach().transpose(2, 3).contiguous(), w.detach(), Tensor(), {.padding = 1});
-    check_close(y, y_ref, 0, 0, "transposed input");
-    gradcheck(
-        "conv2d transposed input",
-        [](const std::vector<Tensor>& in) { return conv2d(in[0].transpose(2, 3), in[1], Tensor(), {.padding = 1}); },
-        {x, w});
 }
 
 TEST_CASE("conv2d: errors") {

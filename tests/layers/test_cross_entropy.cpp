@@ -1,5 +1,5 @@
 // cross_entropy: hand-computed cases, the PyTorch fixture ((N,C,H,W) and (N,C) forms, ignored pixels, large
-// logits), the all-ignored convention, gradient checks and the label errors.
+// logits), the all-ignored convention and the label errors (the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -9,7 +9,6 @@
 #include "framework/parallel.h"
 #include "layers/cross_entropy.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -71,50 +70,6 @@ TEST_CASE("cross_entropy: (N,C,H,W) equals the (N*H*W, C) form") {
     // (N, C, H, W) -> (N, H, W, C) -> (N*H*W, C): the same pixels in the same order, a non-contiguous input
     Tensor rows = cross_entropy(logits.permute({0, 2, 3, 1}).reshape({30, 4}), from_vector_i32(labels, {30}));
     CHECK(pixels.item() == doctest::Approx(rows.item()).epsilon(1e-6));
-}
-
-TEST_CASE("cross_entropy: the loss does not depend on the thread count") {
-    Tensor logits = randn({2, 3, 40, 40});  // 3200 pixels: several parallel chunks
-    std::vector<int32_t> labels(3200);
-    for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % 5 == 0 ? 255 : int32_t(i % 3);
-    Tensor target = from_vector_i32(labels, {2, 40, 40});
-    int threads = num_threads();
-    set_num_threads(1);
-    float one = cross_entropy(logits, target).item();
-    set_num_threads(std::max(2, threads));
-    float many = cross_entropy(logits, target).item();
-    set_num_threads(threads);
-    CHECK(one == many);
-}
-
-TEST_CASE("cross_entropy: gradient check") {
-    // The gradients are (softmax - onehot) / count, small next to gradcheck's floor of 1 in the relative error,
-    // so tol is tightened from 1e-2 to 1e-3 to keep the check meaningful. The loss is smooth, so the central
-    // difference with eps = 1e-2 is accurate far below that.
-    GradcheckOptions opt;
-    opt.tol = 1e-3;
-    struct Config {
-        Shape logits;
-        int64_t ignore_every;  // every k-th pixel gets the ignore label (0: none)
-        int64_t ignore_index;
-    };
-    for (const Config& cfg : {Config{{2, 3, 2, 3}, 0, 255}, Config{{1, 5, 3, 3}, 4, 255}, Config{{2, 2, 1, 5}, 3, 255},
-                              Config{{5, 4}, 2, 255}, Config{{7, 3}, 3, -100}}) {
-        Shape target_shape = cfg.logits.size() == 4 ? Shape{cfg.logits[0], cfg.logits[2], cfg.logits[3]}
-                                                    : Shape{cfg.logits[0]};
-        int64_t c = cfg.logits[1];
-        std::vector<int32_t> labels(size_t(shape_numel(target_shape)));
-        for (size_t i = 0; i < labels.size(); ++i)
-            labels[i] = cfg.ignore_every && i % size_t(cfg.ignore_every) == 1 ? int32_t(cfg.ignore_index)
-                                                                               : int32_t((i * 7 + 2) % size_t(c));
-        Tensor target = from_vector_i32(labels, target_shape);
-        Tensor logits = randn(cfg.logits).requires_grad_();
-        int64_t ignore_index = cfg.ignore_index;
-        gradcheck(str("cross_entropy ", shape_str(cfg.logits), " ignore every ", cfg.ignore_every),
-                  [target, ignore_index](const std::vector<Tensor>& in) {
-                      return cross_entropy(in[0], target, ignore_index);
-                  }, {logits}, opt);
-    }
 }
 
 TEST_CASE("cross_entropy: a bad label is an error naming its value and position") {

@@ -1,4 +1,4 @@
-// linear: a hand-computed case, the PyTorch fixture, the gradient check, errors, the module and its registry entry.
+// linear: a hand-computed case, the PyTorch fixture, errors, the module and its registry entry.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -7,7 +7,6 @@
 #include "framework/registry.h"
 #include "layers/linear.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -44,30 +43,6 @@ TEST_CASE("linear: matches PyTorch forward and backward") {
         check_close(w.grad(), fx.get(c + ".dweight"), 1e-5, 1e-5, c + " backward weight");
         if (has_bias) check_close(b.grad(), fx.get(c + ".dbias"), 1e-5, 1e-5, c + " backward bias");
     }
-}
-
-TEST_CASE("linear: gradient check") {
-    struct Case {
-        Shape x;
-        int64_t out;
-    };
-    for (Case c : {Case{{5, 7}, 3}, Case{{2, 3, 2, 5}, 4}, Case{{6}, 1}, Case{{1, 9}, 11}}) {
-        int64_t in = c.x.back();
-        Tensor x = randn(c.x).requires_grad_();
-        Tensor w = randn({c.out, in}).requires_grad_();
-        Tensor b = randn({c.out}).requires_grad_();
-        std::string what = "linear " + shape_str(c.x) + " -> " + std::to_string(c.out);
-        gradcheck(what + " with bias",
-                  [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x, w, b});
-        gradcheck(what + " without bias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); },
-                  {x, w});
-    }
-    // A transposed (non-contiguous) input and weight.
-    Tensor x = randn({4, 3}).requires_grad_();
-    Tensor w = randn({4, 2}).requires_grad_();
-    gradcheck("linear transposed",
-              [](const std::vector<Tensor>& in) { return linear(in[0].transpose(0, 1), in[1].transpose(0, 1)); },
-              {x, w});
 }
 
 TEST_CASE("linear: gradients only where needed, and an empty batch") {

@@ -1,10 +1,9 @@
-// mul (tensor times scalar): a hand-computed case, the PyTorch fixture, the gradient check and errors.
+// mul (tensor times scalar): a hand-computed case, the PyTorch fixture and errors (the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
 #include "layers/mul.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -28,18 +27,6 @@ TEST_CASE("mul: matches PyTorch forward and backward") {
         y.backward(fx.get(c + ".dy"));
         check_close(x.grad(), fx.get(c + ".dx"), 1e-7, 1e-6, c + " backward");
     }
-}
-
-TEST_CASE("mul: gradient check") {
-    for (float s : {0.4f, -2.5f, 0.0f}) {
-        for (Shape shape : {Shape{2, 3, 4, 5}, Shape{7, 3, 9}, Shape{}}) {
-            Tensor x = randn(shape).requires_grad_();
-            gradcheck("mul " + std::to_string(s) + " " + shape_str(shape),
-                      [s](const std::vector<Tensor>& in) { return s * in[0]; }, {x});
-        }
-    }
-    Tensor x = randn({4, 3}).requires_grad_();
-    gradcheck("mul transposed", [](const std::vector<Tensor>& in) { return in[0].transpose(0, 1) * 1.5f; }, {x});
 }
 
 TEST_CASE("mul: errors") {

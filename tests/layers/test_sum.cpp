@@ -1,25 +1,12 @@
-// sum: hand-computed cases, the PyTorch fixture, the gradient check, accuracy, thread-count independence, errors.
+// sum: hand-computed cases, the PyTorch fixture, accuracy, errors (threads and the generic checks: tests/op_cases.h).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
-#include "framework/parallel.h"
 #include "layers/sum.h"
 #include "tests/fixtures.h"
-#include "tests/gradcheck.h"
-#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
-
-namespace {
-
-
-std::vector<float> sum_with_threads(int threads, const Tensor& x, int64_t dim) {
-    ThreadCountScope scope(threads);
-    return (dim == -100 ? sum(x) : sum(x, dim)).to_vector();
-}
-
-}  // namespace
 
 TEST_CASE("sum: hand-computed values and gradients") {
     Tensor x = from_vector({1.f, 2.f, 3.f, 4.f, 5.f, 6.f}, {2, 3}).requires_grad_();
@@ -61,40 +48,12 @@ TEST_CASE("sum: matches PyTorch forward and backward") {
     }
 }
 
-TEST_CASE("sum: gradient check") {
-    for (Shape shape : {Shape{2, 3, 4, 5}, Shape{3, 7, 5}, Shape{13}}) {
-        Tensor x = randn(shape).requires_grad_();
-        gradcheck("sum all " + shape_str(shape), [](const std::vector<Tensor>& in) { return sum(in[0]); }, {x});
-        for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
-            for (bool keepdim : {false, true}) {
-                gradcheck("sum " + shape_str(shape) + " dim " + std::to_string(dim) + " keepdim " +
-                              std::to_string(keepdim),
-                          [dim, keepdim](const std::vector<Tensor>& in) { return sum(in[0], dim, keepdim); }, {x});
-            }
-        }
-    }
-    Tensor s = randn({}).requires_grad_();
-    gradcheck("sum 0-D", [](const std::vector<Tensor>& in) { return sum(in[0]); }, {s});
-    Tensor x = randn({4, 6}).requires_grad_();
-    gradcheck("sum transposed", [](const std::vector<Tensor>& in) { return sum(in[0].transpose(0, 1), 1); }, {x});
-}
-
 TEST_CASE("sum: accumulates in double") {
     // 0.1f added a million times: a float accumulator drifts to about 100958; the exact sum of the float 0.1f
     // values, 100000.0015, rounds to 100000.
     CHECK(sum(full({1000000}, 0.1f)).item() == 100000.f);
     CHECK(sum(full({1000000, 2}, 0.1f), 0).to_vector() == std::vector<float>{100000.f, 100000.f});
     CHECK(sum(full({2, 1000000}, 0.1f), 1).to_vector() == std::vector<float>{100000.f, 100000.f});
-}
-
-TEST_CASE("sum: the result does not depend on the number of threads") {
-    Tensor x = randn({3, 1000003});  // large enough to use many chunks, odd so that chunks are uneven
-    for (int64_t dim : {-100, 0, 1}) {  // -100: the full reduction
-        std::vector<float> one = sum_with_threads(1, x, dim), two = sum_with_threads(2, x, dim);
-        CHECK_MESSAGE(one == two, "dim ", dim);  // bit-exact
-    }
-    Tensor y = randn({1000, 37, 29});
-    CHECK(sum_with_threads(1, y, 1) == sum_with_threads(2, y, 1));
 }
 
 TEST_CASE("sum: empty inputs") {
