@@ -56,7 +56,11 @@ PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
     STRATA_CHECK(c.zoom_factor == 1 || c.zoom_factor == 2 || c.zoom_factor == 4 || c.zoom_factor == 8,
                  "PSPNet: zoom_factor must be 1, 2, 4 or 8, got ", c.zoom_factor);
     STRATA_CHECK(c.dropout >= 0 && c.dropout < 1, "PSPNet: dropout must be in [0, 1), got ", c.dropout);
+    // semseg's ResNet initialises its own layers (Kaiming); PSPNet's new layers (ppm, cls, aux) keep PyTorch's
+    // defaults, which Conv2d and BatchNorm2d already give: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BN weight 1, bias 0.
     Backbone b = make_backbone(c.backbone);
+    for (Module* stage : {b.layer0.get(), b.layer1.get(), b.layer2.get(), b.layer3.get(), b.layer4.get()})
+        init_backbone_weights(*stage);
     layer0 = register_module("layer0", b.layer0);
     layer1 = register_module("layer1", b.layer1);
     layer2 = register_module("layer2", b.layer2);
@@ -74,7 +78,6 @@ PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
     double width = c.backbone.width;
     cls = register_module("cls", head(features, scaled(512, width), c.classes, c.dropout));
     if (c.aux) aux = register_module("aux", head(b.layer3_channels, scaled(256, width), c.classes, c.dropout));
-    init_backbone_weights(*this);
 }
 
 int64_t PSPNet::output_size(int64_t input) const {

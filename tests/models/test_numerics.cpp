@@ -188,7 +188,7 @@ TEST_CASE("train: base_lr=1e3 stops at the first non-finite value, and the newes
         message = e.what();
     }
     INFO(message);
-    REQUIRE(message.find("training diverged at iteration 4: ") != std::string::npos);
+    REQUIRE(message.find("training diverged at iteration 5: ") != std::string::npos);
     CHECK(message.find("Lower base_lr (now 1000)") != std::string::npos);
     int64_t diverged = std::stoll(message.substr(message.find("iteration ") + 10));
     // every step before the one that diverged was saved, and that step was not

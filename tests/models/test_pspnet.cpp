@@ -1,7 +1,8 @@
-// PSPNet: shapes for every depth and output stride, semseg's parameter names and counts, the PPM's role, a small
-// model overfitting one batch.
+// PSPNet: shapes for every depth and output stride, semseg's parameter names and counts and its initialisation, the
+// PPM's role, a small model overfitting one batch.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <set>
 
 #include "framework/autograd.h"
@@ -27,6 +28,40 @@ PSPNetConfig tiny(int depth, int output_stride = 8) {
     return c;
 }
 
+// Mean, variance and largest magnitude of the weights of every Conv2d under `modules`, each weight divided by
+// scale(fan_in, fan_out) of its convolution so that layers of every size pool into one sample. On the way it checks
+// what both inits share: BN weight 1 and bias 0, a convolution's bias (PyTorch's default) within +-1/sqrt(fan_in).
+struct Moments {
+    double mean = 0, var = 0, max_abs = 0;
+};
+using Scale = double (*)(double fan_in, double fan_out);
+void conv_moments(const Module& m, Scale scale, Moments& acc, int64_t& n) {
+    for (auto& [name, child] : m.named_children()) {
+        if (auto* conv = dynamic_cast<const Conv2d*>(child.get())) {
+            Shape s = conv->weight.shape();
+            double fan_in = double(s[1] * s[2] * s[3]), fan_out = double(s[0] * s[2] * s[3]);
+            for (float w : conv->weight.to_vector()) {
+                double z = w / scale(fan_in, fan_out);
+                acc.mean += z, acc.var += z * z, acc.max_abs = std::max(acc.max_abs, std::abs(z)), ++n;
+            }
+            if (conv->bias.defined())
+                for (float b : conv->bias.to_vector()) CHECK(std::abs(b) <= 1 / std::sqrt(fan_in));
+        } else if (auto* bn = dynamic_cast<const BatchNorm2d*>(child.get())) {
+            for (float w : bn->weight.to_vector()) CHECK(w == 1.0f);
+            for (float b : bn->bias.to_vector()) CHECK(b == 0.0f);
+        }
+        conv_moments(*child, scale, acc, n);
+    }
+}
+Moments moments(const std::vector<std::shared_ptr<Module>>& modules, Scale scale) {
+    Moments acc;
+    int64_t n = 0;
+    for (auto& m : modules) conv_moments(*m, scale, acc, n);
+    acc.mean /= double(n);
+    acc.var = acc.var / double(n) - acc.mean * acc.mean;
+    return acc;
+}
+
 }  // namespace
 
 TEST_CASE("pspnet: output and auxiliary shapes for every depth and output stride") {
@@ -40,16 +75,33 @@ TEST_CASE("pspnet: output and auxiliary shapes for every depth and output stride
             PSPNet model(c);
             Tensor x = randn({2, 3, 33, 33});
             PSPNetOutput out = model.forward_all(x);
-            // 33 = 8*4 + 1: the x8 zoom returns to the input size at output stride 8
-            int64_t expected = os == 8 ? 33 : 33;
-            CHECK(out.logits.shape() == Shape{2, 5, expected, expected});
+            // 33 = 8*4 + 1 = 16*2 + 1: the zoom returns to the input size at output stride 8 and 16
+            CHECK(out.logits.shape() == Shape{2, 5, 33, 33});
             CHECK(out.aux_logits.shape() == out.logits.shape());
             model.eval();
             PSPNetOutput ev = model.forward_all(x);
-            CHECK(ev.logits.shape() == Shape{2, 5, expected, expected});
+            CHECK(ev.logits.shape() == Shape{2, 5, 33, 33});
             CHECK_FALSE(ev.aux_logits.defined());  // the aux head is for training only
         }
     }
+}
+
+TEST_CASE("pspnet: semseg's initialisation: Kaiming in the backbone, PyTorch's defaults in ppm, cls and aux") {
+    manual_seed(0);
+    PSPNet model(tiny(50));  // about 92,000 backbone and 100,000 head weights: the tolerances are 6 sigma or more
+    // semseg's ResNet: kaiming_normal_(mode='fan_out', nonlinearity='relu'), w ~ N(0, 2 / fan_out)
+    Moments kaiming = moments({model.layer0, model.layer1, model.layer2, model.layer3, model.layer4},
+                              [](double, double fan_out) { return std::sqrt(2 / fan_out); });
+    CHECK(std::abs(kaiming.mean) < 0.02);
+    CHECK(kaiming.var == doctest::Approx(1).epsilon(0.03));
+    CHECK(kaiming.max_abs > 3.5);  // a normal's tail, beyond any uniform's bound
+    // the new layers keep nn.Conv2d's reset_parameters: w ~ U(-b, b) with b = 1/sqrt(fan_in), variance b^2/3
+    Moments uniform =
+        moments({model.ppm, model.cls, model.aux}, [](double fan_in, double) { return 1 / std::sqrt(fan_in); });
+    CHECK(std::abs(uniform.mean) < 0.015);
+    CHECK(uniform.var == doctest::Approx(1.0 / 3).epsilon(0.03));
+    CHECK(uniform.max_abs <= 1);
+    CHECK(uniform.max_abs > 0.99);
 }
 
 TEST_CASE("pspnet: feature strides and the 8k+1 rule") {
