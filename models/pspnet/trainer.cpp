@@ -78,6 +78,58 @@ void truncate_metrics(const fs::path& path, int64_t iteration) {
     write_file_atomically(path.string(), kept);
 }
 
+// The recipe of one training step, read once from the config.
+struct StepRecipe {
+    int64_t iterations;  // max_iter of the poly schedule
+    float base_lr, power, aux_weight;
+    int64_t ignore_label;
+};
+
+struct StepLosses {
+    float total = 0, main = 0, aux = 0;  // aux is 0 without the auxiliary head
+};
+
+// One iteration of semseg's train.py: the paper's recipe, nothing else.
+StepLosses training_step(PSPNet& model, SGD& optimizer, const Tensor& images, const Tensor& labels,
+                         int64_t iteration, const StepRecipe& r, const std::string& divergence_advice) {
+    // poly learning rate: base_lr * (1 - iteration/max_iter)^power; the head group runs at head_lr_mult times it
+    optimizer.set_lr(poly_lr(r.base_lr, iteration, r.iterations, r.power));
+    // forward: the main logits from the pyramid pooling head, the aux logits from layer3 (training only)
+    PSPNetOutput out = model.forward_all(images);
+    // loss = CE(logits, labels) + aux_weight * CE(aux_logits, labels); ignore_label pixels count in neither
+    Tensor main_loss = cross_entropy(out.logits, labels, r.ignore_label);
+    Tensor loss = main_loss, aux_loss;
+    if (out.aux_logits.defined()) {
+        aux_loss = cross_entropy(out.aux_logits, labels, r.ignore_label);
+        loss = main_loss + aux_loss * r.aux_weight;
+    }
+    StepLosses losses{loss.item(), main_loss.item(), aux_loss.defined() ? aux_loss.item() : 0.0f};
+    STRATA_CHECK(std::isfinite(losses.total), "training diverged at iteration ", iteration + 1, ": loss is ",
+                 losses.total, ". ", divergence_advice);
+    // backward, then SGD with momentum and weight decay
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+    return losses;
+}
+
+// What happened between two log lines: their averages become one line of metrics.jsonl.
+struct LogWindow {
+    double loss = 0, main_loss = 0, aux_loss = 0;
+    int64_t steps = 0, images = 0, labelled_pixels = 0;
+
+    void add(const StepLosses& step, int64_t batch_images, int64_t batch_labelled) {
+        loss += step.total, main_loss += step.main, aux_loss += step.aux;
+        ++steps, images += batch_images, labelled_pixels += batch_labelled;
+    }
+    nlohmann::json line(int64_t iteration, float lr, double seconds_since_last, double seconds) const {
+        return {{"iteration", iteration}, {"loss", loss / steps}, {"main_loss", main_loss / steps},
+                {"aux_loss", aux_loss / steps}, {"lr", lr},
+                {"images_per_s", seconds_since_last > 0 ? double(images) / seconds_since_last : 0.0},
+                {"seconds", seconds}};
+    }
+};
+
 }  // namespace
 
 std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& c, bool train) {
@@ -159,9 +211,10 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     STRATA_CHECK(lc.batch_size >= 1, "config: batch_size must be >= 1");
     Loader loader(train_set, train_transform_config(c), lc);
 
-    const int64_t max_iter = c["iterations"];
-    const float base_lr = c["base_lr"], power = c["power"], aux_weight = c["aux_weight"];
-    const int64_t ignore = c["ignore_label"], log_every = std::max<int64_t>(1, c["log_every"]);
+    const StepRecipe recipe{c["iterations"], c["base_lr"], c["power"], c["aux_weight"], c["ignore_label"]};
+    const int64_t max_iter = recipe.iterations, ignore = recipe.ignore_label;
+    const float base_lr = recipe.base_lr;
+    const int64_t log_every = std::max<int64_t>(1, c["log_every"]);
     const int64_t save_every = c["save_every"], eval_every = c["eval_every"];
     const bool tty = options.verbose && isatty(fileno(stderr));
     MetricsLog metrics(metrics_path.string());
@@ -174,38 +227,24 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     model.train();
     auto t0 = std::chrono::steady_clock::now();
     auto last_log = t0;
-    int64_t images_since_log = 0, start_iter = pos.iteration;
-    double window_loss = 0, window_aux = 0, window_main = 0;
-    int64_t window = 0, window_labelled = 0;
+    const int64_t start_iter = pos.iteration;
+    LogWindow window;
     bool warned_unlabelled = false;
 
     while (pos.iteration < max_iter) {
-        float lr = poly_lr(base_lr, pos.iteration, max_iter, power);
-        optimizer.set_lr(lr);
+        // the batch the loader's threads prepared while the previous step ran
         Batch batch = loader.next();
-        window_labelled += labelled_pixels(batch.labels, ignore);
-        Tensor images = batch.images.to(device), labels = batch.labels.to(device);
-        PSPNetOutput out = model.forward_all(images);
-        Tensor main_loss = cross_entropy(out.logits, labels, ignore);
-        Tensor loss = main_loss, aux_loss;
-        if (out.aux_logits.defined()) {
-            aux_loss = cross_entropy(out.aux_logits, labels, ignore);
-            loss = main_loss + aux_loss * aux_weight;
-        }
-        float l = loss.item(), lm = main_loss.item(), la = aux_loss.defined() ? aux_loss.item() : 0.0f;
-        STRATA_CHECK(std::isfinite(l), "training diverged at iteration ", pos.iteration + 1, ": loss is ", l, ". ",
-                     divergence_advice);
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
+        // the step itself: poly LR, forward with aux, CE + aux_weight CE_aux, backward, SGD
+        StepLosses step = training_step(model, optimizer, batch.images.to(device), batch.labels.to(device),
+                                        pos.iteration, recipe, divergence_advice);
+        const float lr = optimizer.lr();
         pos.iteration++;
         // The gradients first, so that a NaN born in the backward is named there rather than in the weights.
         NamedTensors checked = named_gradients(model);
         for (auto& named : training_state(model, optimizer)) checked.push_back(named);
         require_finite(checked, str("training diverged at iteration ", pos.iteration), divergence_advice);
-        result.losses.push_back(l);
-        window_loss += l, window_main += lm, window_aux += la, ++window;
-        images_since_log += batch.images.size(0);
+        result.losses.push_back(step.total);
+        window.add(step, batch.images.size(0), labelled_pixels(batch.labels, ignore));
 
         auto now = std::chrono::steady_clock::now();
         double elapsed = std::chrono::duration<double>(now - t0).count();
@@ -213,15 +252,12 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
         double eta = per_iter * double(max_iter - pos.iteration);
         if (pos.iteration % log_every == 0 || pos.iteration == max_iter) {
             double since = std::chrono::duration<double>(now - last_log).count();
-            nlohmann::json j = {{"iteration", pos.iteration}, {"loss", window_loss / window},
-                                {"main_loss", window_main / window}, {"aux_loss", window_aux / window}, {"lr", lr},
-                                {"images_per_s", since > 0 ? double(images_since_log) / since : 0.0},
-                                {"seconds", elapsed}};
+            nlohmann::json j = window.line(pos.iteration, lr, since, elapsed);
             metrics.append(j.dump());
             write_scalars(tensorboard.get(), j);
             // A window without one labelled pixel trained on nothing: its loss is 0 whatever the weights are.
-            if (window_labelled == 0 && !warned_unlabelled && options.verbose) {
-                std::cerr << (tty ? "\n" : "") << "warning: iterations " << pos.iteration - window + 1 << "-"
+            if (window.labelled_pixels == 0 && !warned_unlabelled && options.verbose) {
+                std::cerr << (tty ? "\n" : "") << "warning: iterations " << pos.iteration - window.steps + 1 << "-"
                           << pos.iteration << " saw no labelled pixel: every label pixel was ignore_label=" << ignore
                           << ", so the loss is 0 and nothing is learned. Check the label files of " << c["data_root"]
                           << " (label_dir, label_mapping) and ignore_label\n";
@@ -232,12 +268,11 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
                           << "  aux " << j["aux_loss"].get<double>() << "  lr " << lr << "  "
                           << j["images_per_s"].get<double>() << " img/s  ETA " << format_duration(eta) << "\n";
             last_log = now;
-            images_since_log = 0;
-            window_loss = window_aux = window_main = 0, window = 0, window_labelled = 0;
+            window = LogWindow{};
         }
         if (tty) {
             std::fprintf(stderr, "\riter %lld/%lld | loss %.4f (aux %.4f) | lr %.5f | %.1f img/s | ETA %s   ",
-                         (long long)pos.iteration, (long long)max_iter, l, la, lr,
+                         (long long)pos.iteration, (long long)max_iter, step.total, step.aux, lr,
                          double(batch.images.size(0)) / per_iter, format_duration(eta).c_str());
         }
 
