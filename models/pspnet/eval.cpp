@@ -14,8 +14,6 @@
 #include <iostream>
 
 #include "framework/check.h"
-#include "framework/parallel.h"
-#include "models/pspnet/checkpoint.h"
 #include "models/pspnet/cli.h"
 #include "models/pspnet/config.h"
 #include "models/pspnet/trainer.h"
@@ -37,20 +35,10 @@ const char* kUsage =
 int eval_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {}, kUsage);
     nlohmann::json config = load_program_config(cl);
-    if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
     std::string run_dir = config["run_dir"];
-    std::string weights = config["weights"];
-    if (weights.empty()) weights = run_dir + "/model.safetensors";
-    STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
-                 "': train first, or pass weights=<file.safetensors>");
-    PSPNet model(model_config(config));
-    load_weights(weights, model, weights_options(config, true));
-    std::string device_note;
-    Device device = select_device(config["device"], &device_note);
-    if (!device_note.empty()) std::cerr << device_note << "\n";
-    model.to(device);
+    TrainedModel trained = load_trained_model(config);
     std::filesystem::create_directories(run_dir);
-    evaluate_run(model, config, run_dir, true);
+    evaluate_run(*trained.model, config, run_dir, true);
     std::cout << "wrote " << eval_output_paths(config, run_dir).json << "\n";
     return 0;
 }

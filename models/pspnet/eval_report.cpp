@@ -8,7 +8,10 @@
 #include <iostream>
 
 #include "framework/check.h"
+#include "framework/parallel.h"
 #include "framework/safetensors.h"
+#include "models/pspnet/checkpoint.h"
+#include "models/pspnet/config.h"
 #include "models/pspnet/legend.h"
 #include "models/pspnet/trainer.h"
 
@@ -170,6 +173,22 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
         std::cout << std::flush;
     }
     return result;
+}
+
+TrainedModel load_trained_model(const nlohmann::json& config) {
+    if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
+    std::string weights = config["weights"];
+    if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";
+    STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
+                 "': train first, or pass weights=<file.safetensors>");
+    TrainedModel trained{std::make_unique<PSPNet>(model_config(config)), Device{}};
+    load_weights(weights, *trained.model, weights_options(config, true));
+    std::string device_note;
+    trained.device = select_device(config["device"], &device_note);
+    if (!device_note.empty()) std::cerr << device_note << "\n";
+    trained.model->to(trained.device);
+    trained.model->eval();
+    return trained;
 }
 
 }  // namespace strata::pspnet

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,14 @@ EvalOutputPaths eval_output_paths(const nlohmann::json& config, const std::strin
 // evaluated images is a class (all are ignore_label), it says so on stderr and in the result's "warning" instead
 // of presenting the meaningless mIoU.
 nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& config, const std::string& run_dir, bool verbose);
+
+// A trained model ready to predict, for the eval and infer programs: the config's threads, the model it describes
+// with weights= (default <run_dir>/model.safetensors) loaded strictly, on the config's device, in eval mode.
+struct TrainedModel {
+    std::unique_ptr<PSPNet> model;
+    Device device;
+};
+TrainedModel load_trained_model(const nlohmann::json& config);
 
 // Progress lines for an evaluation of `total` images (see the file comment). Call it after each image.
 struct EvalProgress {

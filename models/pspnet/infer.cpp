@@ -20,10 +20,9 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "framework/check.h"
-#include "framework/parallel.h"
-#include "models/pspnet/checkpoint.h"
 #include "models/pspnet/cli.h"
 #include "models/pspnet/config.h"
+#include "models/pspnet/eval_report.h"
 #include "models/pspnet/evaluate.h"
 
 using namespace strata;
@@ -77,17 +76,9 @@ int infer_main(int argc, char** argv) {
     STRATA_CHECK(cl.options.count("--input") && cl.options.count("--output"), "infer needs --input and --output\n",
                  kUsage);
     nlohmann::json config = load_program_config(cl);
-    if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
-    std::string weights = config["weights"];
-    if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";
-    STRATA_CHECK(fs::exists(weights), "no weights at '", weights, "': train first, or pass weights=<file>");
-    PSPNet model(model_config(config));
-    load_weights(weights, model, weights_options(config, true));
-    std::string device_note;
-    Device device = select_device(config["device"], &device_note);
-    if (!device_note.empty()) std::cerr << device_note << "\n";
-    model.to(device);
-    model.eval();
+    TrainedModel trained = load_trained_model(config);
+    PSPNet& model = *trained.model;
+    const Device device = trained.device;
     EvalOptions options = eval_options(config);
     options.device = device;
     check_eval_options(options, model.config().backbone.output_stride);  // before reading any image
