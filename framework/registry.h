@@ -3,8 +3,9 @@
 //     auto conv = create_layer("conv2d", {{"in_channels", 3}, {"out_channels", 16}, {"kernel_size", 3}});
 //
 // Each layer registers its factory from its own file (REGISTER_LAYER("conv2d", make_conv2d) in layers/conv2d.cpp),
-// under the same name as its op and file. This is how configs and plugins build layers by name; an unknown name
-// fails with the list of known ones, an unknown or mistyped attribute with the list of valid ones.
+// under the same name as its op and file. It is the door for building layers from data (a JSON spec, a config); today
+// the tests use it and the PSPNet code constructs its modules directly. An unknown name fails with the list of
+// known ones, an unknown or mistyped attribute with the list of valid ones.
 //
 // Factories read their attributes through Attrs, which remembers every key asked for; create_layer then rejects any
 // key the factory did not read, so a typo ("strides" for "stride") is an error instead of a silent default.
