@@ -10,6 +10,7 @@
 #include <fstream>
 #include <set>
 
+#include "tests/models/run_program.h"
 #include "framework/check.h"
 #include "models/pspnet/cli.h"
 #include "models/pspnet/config.h"
@@ -18,23 +19,10 @@ using namespace strata;
 using namespace strata::pspnet;
 namespace fs = std::filesystem;
 
+using strata::testing::ProgramResult;
+using strata::testing::run_program;
+
 namespace {
-
-struct Result {
-    int code;
-    std::string output;
-};
-
-Result run(const std::string& command) {
-    std::string full = command + " 2>&1";
-    FILE* pipe = popen(full.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-    int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 // The message load_config throws for these overrides ("" when it throws nothing).
 std::string error_of(const std::vector<std::string>& overrides, const std::string& path = "") {
@@ -229,7 +217,7 @@ TEST_CASE("config: --help lists every key with its type, default and meaning") {
         return;
     }
     for (const char* program : {"train", "eval", "infer"}) {
-        Result r = run(std::string("build/bin/") + program + " --help");
+        ProgramResult r = run_program(std::string("build/bin/") + program + " --help");
         CHECK(r.code == 0);
         CHECK(r.output.find(std::string("usage: ") + program) != std::string::npos);
         CHECK_MESSAGE(r.output.find(help) != std::string::npos, program);
@@ -255,11 +243,11 @@ TEST_CASE("config: error messages name the source line only with STRATA_DEBUG=1"
                              Error);
     }
     if (!fs::exists("build/bin/train")) return;
-    Result r = run("env -u STRATA_DEBUG build/bin/train momentum=2");
+    ProgramResult r = run_program("env -u STRATA_DEBUG build/bin/train momentum=2");
     CHECK(r.code == 1);
     CHECK(r.output.find("error: config key 'momentum' is 2") != std::string::npos);
     CHECK(r.output.find("(at ") == std::string::npos);
-    r = run("STRATA_DEBUG=1 build/bin/train momentum=2");
+    r = run_program("STRATA_DEBUG=1 build/bin/train momentum=2");
     CHECK(r.code == 1);
     CHECK(r.output.find("(at models/pspnet/config.cpp:") != std::string::npos);
 }

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/models/run_program.h"
 #include "data/contextscenes.h"
 #include "data/image.h"
 #include "framework/safetensors.h"
@@ -24,6 +25,9 @@
 namespace fs = std::filesystem;
 using namespace strata;
 
+using strata::testing::ProgramResult;
+using strata::testing::run_program;
+
 namespace {
 
 const std::string kDir = "build/test_runs/programs";
@@ -31,22 +35,6 @@ const std::string kDir = "build/test_runs/programs";
 const std::string kRun = "dataset=contextscenes classes=8 scene_size=73 scene_min_gap=0 scene_train=32 scene_val=4 "
                          "depth=18 blocks=[1,1,0,0] width=0.125 train_h=73 train_w=73 batch_size=4 workers=0 "
                          "log_every=1 save_every=0 save_predictions=2 run_dir=" + kDir;
-
-struct Result {
-    int code;
-    std::string output;
-};
-
-Result run(const std::string& command) {
-    std::string full = command + " 2>&1";
-    FILE* pipe = popen(full.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-    int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -92,7 +80,7 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     CHECK(stopped_at >= 1);
 
     // --resume with a smaller total: it continues from the checkpoint to the end, then evaluates
-    Result r = run("build/bin/train --resume iterations=" + std::to_string(stopped_at + 3) + " " + kRun);
+    ProgramResult r = run_program("build/bin/train --resume iterations=" + std::to_string(stopped_at + 3) + " " + kRun);
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(r.output.find("resuming " + kDir + " at iteration " + std::to_string(stopped_at)) != std::string::npos);
     CHECK(r.output.find("mIoU") != std::string::npos);
@@ -103,7 +91,7 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     // eval of the saved weights, with the sliding-window protocol and flip, on 2 of the 4 images: its own output
     // file (the training's evaluation stays), progress lines (the output is a pipe here, not a terminal) and a
     // header that counts the images evaluated
-    r = run("build/bin/eval " + kRun + " eval_mode=slide test_h=41 test_w=41 base_size=73 eval_flip=true "
+    r = run_program("build/bin/eval " + kRun + " eval_mode=slide test_h=41 test_w=41 base_size=73 eval_flip=true "
             "max_eval_images=2");
     CHECK_MESSAGE(r.code == 0, r.output);
     nlohmann::json e = nlohmann::json::parse(std::ifstream(kDir + "/eval/slide_flip.json"));
@@ -124,15 +112,15 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     fs::remove_all(moved);
     fs::create_directories(moved);
     for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(kDir + "/" + f, moved + "/" + f);
-    r = run("build/bin/eval " + moved + " max_eval_images=2");
+    r = run_program("build/bin/eval " + moved + " max_eval_images=2");
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(r.output.find("mIoU") != std::string::npos);
-    r = run("build/bin/infer " + moved + "/config.json --input " + kDir + "/eval/whole/val_000000.png --output " +
+    r = run_program("build/bin/infer " + moved + "/config.json --input " + kDir + "/eval/whole/val_000000.png --output " +
             moved + "/out");
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(fs::exists(moved + "/out/val_000000.png"));
     // train refuses to start afresh over a run folder it is given
-    r = run("build/bin/train " + moved);
+    r = run_program("build/bin/train " + moved);
     CHECK(r.code == 1);
     CHECK(r.output.find("is a run folder: continue it with --resume") != std::string::npos);
 
@@ -146,7 +134,7 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
     std::ofstream(kDir + "/list.txt") << "images/scene0.png\nimages/scene1.png\n";
     for (const std::string& input : {kDir + "/images/scene0.png", kDir + "/images", kDir + "/list.txt"}) {
         fs::remove_all(kDir + "/out");
-        r = run("build/bin/infer " + kRun + " --input " + input + " --output " + kDir + "/out");
+        r = run_program("build/bin/infer " + kRun + " --input " + input + " --output " + kDir + "/out");
         CHECK_MESSAGE(r.code == 0, r.output);
         LabelMap pred = load_label(kDir + "/out/scene0.png");  // a palette PNG: indices are the classes
         CHECK(pred.h == 73);
@@ -157,23 +145,23 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
 
 TEST_CASE("programs: mistakes give one clear line and a non-zero exit code") {
     REQUIRE_MESSAGE(programs_built(), "build the programs first (make test does)");
-    Result r = run("build/bin/train batchsize=4 " + kRun);
+    ProgramResult r = run_program("build/bin/train batchsize=4 " + kRun);
     CHECK(r.code == 1);
     CHECK(r.output.find("error: command line: unknown config key 'batchsize'; did you mean 'batch_size'") !=
           std::string::npos);
-    r = run("build/bin/train --resum");
+    r = run_program("build/bin/train --resum");
     CHECK(r.code == 1);
     CHECK(r.output.find("unknown option '--resum'") != std::string::npos);
-    r = run("build/bin/infer " + kRun + " --input no/such/file.png --output " + kDir + "/out");
+    r = run_program("build/bin/infer " + kRun + " --input no/such/file.png --output " + kDir + "/out");
     CHECK(r.code == 1);
     CHECK(r.output.find("--input 'no/such/file.png' does not exist") != std::string::npos);
-    r = run("build/bin/eval " + kRun + " weights=no/such.safetensors");
+    r = run_program("build/bin/eval " + kRun + " weights=no/such.safetensors");
     CHECK(r.code == 1);
     CHECK(r.output.find("no weights at 'no/such.safetensors'") != std::string::npos);
-    r = run("build/bin/train --resume run_dir=build/test_runs/never_trained");
+    r = run_program("build/bin/train --resume run_dir=build/test_runs/never_trained");
     CHECK(r.code == 1);
     CHECK(r.output.find("--resume: no checkpoint in 'build/test_runs/never_trained'") != std::string::npos);
-    r = run("build/bin/train device=tpu " + kRun);
+    r = run_program("build/bin/train device=tpu " + kRun);
     CHECK(r.code == 1);
     CHECK(r.output.find("unknown device 'tpu'") != std::string::npos);
 }
@@ -182,7 +170,7 @@ TEST_CASE("programs: make_contextscenes writes the dataset configs/contextscenes
     REQUIRE_MESSAGE(fs::exists("build/bin/make_contextscenes"), "build the programs first (make test does)");
     // its defaults are read from the config, so `make data` and `make train` cannot disagree
     nlohmann::json c = strata::pspnet::load_config("configs/contextscenes.json", {});
-    Result r = run("build/bin/make_contextscenes --help");
+    ProgramResult r = run_program("build/bin/make_contextscenes --help");
     CHECK(r.code == 0);
     for (std::string expected :
          {"out=" + c["data_root"].get<std::string>(), "size=" + std::to_string(c["scene_size"].get<int>()),
@@ -196,7 +184,7 @@ TEST_CASE("programs: make_contextscenes writes the dataset configs/contextscenes
     fs::create_directories(dir);
     std::ofstream(dir + "/scenes.json") << "{\"data_root\": \"" << dir << "/data\", \"scene_size\": 73, "
                                         << "\"scene_min_gap\": 0, \"scene_train\": 3, \"scene_val\": 2}";
-    r = run("build/bin/make_contextscenes " + dir + "/scenes.json val=1");
+    r = run_program("build/bin/make_contextscenes " + dir + "/scenes.json val=1");
     CHECK_MESSAGE(r.code == 0, r.output);
     CHECK(r.output.find("(3 train + 1 val, 73x73, seed 0)") != std::string::npos);
     CHECK(fs::exists(dir + "/data/ImageSets/Segmentation/train.txt"));

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/models/run_program.h"
 #include "framework/check.h"
 #include "framework/optimizer.h"
 #include "framework/safetensors.h"
@@ -26,6 +27,9 @@
 using namespace strata;
 using namespace strata::pspnet;
 namespace fs = std::filesystem;
+
+using strata::testing::ProgramResult;
+using strata::testing::run_program;
 
 namespace {
 
@@ -70,22 +74,6 @@ std::string error_of(const std::function<void()>& f) {
         return e.what();
     }
     return "";
-}
-
-struct ProgramResult {
-    int code;
-    std::string output;
-};
-
-ProgramResult run_program(const std::string& command) {
-    std::string full = command + " 2>&1";
-    FILE* pipe = popen(full.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-    int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
