@@ -1,5 +1,7 @@
 // avgpool2d: hand-computed divisors (padding, ceil_mode, count_include_pad), the PyTorch fixture, errors, the
-// module and its registry entry (the generic checks: tests/op_cases.h).
+// module and its registry entry.
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"

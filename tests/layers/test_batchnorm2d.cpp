@@ -1,5 +1,7 @@
 // batchnorm2d: hand-computed cases (training and eval), the PyTorch fixture, N = 1, views,
 // errors, and the module (registry, PyTorch names, running-statistics updates against nn.BatchNorm2d).
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include <cmath>

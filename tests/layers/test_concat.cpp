@@ -1,4 +1,6 @@
-// concat: hand-computed cases, the PyTorch fixture (dims 0..3 and -1, 2 to 4 inputs), errors (the generic checks: tests/op_cases.h).
+// concat: hand-computed cases, the PyTorch fixture (dims 0..3 and -1, 2 to 4 inputs), errors.
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"

@@ -1,5 +1,7 @@
 // cross_entropy: hand-computed cases, the PyTorch fixture ((N,C,H,W) and (N,C) forms, ignored pixels, large
-// logits), the all-ignored convention and the label errors (the generic checks: tests/op_cases.h).
+// logits), the all-ignored convention and the label errors.
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include <algorithm>

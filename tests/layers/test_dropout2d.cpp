@@ -1,5 +1,7 @@
 // dropout2d: a hand-computed mask, the reference fixture (our mask reimplemented in Python, PyTorch's eval mode),
 // the kept fraction, determinism, errors, and the module and its registry entry.
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include <cmath>

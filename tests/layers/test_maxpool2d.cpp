@@ -1,5 +1,7 @@
 // maxpool2d: hand-computed cases (ties, shared argmax, NaN), output sizes, the PyTorch fixture, errors,
 // the module and its registry entry.
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include <cmath>

@@ -1,5 +1,7 @@
 // upsample_bilinear2d: hand-computed cases, the PyTorch fixture (sizes and scale factors, both align_corners),
 // PSPNet's corner pinning, errors, and the module with its registry entry.
+// Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
+// the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
 
 #include "framework/check.h"
