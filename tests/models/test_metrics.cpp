@@ -4,6 +4,7 @@
 #include "framework/check.h"
 #include "framework/random.h"
 #include "models/pspnet/evaluate.h"
+#include "tests/models/tiny_model.h"
 #include "models/pspnet/metrics.h"
 
 using namespace strata;
@@ -62,25 +63,10 @@ TEST_CASE("metrics: out-of-range labels and predictions are errors") {
     CHECK_THROWS_WITH_AS(m.add(p2.data(), l2.data(), 2), doctest::Contains("prediction 3 at pixel 1"), Error);
 }
 
+using strata::testing::random_image;
+using strata::testing::tiny_eval_model;
+
 namespace {
-
-PSPNet small_model() {
-    manual_seed(11);
-    PSPNetConfig c;
-    c.backbone.depth = 18;
-    c.backbone.width = 1.0 / 16;
-    c.classes = 4;
-    PSPNet m(c);
-    m.eval();
-    return m;
-}
-
-Image random_image(int h, int w, uint64_t seed) {
-    Generator g(seed);
-    Image im(h, w, 3);
-    for (auto& v : im.data) v = uint8_t(g.randint(256));
-    return im;
-}
 
 void check_probabilities(const Tensor& p, int64_t c, int64_t h, int64_t w) {
     REQUIRE(p.shape() == Shape{c, h, w});
@@ -97,7 +83,7 @@ void check_probabilities(const Tensor& p, int64_t c, int64_t h, int64_t w) {
 }  // namespace
 
 TEST_CASE("evaluate: whole, sliding-window and multi-scale predictions are probability maps of the image size") {
-    PSPNet model = small_model();
+    PSPNet model = tiny_eval_model(11);
     Image im = random_image(29, 45, 1);
     EvalOptions o;
     check_probabilities(predict_probabilities(model, im, o), 4, 29, 45);
@@ -117,7 +103,7 @@ TEST_CASE("evaluate: whole, sliding-window and multi-scale predictions are proba
 TEST_CASE("evaluate: a window grid that covers the image exactly equals one forward per window") {
     // A 33x33 image with 17x17 crops: stride ceil(17*2/3) = 12, windows at 0, 12, 16 per axis. With base_size 0
     // and one scale, the centre pixel (16, 16) lies in all 9 windows; the corner (0, 0) only in the first.
-    PSPNet model = small_model();
+    PSPNet model = tiny_eval_model(11);
     Image im = random_image(33, 33, 2);
     EvalOptions slide;
     slide.mode = "slide";
@@ -133,7 +119,7 @@ TEST_CASE("evaluate: a window grid that covers the image exactly equals one forw
 }
 
 TEST_CASE("evaluate: with flip averaging the prediction of a mirrored image is the mirrored prediction") {
-    PSPNet model = small_model();
+    PSPNet model = tiny_eval_model(11);
     Image im = random_image(25, 33, 3), mirrored(25, 33, 3);
     for (int y = 0; y < 25; ++y)
         for (int x = 0; x < 33; ++x) std::copy(im.pixel(y, x), im.pixel(y, x) + 3, mirrored.pixel(y, 32 - x));

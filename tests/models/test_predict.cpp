@@ -13,29 +13,15 @@
 #include "layers/mul.h"
 #include "layers/upsample_bilinear2d.h"
 #include "models/pspnet/evaluate.h"
+#include "tests/models/tiny_model.h"
 
 using namespace strata;
 using namespace strata::pspnet;
 
+using strata::testing::random_image;
+using strata::testing::tiny_eval_model;
+
 namespace {
-
-PSPNet tiny_model() {
-    manual_seed(5);
-    PSPNetConfig c;
-    c.backbone.depth = 18;
-    c.backbone.width = 1.0 / 16;
-    c.classes = 4;
-    PSPNet m(c);
-    m.eval();
-    return m;
-}
-
-Image noise_image(int h, int w, uint64_t seed) {
-    Generator g(seed);
-    Image im(h, w, 3);
-    for (auto& v : im.data) v = uint8_t(g.randint(256));
-    return im;
-}
 
 ScoreMap random_scores(int64_t classes, int h, int w, Generator& g) {
     ScoreMap m;
@@ -77,7 +63,7 @@ struct CountingDataset : Dataset {
         ++reads;
         Sample s;
         s.name = "noise" + std::to_string(index);
-        s.image = noise_image(20, 24, uint64_t(index));
+        s.image = random_image(20, 24, uint64_t(index));
         s.label = LabelMap(20, 24);
         return s;
     }
@@ -130,8 +116,8 @@ TEST_CASE("predict: band-wise labels equal the argmax of the full-size average o
 }
 
 TEST_CASE("predict: predict_labels equals the argmax of the full-size probabilities in every mode") {
-    PSPNet model = tiny_model();
-    Image im = noise_image(31, 46, 9);
+    PSPNet model = tiny_eval_model(5);
+    Image im = random_image(31, 46, 9);
     std::vector<EvalOptions> protocols;
     EvalOptions o;
     protocols.push_back(o);                    // whole, one scale: the map is already full size
@@ -160,8 +146,8 @@ TEST_CASE("predict: predict_labels equals the argmax of the full-size probabilit
 
 TEST_CASE("predict: a slide-mode scale's scores stay at base_size, not at the image's size") {
     // The structure that keeps large images cheap: what predict_labels holds per scale is sized by base_size.
-    PSPNet model = tiny_model();
-    Image im = noise_image(90, 120, 4);
+    PSPNet model = tiny_eval_model(5);
+    Image im = random_image(90, 120, 4);
     EvalOptions o;
     o.mode = "slide";
     o.crop_h = o.crop_w = 17;
@@ -177,7 +163,7 @@ TEST_CASE("predict: a slide-mode scale's scores stay at base_size, not at the im
 }
 
 TEST_CASE("predict: resizing an 8-bit image equals resizing its float copy") {
-    Image im = noise_image(23, 31, 2);
+    Image im = random_image(23, 31, 2);
     for (auto [h, w] : std::vector<std::pair<int, int>>{{11, 16}, {40, 57}, {23, 31}, {1, 1}}) {
         ImageF a = resize_bilinear(im, h, w), b = resize_bilinear(to_float(im), h, w);
         CHECK(a.data == b.data);
@@ -185,8 +171,8 @@ TEST_CASE("predict: resizing an 8-bit image equals resizing its float copy") {
 }
 
 TEST_CASE("predict: degenerate protocol parameters are refused, naming the parameter") {
-    PSPNet model = tiny_model();
-    Image im = noise_image(20, 24, 3);
+    PSPNet model = tiny_eval_model(5);
+    Image im = random_image(20, 24, 3);
     EvalOptions slide;
     slide.mode = "slide";
     slide.crop_h = slide.crop_w = 17;
@@ -250,8 +236,8 @@ TEST_CASE("predict: degenerate protocol parameters are refused, naming the param
 }
 
 TEST_CASE("predict: an image whose prediction would not fit is refused up front with the size and the fix") {
-    PSPNet model = tiny_model();
-    Image im = noise_image(200, 300, 6);
+    PSPNet model = tiny_eval_model(5);
+    Image im = random_image(200, 300, 6);
     EvalOptions whole;
     EvalOptions slide;
     slide.mode = "slide";
@@ -282,8 +268,8 @@ TEST_CASE("predict: an image whose prediction would not fit is refused up front 
 TEST_CASE("predict: an allocation that fails anyway is rethrown naming the image and what to change") {
     // Scale 1e7 of a 2x2 image asks for a 20000000 x 20000000 float image (4.8 PB, beyond any address space, so
     // the allocation fails at once whatever the kernel's overcommit policy); the limit is lifted to get there.
-    PSPNet model = tiny_model();
-    Image im = noise_image(2, 2, 8);
+    PSPNet model = tiny_eval_model(5);
+    Image im = random_image(2, 2, 8);
     EvalOptions o;
     o.scales = {1e7};
     o.memory_limit_bytes = std::numeric_limits<int64_t>::max();
@@ -293,7 +279,7 @@ TEST_CASE("predict: an allocation that fails anyway is rethrown naming the image
 }
 
 TEST_CASE("predict: the forward-pass estimate grows with the pixels and the batch") {
-    PSPNet model = tiny_model();
+    PSPNet model = tiny_eval_model(5);
     int64_t one = estimate_forward_bytes(model, 1, 100, 100);
     CHECK(one > 0);
     CHECK(estimate_forward_bytes(model, 1, 200, 200) == doctest::Approx(4.0 * double(one)).epsilon(0.01));
