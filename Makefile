@@ -35,6 +35,10 @@ CXXFLAGS := -std=c++20 -O2 $(ARCH) -ffp-contract=off -fPIC -fopenmp -Wall -Wextr
             -I$(BLAS_INC_DIR) -MMD -MP
 LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
 LDLIBS   := -lopenblas -lpng -ljpeg -lpthread
+# Open MPI, for the "mpi" communicator backend (mpi/): only mpi/*.cpp see its headers; everything links libmpi.
+MPI_CXXFLAGS := $(shell mpicxx --showme:compile 2>/dev/null)
+MPI_LDLIBS   := $(filter-out -lmpi_cxx,$(shell mpicxx --showme:link 2>/dev/null))
+LDLIBS   += $(MPI_LDLIBS)
 
 ifeq ($(CUDA),auto)
   CUDA := $(if $(wildcard $(NVCC)),1,0)
@@ -42,12 +46,12 @@ endif
 
 BUILD := build
 # Every .cpp that defines main() is a program (built into build/bin/<name>); the rest form the library.
-SRC_DIRS     := framework layers data models/pspnet
+SRC_DIRS     := framework layers data models/pspnet mpi
 ALL_SRCS     := $(wildcard $(addsuffix /*.cpp,$(SRC_DIRS)))
 open_paren   := (
 PROGRAM_SRCS := $(shell grep -l '^int main$(open_paren)' $(ALL_SRCS) /dev/null 2>/dev/null)
 LIB_SRCS     := $(filter-out $(PROGRAM_SRCS),$(ALL_SRCS))
-TEST_SRCS  := $(wildcard tests/*.cpp tests/*/*.cpp)
+TEST_SRCS  := $(filter-out tests/mpi/%,$(wildcard tests/*.cpp tests/*/*.cpp))
 BENCH_SRCS := $(wildcard bench/*.cpp)
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
@@ -63,6 +67,8 @@ EXAMPLE_BIN := $(BUILD)/examples/hello
 # The CUDA backend's rules (nvcc builds, the emulated build and its sanitizer variants) live beside its sources.
 # With CUDA=1 it sets CUDA_LIB_OBJS/CUDA_LIB_LDLIBS: the real backend, linked into the library and the programs.
 -include cuda/cuda.mk
+# The tests that run under mpirun (tests/mpi/mpi.mk adds them to TEST_BINS).
+-include tests/mpi/mpi.mk
 LINK_OBJS := $(LIB_OBJS) $(CUDA_LIB_OBJS)
 # What `make test` cannot run on this machine, said in its output (tests/run_tests.sh --skipped).
 ifneq ($(CUDA),1)
@@ -72,7 +78,7 @@ endif
 LINK_LIBS := $(LDLIBS) $(CUDA_LIB_LDLIBS)
 
 DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev libjpeg-dev nlohmann-json3-dev \
-                doctest-dev gnuplot-nox
+                doctest-dev gnuplot-nox openmpi-bin libopenmpi-dev
 
 # `make train`: the run and the dataset it reads. `make data` writes the dataset configs/contextscenes.json trains on
 # (make_contextscenes reads its data_root and scene_* settings from that file: one place for them).
@@ -87,6 +93,8 @@ all: $(LIBRARY) $(EXAMPLE_BIN) $(PROGRAMS)
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/mpi/%.o: CXXFLAGS += $(MPI_CXXFLAGS)
 
 # The shared library keeps every object file, so every kernel and layer registrar runs when it is loaded.
 # Programs inside the repo link the objects directly for the same reason (a static archive would drop them).

@@ -62,34 +62,86 @@ struct ChannelWalk {
     }
 };
 
+// The mean and M2 = sum (x - mean)^2 of channel c over its M = N * HW >= 1 values, in double, the same in every
+// thread of the block (all of which must call it): pass 1 the mean, pass 2 the squared deviations (no
+// cancellation).
+__device__ void channel_mean_m2(double& mean, double& m2, double* partials, const float* x, int64_t c, int64_t N,
+                                int64_t C, int64_t HW) {
+    double sum = 0.0;
+    for (ChannelWalk w(c, C, HW); w.n < N; w.next()) sum += x[w.offset];
+    mean = block_sum(sum, partials) / double(N * HW);
+    double sq = 0.0;
+    for (ChannelWalk w(c, C, HW); w.n < N; w.next()) {
+        double d = double(x[w.offset]) - mean;
+        sq += d * d;
+    }
+    m2 = block_sum(sq, partials);
+}
+
+// mean_c, invstd_c and the running statistics (unbiased) from the mean and M2 of M >= 2 values; one thread.
+__device__ void store_channel_stats(float* mean, float* invstd, float* running_mean, float* running_var, int64_t c,
+                                    double m, double m2, double M, float momentum, float eps) {
+    const double var = m2 / M;
+    mean[c] = float(m);
+    invstd[c] = float(1.0 / sqrt(var + double(eps)));
+    if (running_mean) {
+        double unbiased = var * M / (M - 1);
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * float(m);
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * float(unbiased);
+    }
+}
+
 // Training statistics, one block per channel c (grid-stride). x: (N, C, HW); mean, invstd (outputs),
 // running_mean, running_var (in/out, both null or both set): (C). M = N * HW >= 2 (the op checks).
 __global__ void batchnorm2d_train_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var,
                                                const float* x, float momentum, float eps, int64_t N, int64_t C,
                                                int64_t HW) {
     __shared__ double partials[33];
-    const int64_t M = N * HW;
     for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {  // the same trip count for the whole block
-        // pass 1: the mean
-        double sum = 0.0;
-        for (ChannelWalk w(c, C, HW); w.n < N; w.next()) sum += x[w.offset];
-        const double m = block_sum(sum, partials) / double(M);
-        // pass 2: the biased variance, from deviations (no cancellation)
-        double sq = 0.0;
-        for (ChannelWalk w(c, C, HW); w.n < N; w.next()) {
-            double d = double(x[w.offset]) - m;
-            sq += d * d;
-        }
-        const double var = block_sum(sq, partials) / double(M);
+        double m, m2;
+        channel_mean_m2(m, m2, partials, x, c, N, C, HW);
+        if (threadIdx.x == 0)
+            store_channel_stats(mean, invstd, running_mean, running_var, c, m, m2, double(N * HW), momentum, eps);
+    }
+}
+
+// Synchronized batch norm, this rank's stats: (2C + 1) = [M, mean (C), M2 (C)], one block per channel
+// (grid-stride). x: (N, C, HW) with M = N * HW >= 1 (the launcher writes zeros for M = 0).
+__global__ void batchnorm2d_local_stats_kernel(double* stats, const float* x, int64_t N, int64_t C, int64_t HW) {
+    __shared__ double partials[33];
+    if (blockIdx.x == 0 && threadIdx.x == 0) stats[0] = double(N * HW);
+    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+        double m, m2;
+        channel_mean_m2(m, m2, partials, x, c, N, C, HW);
         if (threadIdx.x == 0) {
-            mean[c] = float(m);
-            invstd[c] = float(1.0 / sqrt(var + double(eps)));
-            if (running_mean) {
-                double unbiased = var * double(M) / double(M - 1);
-                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * float(m);
-                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * float(unbiased);
-            }
+            stats[1 + c] = m;
+            stats[1 + C + c] = m2;
         }
+    }
+}
+
+// Synchronized batch norm, the combined statistics: one thread per channel merges the world rows of gathered
+// ((world, 2C + 1), rank r's stats in row r) in rank order with Chan's formula, as the CPU kernel (whose comment
+// has the math), and stores mean, invstd and the running statistics (C each; running ones may be null).
+__global__ void batchnorm2d_merge_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var,
+                                               const double* gathered, float momentum, float eps, int64_t world,
+                                               int64_t C) {
+    const int64_t row = 2 * C + 1;
+    for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+        double n = 0.0, m = 0.0, m2 = 0.0;
+        for (int64_t r = 0; r < world; ++r) {
+            const double nb = gathered[r * row], mb = gathered[r * row + 1 + c], m2b = gathered[r * row + 1 + C + c];
+            if (nb == 0.0) continue;
+            if (n == 0.0) {
+                n = nb, m = mb, m2 = m2b;
+                continue;
+            }
+            const double d = mb - m, total = n + nb;
+            m += d * nb / total;
+            m2 += m2b + d * d * n * nb / total;
+            n = total;
+        }
+        store_channel_stats(mean, invstd, running_mean, running_var, c, m, m2, n, momentum, eps);
     }
 }
 
@@ -141,12 +193,13 @@ __global__ void batchnorm2d_backward_sums_kernel(float* dweight, float* dbias, c
     }
 }
 
-// dx from the per-channel sums, planes laid out as in the normalize kernel. Training:
-// dx = g * (dy - dbias_c/M - xhat * dweight_c/M); eval: dx = g * dy; g = gamma_c * invstd_c (weight may be null).
+// dx from the per-channel sums over M values (this rank's N * HW, or all ranks' in synchronized batch norm),
+// planes laid out as in the normalize kernel. Training: dx = g * (dy - dbias_c/M - xhat * dweight_c/M); eval:
+// dx = g * dy; g = gamma_c * invstd_c (weight may be null).
 __global__ void batchnorm2d_backward_dx_kernel(float* dx, const float* dy, const float* x, const float* mean,
                                                const float* invstd, const float* weight, const float* dweight,
-                                               const float* dbias, bool training, int64_t N, int64_t C, int64_t HW) {
-    const int64_t M = N * HW;
+                                               const float* dbias, bool training, int64_t M, int64_t N, int64_t C,
+                                               int64_t HW) {
     for (int64_t p = blockIdx.x; p < N * C; p += gridDim.x) {
         const int64_t c = p % C;
         const float g = (weight ? weight[c] : 1.0f) * invstd[c];
@@ -219,7 +272,44 @@ void batchnorm2d_backward_cuda(float* dx, float* dweight, float* dbias, const fl
     if (!dx) return;
     PlaneLaunch pl = plane_launch(N * C, HW);
     CUEMU_LAUNCH(batchnorm2d_backward_dx_kernel, pl.grid, pl.block, 0, cuda_current_stream(), dx, dy, x, mean, invstd,
-                 weight, dweight, dbias, training, N, C, HW);
+                 weight, dweight, dbias, training, N * HW, N, C, HW);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batchnorm2d_local_stats_cuda(double* stats, const float* x, int64_t N, int64_t C, int64_t HW) {
+    if (N * HW == 0) {  // no values: count, means and M2s are all 0 (0.0 is all zero bits)
+        CUDA_CHECK(cudaMemsetAsync(stats, 0, size_t(2 * C + 1) * sizeof(double), cuda_current_stream()));
+        return;
+    }
+    CUEMU_LAUNCH(batchnorm2d_local_stats_kernel, clamp_grid(C), kChannelThreads, 0, cuda_current_stream(), stats, x,
+                 N, C, HW);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batchnorm2d_merge_stats_cuda(float* mean, float* invstd, float* running_mean, float* running_var,
+                                  const double* gathered, float momentum, float eps, int64_t world, int64_t C) {
+    if (C == 0) return;
+    CUEMU_LAUNCH(batchnorm2d_merge_stats_kernel, cuda_grid_for(C), kCudaBlockSize, 0, cuda_current_stream(), mean,
+                 invstd, running_mean, running_var, gathered, momentum, eps, world, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batchnorm2d_normalize_cuda(float* y, const float* x, const float* mean, const float* invstd,
+                                const float* weight, const float* bias, int64_t N, int64_t C, int64_t HW) {
+    if (N * C * HW == 0) return;
+    PlaneLaunch pl = plane_launch(N * C, HW);
+    CUEMU_LAUNCH(batchnorm2d_normalize_kernel, pl.grid, pl.block, 0, cuda_current_stream(), y, x, mean, invstd,
+                 weight, bias, N, C, HW);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batchnorm2d_backward_dx_cuda(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
+                                  const float* weight, const float* sum_dy_xhat, const float* sum_dy, int64_t M,
+                                  int64_t N, int64_t C, int64_t HW) {
+    if (N * C * HW == 0) return;
+    PlaneLaunch pl = plane_launch(N * C, HW);
+    CUEMU_LAUNCH(batchnorm2d_backward_dx_kernel, pl.grid, pl.block, 0, cuda_current_stream(), dx, dy, x, mean, invstd,
+                 weight, sum_dy_xhat, sum_dy, true, M, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -234,5 +324,9 @@ REGISTER_KERNEL(batchnorm2d_forward_train, DeviceType::CUDA, batchnorm2d_forward
 REGISTER_KERNEL(batchnorm2d_forward_eval, DeviceType::CUDA, batchnorm2d_forward_eval_cuda);
 REGISTER_KERNEL(batchnorm2d_backward, DeviceType::CUDA, batchnorm2d_backward_cuda);
 REGISTER_KERNEL(batchnorm2d_count_batch, DeviceType::CUDA, batchnorm2d_count_batch_cuda);
+REGISTER_KERNEL(batchnorm2d_local_stats, DeviceType::CUDA, batchnorm2d_local_stats_cuda);
+REGISTER_KERNEL(batchnorm2d_merge_stats, DeviceType::CUDA, batchnorm2d_merge_stats_cuda);
+REGISTER_KERNEL(batchnorm2d_normalize, DeviceType::CUDA, batchnorm2d_normalize_cuda);
+REGISTER_KERNEL(batchnorm2d_backward_dx, DeviceType::CUDA, batchnorm2d_backward_dx_cuda);
 
 }  // namespace strata

@@ -19,7 +19,15 @@
 //                       dbeta  = sum(dy)
 //   backward, eval:     the running statistics are constants:  dx = g * dy;  dgamma, dbeta as above.
 //
-// NOTE: training needs M >= 2: with one value per channel the batch variance is 0 (every output becomes beta) and
+//   synchronized (a communicator of W > 1 ranks, training; docs/distributed.md): the statistics are those of the
+//                       combined batch of all ranks, M = sum_r M_r. Each rank computes (M_r, mean_r, M2_r) per channel
+//                       (M2 = sum (x - mean)^2, in double, two passes), the rows are all-gathered and every rank
+//                       merges them in rank order 0..W-1 with Chan's formula (merge_stats_cpu), so all ranks get the
+//                       same bits and no E[x^2] - E[x]^2 cancels. The backward all-reduces [sum(dy), sum(dy*xhat)]
+//                       once and builds dx with the combined M; dgamma and dbeta stay this rank's own sums, to be
+//                       reduced over the ranks with every other parameter gradient. A rank may have M_r = 0.
+//
+// NOTE: training needs M >= 2 (in synchronized batch norm: the combined M): with one value per channel the batch variance is 0 (every output becomes beta) and
 // M / (M - 1) is undefined. PyTorch refuses ("Expected more than 1 value per channel when training") and so do we.
 // PSPNet's bin-1 pyramid branch pools to 1x1 before its BN, so it has M = N: train with batch size >= 2.
 // NOTE: running_mean and running_var are buffers, updated in place by the training forward (also under a
@@ -35,6 +43,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "framework/autograd.h"
 #include "framework/check.h"
@@ -47,6 +57,10 @@ constinit KernelTable<batchnorm2d_forward_train_fn> batchnorm2d_forward_train{"b
 constinit KernelTable<batchnorm2d_forward_eval_fn> batchnorm2d_forward_eval{"batchnorm2d_forward_eval"};
 constinit KernelTable<batchnorm2d_backward_fn> batchnorm2d_backward{"batchnorm2d_backward"};
 constinit KernelTable<batchnorm2d_count_batch_fn> batchnorm2d_count_batch{"batchnorm2d_count_batch"};
+constinit KernelTable<batchnorm2d_local_stats_fn> batchnorm2d_local_stats{"batchnorm2d_local_stats"};
+constinit KernelTable<batchnorm2d_merge_stats_fn> batchnorm2d_merge_stats{"batchnorm2d_merge_stats"};
+constinit KernelTable<batchnorm2d_normalize_fn> batchnorm2d_normalize{"batchnorm2d_normalize"};
+constinit KernelTable<batchnorm2d_backward_dx_fn> batchnorm2d_backward_dx{"batchnorm2d_backward_dx"};
 
 namespace {
 
@@ -71,6 +85,42 @@ void normalize_planes(float* y, const float* x, const float* mean, const float* 
     });
 }
 
+// The mean and M2 = sum (x - mean)^2 of channel c over its M = N * HW values, in double, in two passes (the
+// variance from deviations: no cancellation). Both 0 when M = 0. x: (N, C, HW).
+void channel_mean_m2(double& mean, double& m2, const float* x, int64_t c, int64_t N, int64_t C, int64_t HW) {
+    const int64_t M = N * HW;
+    mean = 0;
+    m2 = 0;
+    if (M == 0) return;
+    double sum = 0;
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xp = x + (n * C + c) * HW;
+        for (int64_t i = 0; i < HW; ++i) sum += xp[i];
+    }
+    mean = sum / double(M);
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xp = x + (n * C + c) * HW;
+        for (int64_t i = 0; i < HW; ++i) {
+            double d = double(xp[i]) - mean;
+            m2 += d * d;
+        }
+    }
+}
+
+// mean_c, invstd_c and the running statistics from the mean and M2 of M >= 2 values (unbiased variance for the
+// running statistics, as PyTorch).
+void store_channel_stats(float* mean, float* invstd, float* running_mean, float* running_var, int64_t c, double m,
+                         double m2, double M, float momentum, float eps) {
+    double var = m2 / M;
+    mean[c] = float(m);
+    invstd[c] = float(1.0 / std::sqrt(var + double(eps)));
+    if (running_mean) {
+        double unbiased = var * M / (M - 1);
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * float(m);
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * float(unbiased);
+    }
+}
+
 // Training. y, x: (N, C, HW); mean, invstd (outputs), running_mean, running_var (in/out, may be null), weight,
 // bias (may be null): (C). Needs M = N * HW >= 2 (the op checks).
 void batchnorm2d_forward_train_cpu(float* y, float* mean, float* invstd, float* running_mean, float* running_var,
@@ -79,32 +129,52 @@ void batchnorm2d_forward_train_cpu(float* y, float* mean, float* invstd, float* 
     const int64_t M = N * HW;
     parallel_for(0, C, grain_for(M), [&](int64_t lo, int64_t hi) {
         for (int64_t c = lo; c < hi; ++c) {
-            // pass 1: the mean
-            double sum = 0;
-            for (int64_t n = 0; n < N; ++n) {
-                const float* xp = x + (n * C + c) * HW;
-                for (int64_t i = 0; i < HW; ++i) sum += xp[i];
-            }
-            double m = sum / double(M);
-            // pass 2: the biased variance, from deviations (no cancellation)
-            double sq = 0;
-            for (int64_t n = 0; n < N; ++n) {
-                const float* xp = x + (n * C + c) * HW;
-                for (int64_t i = 0; i < HW; ++i) {
-                    double d = double(xp[i]) - m;
-                    sq += d * d;
-                }
-            }
-            double var = sq / double(M);
-            mean[c] = float(m);
-            invstd[c] = float(1.0 / std::sqrt(var + double(eps)));
-            if (running_mean) {
-                double unbiased = var * double(M) / double(M - 1);
-                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * float(m);
-                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * float(unbiased);
-            }
+            double m, m2;
+            channel_mean_m2(m, m2, x, c, N, C, HW);
+            store_channel_stats(mean, invstd, running_mean, running_var, c, m, m2, double(M), momentum, eps);
         }
     });
+    normalize_planes(y, x, mean, invstd, weight, bias, N, C, HW);
+}
+
+// stats: (2C + 1) = [M, mean (C), M2 (C)]; x: (N, C, HW).
+void batchnorm2d_local_stats_cpu(double* stats, const float* x, int64_t N, int64_t C, int64_t HW) {
+    stats[0] = double(N * HW);
+    parallel_for(0, C, grain_for(N * HW), [&](int64_t lo, int64_t hi) {
+        for (int64_t c = lo; c < hi; ++c) channel_mean_m2(stats[1 + c], stats[1 + C + c], x, c, N, C, HW);
+    });
+}
+
+// gathered: (world, 2C + 1), rank r's stats in row r; mean, invstd (outputs), running_mean, running_var (in/out,
+// may be null): (C). Chan et al.'s pairwise update, adding the ranks in order 0, 1, ..., so every rank computes the
+// same bits: merging (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b), d = mean_b - mean_a, n = n_a + n_b:
+//     mean = mean_a + d * n_b / n,   M2 = M2_a + M2_b + d^2 * n_a * n_b / n.
+// Ranks with no values are skipped; the first rank with values is taken as it is. The combined count must be >= 2
+// (the op checks).
+void batchnorm2d_merge_stats_cpu(float* mean, float* invstd, float* running_mean, float* running_var,
+                                 const double* gathered, float momentum, float eps, int64_t world, int64_t C) {
+    const int64_t row = 2 * C + 1;
+    for (int64_t c = 0; c < C; ++c) {
+        double n = 0, m = 0, m2 = 0;
+        for (int64_t r = 0; r < world; ++r) {
+            const double* s = gathered + r * row;
+            double nb = s[0], mb = s[1 + c], m2b = s[1 + C + c];
+            if (nb == 0) continue;
+            if (n == 0) {
+                n = nb, m = mb, m2 = m2b;
+                continue;
+            }
+            double d = mb - m, total = n + nb;
+            m += d * nb / total;
+            m2 += m2b + d * d * n * nb / total;
+            n = total;
+        }
+        store_channel_stats(mean, invstd, running_mean, running_var, c, m, m2, n, momentum, eps);
+    }
+}
+
+void batchnorm2d_normalize_cpu(float* y, const float* x, const float* mean, const float* invstd, const float* weight,
+                               const float* bias, int64_t N, int64_t C, int64_t HW) {
     normalize_planes(y, x, mean, invstd, weight, bias, N, C, HW);
 }
 
@@ -117,6 +187,29 @@ void batchnorm2d_forward_eval_cpu(float* y, float* mean, float* invstd, const fl
         invstd[c] = float(1.0 / std::sqrt(double(running_var[c]) + double(eps)));
     }
     normalize_planes(y, x, mean, invstd, weight, bias, N, C, HW);
+}
+
+// dx per (n, c) plane from the per-channel sums over M values; training: g * (dy - sum(dy)/M - xhat *
+// sum(dy*xhat)/M), eval: g * dy. dx, dy, x: (N, C, HW); the rest (C).
+void dx_planes(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
+               const float* weight, const float* sum_dy_xhat, const float* sum_dy, bool training, int64_t M,
+               int64_t N, int64_t C, int64_t HW) {
+    parallel_for(0, N * C, grain_for(HW), [&](int64_t lo, int64_t hi) {
+        for (int64_t p = lo; p < hi; ++p) {
+            int64_t c = p % C;
+            float g = (weight ? weight[c] : 1.0f) * invstd[c];
+            const float* xp = x + p * HW;
+            const float* dyp = dy + p * HW;
+            float* dxp = dx + p * HW;
+            if (!training) {
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * dyp[i];
+                continue;
+            }
+            float m = mean[c], s = invstd[c];
+            float mean_dy = sum_dy[c] / float(M), mean_dy_xhat = sum_dy_xhat[c] / float(M);
+            for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (dyp[i] - mean_dy - (xp[i] - m) * s * mean_dy_xhat);
+        }
+    });
 }
 
 // dx (may be null), dy, x: (N, C, HW); dweight, dbias (outputs), mean, invstd, weight (may be null): (C).
@@ -141,24 +234,13 @@ void batchnorm2d_backward_cpu(float* dx, float* dweight, float* dbias, const flo
             dweight[c] = float(sum_dy_xhat);
         }
     });
-    if (!dx) return;
-    // dx per (n, c) plane; training: g * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M), eval: g * dy
-    parallel_for(0, N * C, grain_for(HW), [&](int64_t lo, int64_t hi) {
-        for (int64_t p = lo; p < hi; ++p) {
-            int64_t c = p % C;
-            float g = (weight ? weight[c] : 1.0f) * invstd[c];
-            const float* xp = x + p * HW;
-            const float* dyp = dy + p * HW;
-            float* dxp = dx + p * HW;
-            if (!training) {
-                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * dyp[i];
-                continue;
-            }
-            float m = mean[c], s = invstd[c];
-            float mean_dy = dbias[c] / float(M), mean_dy_xhat = dweight[c] / float(M);
-            for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (dyp[i] - mean_dy - (xp[i] - m) * s * mean_dy_xhat);
-        }
-    });
+    if (dx) dx_planes(dx, dy, x, mean, invstd, weight, dweight, dbias, training, M, N, C, HW);
+}
+
+void batchnorm2d_backward_dx_cpu(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
+                                 const float* weight, const float* sum_dy_xhat, const float* sum_dy, int64_t M,
+                                 int64_t N, int64_t C, int64_t HW) {
+    dx_planes(dx, dy, x, mean, invstd, weight, sum_dy_xhat, sum_dy, true, M, N, C, HW);
 }
 
 // num_batches_tracked: an I64 scalar.
@@ -170,6 +252,10 @@ REGISTER_KERNEL(batchnorm2d_forward_train, DeviceType::CPU, batchnorm2d_forward_
 REGISTER_KERNEL(batchnorm2d_forward_eval, DeviceType::CPU, batchnorm2d_forward_eval_cpu);
 REGISTER_KERNEL(batchnorm2d_backward, DeviceType::CPU, batchnorm2d_backward_cpu);
 REGISTER_KERNEL(batchnorm2d_count_batch, DeviceType::CPU, batchnorm2d_count_batch_cpu);
+REGISTER_KERNEL(batchnorm2d_local_stats, DeviceType::CPU, batchnorm2d_local_stats_cpu);
+REGISTER_KERNEL(batchnorm2d_merge_stats, DeviceType::CPU, batchnorm2d_merge_stats_cpu);
+REGISTER_KERNEL(batchnorm2d_normalize, DeviceType::CPU, batchnorm2d_normalize_cpu);
+REGISTER_KERNEL(batchnorm2d_backward_dx, DeviceType::CPU, batchnorm2d_backward_dx_cpu);
 
 namespace {
 
@@ -186,8 +272,30 @@ void check_channel_vector(const Tensor& t, const Tensor& x, const char* arg) {
 
 }  // namespace
 
+namespace {
+
+double* f64(const Tensor& doubles_in_i64) { return reinterpret_cast<double*>(doubles_in_i64.i64()); }
+
+// The combined count of the ranks' stats gathered into (world, 2C + 1) doubles (column 0: each rank's M).
+int64_t combined_count(const Tensor& gathered) {
+    std::vector<int64_t> bits = gathered.narrow(1, 0, 1).contiguous().to(kCPU).to_vector_i64();
+    double total = 0;
+    for (int64_t b : bits) {
+        double count;
+        std::memcpy(&count, &b, sizeof(count));
+        total += count;
+    }
+    return int64_t(total);
+}
+
+const char* const kOneValueHint = "the batch variance needs at least two values. Use a batch size >= 2, or eval mode "
+                                  "(module.eval()) to normalise with the running statistics. PSPNet's bin-1 pyramid "
+                                  "branch pools to 1x1, so training it needs batch size >= 2";
+
+}  // namespace
+
 Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const Tensor& running_mean,
-                   const Tensor& running_var, bool training, float momentum, float eps) {
+                   const Tensor& running_var, bool training, float momentum, float eps, Communicator* sync) {
     check_dtype(x_in, DType::F32, "batchnorm2d", "input");
     check_dim(x_in, 4, "batchnorm2d", "input", "(N,C,H,W)");
     check_channel_vector(weight_in, x_in, "weight");
@@ -201,10 +309,11 @@ Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bi
     const int64_t N = x_in.size(0), C = x_in.size(1), HW = x_in.size(2) * x_in.size(3);
     STRATA_CHECK(training || running_mean.defined(), "batchnorm2d: eval mode normalises with the running "
                  "statistics, but running_mean and running_var are undefined; pass them, or use training mode");
-    STRATA_CHECK(!training || N * HW > 1, "batchnorm2d: expected more than 1 value per channel when training, got "
-                 "input of shape ", x_in.shape_string(), " (N*H*W = ", N * HW, "): the batch variance needs at least "
-                 "two values. Use a batch size >= 2, or eval mode (module.eval()) to normalise with the running "
-                 "statistics. PSPNet's bin-1 pyramid branch pools to 1x1, so training it needs batch size >= 2");
+    // synchronized: the statistics of all ranks' batches together (and one rank's count is checked after the
+    // exchange, against the combined batch)
+    const bool synced = training && sync && sync->world_size() > 1;
+    STRATA_CHECK(synced || !training || N * HW > 1, "batchnorm2d: expected more than 1 value per channel when "
+                 "training, got input of shape ", x_in.shape_string(), " (N*H*W = ", N * HW, "): ", kOneValueHint);
 
     Tensor x = x_in.contiguous();
     Tensor weight = weight_in.defined() ? weight_in.contiguous() : Tensor();
@@ -212,12 +321,27 @@ Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bi
     Tensor y = empty_like(x);
     Tensor mean = empty({C}, DType::F32, x.device());    // the statistics used, saved for the backward
     Tensor invstd = empty({C}, DType::F32, x.device());
+    int64_t M = N * HW;  // the count the statistics are over (all ranks' when synced)
     if (training) {
         Tensor rm = running_mean.defined() ? running_mean.contiguous() : Tensor();
         Tensor rv = running_var.defined() ? running_var.contiguous() : Tensor();
-        batchnorm2d_forward_train[x.device()](y.f32(), mean.f32(), invstd.f32(), f32_or_null(rm), f32_or_null(rv),
-                                              x.f32(), f32_or_null(weight), f32_or_null(bias), momentum, eps, N, C,
-                                              HW);
+        if (synced) {
+            Tensor stats = empty({2 * C + 1}, DType::I64, x.device());  // doubles (communicator.h: CommType::F64)
+            batchnorm2d_local_stats[x.device()](f64(stats), x.f32(), N, C, HW);
+            Tensor gathered = all_gather(*sync, stats, CommType::F64);
+            M = combined_count(gathered);
+            STRATA_CHECK(M > 1, "batchnorm2d: expected more than 1 value per channel when training, got ", M,
+                         " over the ", sync->world_size(), " ranks of synchronized batch norm (this rank's input: ",
+                         x_in.shape_string(), "): ", kOneValueHint, " in all");
+            batchnorm2d_merge_stats[x.device()](mean.f32(), invstd.f32(), f32_or_null(rm), f32_or_null(rv),
+                                                f64(gathered), momentum, eps, sync->world_size(), C);
+            batchnorm2d_normalize[x.device()](y.f32(), x.f32(), mean.f32(), invstd.f32(), f32_or_null(weight),
+                                              f32_or_null(bias), N, C, HW);
+        } else {
+            batchnorm2d_forward_train[x.device()](y.f32(), mean.f32(), invstd.f32(), f32_or_null(rm),
+                                                  f32_or_null(rv), x.f32(), f32_or_null(weight), f32_or_null(bias),
+                                                  momentum, eps, N, C, HW);
+        }
         // A strided buffer was updated through a contiguous copy: write the new values back into it.
         if (rm.defined() && !rm.is_same(running_mean)) Tensor(running_mean).copy_(rm);
         if (rv.defined() && !rv.is_same(running_var)) Tensor(running_var).copy_(rv);
@@ -230,18 +354,34 @@ Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bi
     if (any_requires_grad({x, weight, bias})) {
         Tensor xs = x.detach();
         Tensor ws = weight.defined() ? weight.detach() : Tensor();
+        Communicator* comm = synced ? sync : nullptr;
         record(y, "batchnorm2d", {x, weight, bias},
-               [xs, ws, mean, invstd, training](const Tensor& dy_in, const std::vector<bool>& needs_grad) {
+               [xs, ws, mean, invstd, training, comm, M](const Tensor& dy_in, const std::vector<bool>& needs_grad) {
                    Tensor dy = dy_in.contiguous();
                    const int64_t N = xs.size(0), C = xs.size(1), HW = xs.size(2) * xs.size(3);
                    Tensor dx = needs_grad[0] ? empty_like(xs) : Tensor();
-                   // dweight and dbias are the sums dx is built from, so they are always computed
-                   Tensor dweight = empty({C}, DType::F32, dy.device());
-                   Tensor dbias = empty({C}, DType::F32, dy.device());
-                   batchnorm2d_backward[dy.device()](f32_or_null(dx), dweight.f32(), dbias.f32(), dy.f32(), xs.f32(),
-                                                     mean.f32(), invstd.f32(), f32_or_null(ws), training, N, C, HW);
-                   return std::vector<Tensor>{dx, needs_grad[1] ? dweight : Tensor(),
-                                              needs_grad[2] ? dbias : Tensor()};
+                   // [sum(dy) (C), sum(dy * xhat) (C)]: dbias and dweight, and what dx is built from, so they are
+                   // always computed
+                   Tensor sums = empty({2 * C}, DType::F32, dy.device());
+                   float* sum_dy = sums.f32();
+                   float* sum_dy_xhat = sums.f32() + C;
+                   if (!comm) {
+                       batchnorm2d_backward[dy.device()](f32_or_null(dx), sum_dy_xhat, sum_dy, dy.f32(), xs.f32(),
+                                                         mean.f32(), invstd.f32(), f32_or_null(ws), training, N, C,
+                                                         HW);
+                   } else {
+                       // The parameter gradients are this rank's sums; dx needs the sums over all ranks' dy.
+                       batchnorm2d_backward[dy.device()](nullptr, sum_dy_xhat, sum_dy, dy.f32(), xs.f32(),
+                                                         mean.f32(), invstd.f32(), f32_or_null(ws), true, N, C, HW);
+                       Tensor total = sums.clone();
+                       all_reduce_sum(*comm, total);
+                       if (dx.defined())
+                           batchnorm2d_backward_dx[dy.device()](dx.f32(), dy.f32(), xs.f32(), mean.f32(),
+                                                                invstd.f32(), f32_or_null(ws), total.f32() + C,
+                                                                total.f32(), M, N, C, HW);
+                   }
+                   return std::vector<Tensor>{dx, needs_grad[1] ? sums.narrow(0, C, C).clone() : Tensor(),
+                                              needs_grad[2] ? sums.narrow(0, 0, C).clone() : Tensor()};
                });
     }
     return y;
@@ -262,7 +402,7 @@ BatchNorm2d::BatchNorm2d(int64_t num_features_, float eps_, float momentum_, boo
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-    Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+    Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, sync.get());
     if (is_training()) {
         // PyTorch reads this counter only for momentum = None (a cumulative average, not offered here); we keep it
         // so that checkpoints round-trip. A kernel adds the 1 where the counter lives: on a GPU, a read-modify-write
@@ -270,6 +410,16 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
         batchnorm2d_count_batch[num_batches_tracked.device()](num_batches_tracked.i64());
     }
     return y;
+}
+
+int use_sync_batchnorm(Module& root, std::shared_ptr<Communicator> comm) {
+    int count = 0;
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(&root)) {
+        bn->sync = comm;
+        ++count;
+    }
+    for (auto& [name, child] : root.named_children()) count += use_sync_batchnorm(*child, comm);
+    return count;
 }
 
 namespace {

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
+#include "framework/communicator.h"
 #include "framework/dispatch.h"
 #include "framework/module.h"
 #include "framework/tensor.h"
@@ -13,8 +15,15 @@ namespace strata {
 // running_var: (C). weight/bias may be undefined (no affine transform). training: mean and biased variance of the
 // batch, and running_mean/running_var (if defined) are updated IN PLACE with `momentum` (PyTorch's rule, unbiased
 // variance); eval: the running statistics are used and must be defined.
+//
+// Synchronized batch norm: with a communicator `sync` of more than one rank, in training, the statistics are those
+// of the combined batch of all ranks (each rank passes its own part of it, possibly empty; every rank must call
+// with the same C, momentum and eps), the running statistics are updated with them (the same on every rank), and
+// the backward of x accounts for every rank's dy (one all-reduce). The gradients of weight and bias are this rank's
+// own sums, to be summed or averaged over the ranks like every other parameter gradient (docs/distributed.md).
+// With sync null, of one rank, or in eval mode it is plain batch norm and calls no collective.
 Tensor batchnorm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                   const Tensor& running_var, bool training, float momentum, float eps);
+                   const Tensor& running_var, bool training, float momentum, float eps, Communicator* sync = nullptr);
 
 // The BatchNorm2d module (registry name "batchnorm2d"; attributes num_features, eps, momentum, affine), with
 // PyTorch's names: parameters "weight" (ones) and "bias" (zeros) when affine, buffers "running_mean" (zeros),
@@ -30,7 +39,13 @@ public:
     bool affine;
     Tensor weight, bias;  // undefined when !affine
     Tensor running_mean, running_var, num_batches_tracked;
+    // Set: synchronized batch norm over this communicator's ranks (see batchnorm2d above); null: plain.
+    std::shared_ptr<Communicator> sync;
 };
+
+// Makes every BatchNorm2d in `root` (recursively) synchronized over `comm`, or plain again with comm null. Returns
+// how many modules it set. A communicator of one rank is allowed: it behaves as plain batch norm.
+int use_sync_batchnorm(Module& root, std::shared_ptr<Communicator> comm);
 
 // Kernels. x, y, dx, dy: (N, C, HW) contiguous; all per-channel arrays: (C). weight and bias may be null (taken as
 // 1 and 0). mean and invstd are outputs of the forward (the statistics used, 1/sqrt(var + eps)) and inputs of the
@@ -53,6 +68,29 @@ using batchnorm2d_backward_fn = void (*)(float* dx, float* dweight, float* dbias
 // num_batches_tracked[0] += 1: the module's batch counter (an I64 scalar buffer), updated where it lives, so that a
 // module on a GPU never copies it to the host and back.
 using batchnorm2d_count_batch_fn = void (*)(int64_t* num_batches_tracked);
+// Synchronized batch norm, in three steps around an all_gather of each rank's stats (layout (2C + 1) doubles:
+// [M, mean_0..mean_{C-1}, M2_0..M2_{C-1}] with M = N * HW and M2_c = sum (x - mean_c)^2; mean and M2 are 0 when
+// M = 0):
+//   local_stats: this rank's stats.
+//   merge_stats: gathered (world, 2C + 1) -> mean, invstd of the combined batch (Chan's merge in rank order, in
+//                double), running statistics updated in place unless null (unbiased with the combined count).
+//   normalize:   y = (x - mean_c) * gamma_c * invstd_c + beta_c.
+using batchnorm2d_local_stats_fn = void (*)(double* stats, const float* x, int64_t N, int64_t C, int64_t HW);
+using batchnorm2d_merge_stats_fn = void (*)(float* mean, float* invstd, float* running_mean, float* running_var,
+                                            const double* gathered, float momentum, float eps, int64_t world,
+                                            int64_t C);
+using batchnorm2d_normalize_fn = void (*)(float* y, const float* x, const float* mean, const float* invstd,
+                                          const float* weight, const float* bias, int64_t N, int64_t C, int64_t HW);
+// The training dx of synchronized batch norm from the sums over all ranks and the combined count M:
+// dx = gamma_c * invstd_c * (dy - sum_dy_c / M - xhat * sum_dy_xhat_c / M). (The sums come from batchnorm2d_backward
+// with dx null, summed over the ranks.)
+using batchnorm2d_backward_dx_fn = void (*)(float* dx, const float* dy, const float* x, const float* mean,
+                                            const float* invstd, const float* weight, const float* sum_dy_xhat,
+                                            const float* sum_dy, int64_t M, int64_t N, int64_t C, int64_t HW);
+extern KernelTable<batchnorm2d_local_stats_fn> batchnorm2d_local_stats;
+extern KernelTable<batchnorm2d_merge_stats_fn> batchnorm2d_merge_stats;
+extern KernelTable<batchnorm2d_normalize_fn> batchnorm2d_normalize;
+extern KernelTable<batchnorm2d_backward_dx_fn> batchnorm2d_backward_dx;
 extern KernelTable<batchnorm2d_forward_train_fn> batchnorm2d_forward_train;
 extern KernelTable<batchnorm2d_forward_eval_fn> batchnorm2d_forward_eval;
 extern KernelTable<batchnorm2d_backward_fn> batchnorm2d_backward;

@@ -1,0 +1,128 @@
+// Communicators: the collectives of data-parallel training (rank, world size, all_reduce sum, all_gather,
+// broadcast, barrier), independent of the transport that carries them.
+//
+// A Communicator is an abstract class with one implementation per backend, registered by name the way kernels are
+// registered per device (framework/dispatch.h): the core defines the interface and the single-process backend and
+// never names a transport. mpi/mpi_communicator.cpp registers "mpi" (Open MPI: CPU buffers, one machine or many);
+// a GPU backend registers itself from cuda/. world_communicator() picks one: "mpi" when the process was started by
+// mpirun (its environment says so), else the single-process communicator (rank 0 of 1, no collective), so a program
+// started without mpirun runs exactly as it always did. docs/distributed.md has the design.
+//
+// Every rank must call the same collectives in the same order with the same sizes (as with MPI and NCCL). What
+// this layer adds on top of the backends:
+//   - a sequence number per collective, named in every error ("all_reduce #12");
+//   - a deadline per collective (Options::timeout_seconds; STRATA_COLLECTIVE_TIMEOUT in the environment): a
+//     collective that has not completed by then fails with an error naming it, instead of hanging forever;
+//   - a debug mode (Options::check_order; STRATA_COLLECTIVE_DEBUG=1) that, before each collective, exchanges its
+//     name, sequence number and size between the ranks and fails naming the first rank that disagrees;
+//   - fail_all_ranks(): the way a rank that hit an error ends the whole job (one message naming the rank and the
+//     cause, then every rank exits non-zero). The MPI backend also routes uncaught exceptions there.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "framework/device.h"
+#include "framework/tensor.h"
+
+namespace strata {
+
+// Element types on the wire. F64 has no tensor dtype: it travels in an I64 tensor of the same size (8 bytes per
+// element) holding doubles, as batchnorm2d's per-channel statistics do.
+enum class CommType { F32, F64, I64 };
+size_t comm_type_size(CommType type);
+const char* comm_type_name(CommType type);
+
+class Communicator {
+public:
+    struct Options {
+        double timeout_seconds = 300;  // deadline of each collective
+        bool check_order = false;      // exchange (op, sequence number, size) before each collective
+    };
+
+    explicit Communicator(Options options);
+    virtual ~Communicator() = default;
+    Communicator(const Communicator&) = delete;
+    Communicator& operator=(const Communicator&) = delete;
+
+    virtual int rank() const = 0;
+    virtual int world_size() const = 0;
+    virtual std::string backend() const = 0;  // "single", "mpi", ...
+    // Whether the collectives can read and write buffers on `device` directly. The tensor forms below move other
+    // tensors through host memory.
+    virtual bool handles(Device device) const { return device.type == DeviceType::CPU; }
+
+    // The collectives on raw buffers of `count` elements on `device` (one the backend handles). All ranks pass the
+    // same count, type and root.
+    //   all_reduce_sum:  data[i] = sum over ranks of data[i], in place; every rank gets the same bits
+    //   all_gather:      recv[r * count + i] = send[i] of rank r (recv holds world_size * count elements)
+    //   broadcast:       data = data of rank `root`
+    void all_reduce_sum(void* data, int64_t count, CommType type, Device device);
+    void all_gather(void* recv, const void* send, int64_t count, CommType type, Device device);
+    void broadcast(void* data, int64_t count, CommType type, Device device, int root);
+    void barrier();
+
+    // Ends the job: prints "strata: rank R of W failed: <message>" to stderr once, then makes every rank exit with
+    // a non-zero code (MPI_Abort under MPI; exit() in a single process). Never returns.
+    [[noreturn]] virtual void fail_all_ranks(const std::string& message);
+
+    const Options& options() const { return options_; }
+    void set_timeout(double seconds);
+    void set_check_order(bool on) { options_.check_order = on; }
+    int64_t collectives_called() const { return sequence_; }
+
+protected:
+    // The backend's collectives. Called only with world_size() > 1 (the wrappers above do nothing, or copy, for
+    // one rank) and after the order check. They must finish within options().timeout_seconds or throw an error
+    // that names current_op().
+    virtual void do_all_reduce_sum(void* data, int64_t count, CommType type, Device device) = 0;
+    virtual void do_all_gather(void* recv, const void* send, int64_t count, CommType type, Device device) = 0;
+    virtual void do_broadcast(void* data, int64_t count, CommType type, Device device, int root) = 0;
+    virtual void do_barrier() = 0;
+    // "all_reduce #12 (340 F32 values)": the collective in progress, for error messages.
+    const std::string& current_op() const { return current_op_; }
+
+private:
+    void begin(const char* op, int64_t count, CommType type, int root);
+
+    Options options_;
+    int64_t sequence_ = 0;
+    std::string current_op_;
+};
+
+// The tensor forms: contiguous F32 or I64 tensors (type F64 reinterprets an I64 tensor's storage as doubles) on
+// any device; a device the backend does not handle goes through a host copy.
+void all_reduce_sum(Communicator& comm, const Tensor& t, CommType type);  // in place
+void all_reduce_sum(Communicator& comm, const Tensor& t);                 // the tensor's own dtype
+// Shape [world_size, *t.shape], on t's device.
+Tensor all_gather(Communicator& comm, const Tensor& t, CommType type);
+Tensor all_gather(Communicator& comm, const Tensor& t);
+void broadcast(Communicator& comm, const Tensor& t, int root);  // in place
+
+// Rank 0 of 1: every collective is the identity (all_gather copies). What a program started without mpirun gets.
+std::shared_ptr<Communicator> make_single_process_communicator(Communicator::Options options = {});
+
+// Backends register a factory by name; a backend built on another one (a GPU backend bootstrapped over MPI) takes
+// it as `base`.
+using CommunicatorFactory =
+    std::function<std::shared_ptr<Communicator>(Communicator::Options options, std::shared_ptr<Communicator> base)>;
+struct CommunicatorRegistrar {
+    CommunicatorRegistrar(const char* name, CommunicatorFactory factory);
+};
+bool has_communicator_backend(const std::string& name);
+// Builds the named backend (fails listing the registered ones when it is missing).
+std::shared_ptr<Communicator> make_communicator(const std::string& name, Communicator::Options options,
+                                                std::shared_ptr<Communicator> base = nullptr);
+
+// Whether this process was started by a launcher that expects MPI (mpirun sets OMPI_COMM_WORLD_SIZE, other MPIs
+// PMI_SIZE or PMIX_RANK).
+bool launched_by_mpirun();
+// The options from the environment: STRATA_COLLECTIVE_TIMEOUT=<seconds>, STRATA_COLLECTIVE_DEBUG=1.
+Communicator::Options communicator_options_from_env();
+// The process-wide communicator over all ranks, created on the first call: "mpi" when launched_by_mpirun(), else
+// the single-process one. Options from the environment.
+std::shared_ptr<Communicator> world_communicator();
+
+}  // namespace strata

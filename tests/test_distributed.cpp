@@ -1,0 +1,80 @@
+// The communicators without mpirun: the single-process one (what every program started without mpirun gets), the
+// backend registry and the environment options; and the failure scenarios of tests/mpi/mpi_scenarios.cpp, each run
+// on 2 MPI ranks, checked for how the job ends. The collectives and synchronized batch norm on 2 ranks are tested by
+// build/tests/strata_mpi_tests (tests/mpi/).
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "framework/check.h"
+#include "framework/communicator.h"
+#include "layers/batchnorm2d.h"
+#include "tests/models/run_program.h"
+
+using namespace strata;
+using namespace strata::testing;
+
+TEST_CASE("communicator: without mpirun the world is one rank and every collective is the identity") {
+    REQUIRE_FALSE(launched_by_mpirun());
+    auto world = world_communicator();
+    CHECK(world->backend() == "single");
+    CHECK(world->rank() == 0);
+    CHECK(world->world_size() == 1);
+    Tensor t = from_vector({1.f, 2.f}, {2});
+    all_reduce_sum(*world, t);
+    CHECK(t.to_vector() == std::vector<float>{1.f, 2.f});
+    broadcast(*world, t, 0);
+    Tensor all = all_gather(*world, t);
+    CHECK(all.shape() == Shape{1, 2});
+    CHECK(all.to_vector() == std::vector<float>{1.f, 2.f});
+    world->barrier();
+    CHECK_THROWS_WITH_AS(broadcast(*world, t, 1), doctest::Contains("the ranks are 0..0"), Error);
+}
+
+TEST_CASE("communicator: synchronized batch norm over one rank is plain batch norm") {
+    auto single = make_single_process_communicator();
+    Tensor x = from_vector({2, 6, 1, -1, 2, 6, 1, -1}, {2, 2, 1, 2});
+    Tensor rm1 = zeros({2}), rv1 = ones({2}), rm2 = zeros({2}), rv2 = ones({2});
+    Tensor plain = batchnorm2d(x, Tensor(), Tensor(), rm1, rv1, true, 0.1f, 1e-5f);
+    Tensor synced = batchnorm2d(x, Tensor(), Tensor(), rm2, rv2, true, 0.1f, 1e-5f, single.get());
+    CHECK(plain.to_vector() == synced.to_vector());
+    CHECK(rv1.to_vector() == rv2.to_vector());
+    CHECK(single->collectives_called() == 0);
+}
+
+TEST_CASE("communicator: the registry names what it has; the options come from the environment") {
+    CHECK(has_communicator_backend("mpi"));
+    CHECK_THROWS_WITH_AS(make_communicator("carrier-pigeon", {}), doctest::Contains("registered: "), Error);
+    setenv("STRATA_COLLECTIVE_TIMEOUT", "2.5", 1);
+    setenv("STRATA_COLLECTIVE_DEBUG", "1", 1);
+    Communicator::Options options = communicator_options_from_env();
+    CHECK(options.timeout_seconds == 2.5);
+    CHECK(options.check_order);
+    setenv("STRATA_COLLECTIVE_TIMEOUT", "soon", 1);
+    CHECK_THROWS_WITH_AS(communicator_options_from_env(), doctest::Contains("STRATA_COLLECTIVE_TIMEOUT must be"),
+                         Error);
+    unsetenv("STRATA_COLLECTIVE_TIMEOUT");
+    unsetenv("STRATA_COLLECTIVE_DEBUG");
+}
+
+// The scenarios run under `timeout 30`: exit code 124 means the job hung past 30 s.
+TEST_CASE("communicator: a rank that throws ends every rank non-zero within 30 s, naming the rank and the error") {
+    ProgramResult r = run_program("MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh build/tests/mpi_scenarios throw");
+    CAPTURE(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.code != 124);
+    CHECK(r.output.find("strata: rank 1 of 2 failed: bad data at step 3") != std::string::npos);
+    CHECK(r.output.find("rank 0 finished") == std::string::npos);
+}
+
+TEST_CASE("communicator: a collective past its deadline is a clear error naming it") {
+    ProgramResult r = run_program(
+        "STRATA_COLLECTIVE_TIMEOUT=1 MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh -x STRATA_COLLECTIVE_TIMEOUT "
+        "build/tests/mpi_scenarios deadline");
+    CAPTURE(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.code != 124);
+    CHECK(r.output.find("strata: rank 0 of 2 failed: communicator mpi: rank 0: all_reduce #1 (4 F32 values) did not "
+                        "complete within 1 s") != std::string::npos);
+}
