@@ -139,11 +139,16 @@ Tensor on_handled_device(Communicator& comm, const Tensor& t) {
     return comm.handles(t.device()) ? t : t.to(kCPU);
 }
 
+// For the in-place collectives, which leave the data alone on one rank: no copy then.
+Tensor in_place_buffer(Communicator& comm, const Tensor& t) {
+    return comm.world_size() == 1 ? t : on_handled_device(comm, t);
+}
+
 }  // namespace
 
 void all_reduce_sum(Communicator& comm, const Tensor& t, CommType type) {
     checked_comm_type(t, type, "all_reduce");
-    Tensor buf = on_handled_device(comm, t);
+    Tensor buf = in_place_buffer(comm, t);
     comm.all_reduce_sum(buf.raw(), t.numel(), type, buf.device());
     if (!buf.is_same(t)) Tensor(t).copy_(buf);
 }
@@ -165,7 +170,7 @@ Tensor all_gather(Communicator& comm, const Tensor& t) { return all_gather(comm,
 void broadcast(Communicator& comm, const Tensor& t, int root) {
     CommType type = own_comm_type(t, "broadcast");
     checked_comm_type(t, type, "broadcast");
-    Tensor buf = on_handled_device(comm, t);
+    Tensor buf = in_place_buffer(comm, t);
     comm.broadcast(buf.raw(), t.numel(), type, buf.device(), root);
     if (!buf.is_same(t)) Tensor(t).copy_(buf);
 }
@@ -179,7 +184,6 @@ struct SingleProcessCommunicator : Communicator {
     int rank() const override { return 0; }
     int world_size() const override { return 1; }
     std::string backend() const override { return "single"; }
-    bool handles(Device) const override { return true; }  // nothing moves
     // Never called: the public collectives do all the work for one rank.
     void do_all_reduce_sum(void*, int64_t, CommType, Device) override {}
     void do_all_gather(void*, const void*, int64_t, CommType, Device) override {}

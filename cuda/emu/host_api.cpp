@@ -302,6 +302,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream, cuemu_where where) {
     return cudaDeviceSynchronize();
 }
 
+cudaError_t cudaStreamQuery(cudaStream_t stream, cuemu_where where) { return cudaStreamSynchronize(stream, where); }
+
 cudaError_t cudaDeviceSynchronize() {
     cudaError_t e = t_sync_error;
     t_sync_error = cudaSuccess;

@@ -2,6 +2,8 @@
 #include "cuda/emu/nccl_emu.h"
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,7 +18,15 @@ using namespace cuemu::detail;
 
 namespace {
 
+enum class Kind { AllReduce, AllGather, Broadcast };
+
+const char* kind_name(Kind k) {
+    return k == Kind::AllReduce ? "ncclAllReduce" : k == Kind::AllGather ? "ncclAllGather" : "ncclBroadcast";
+}
+
 struct Call {
+    Kind kind = Kind::AllReduce;
+    int root = 0;
     const void* send = nullptr;
     void* recv = nullptr;
     size_t count = 0;
@@ -53,11 +63,14 @@ struct QueuedCall {
 thread_local std::vector<QueuedCall> t_group_calls;
 
 const char* type_name(ncclDataType_t t) {
-    return t == ncclFloat ? "ncclFloat" : t == ncclDouble ? "ncclDouble" : "an unsupported ncclDataType_t";
+    return t == ncclFloat    ? "ncclFloat"
+           : t == ncclDouble ? "ncclDouble"
+           : t == ncclInt64  ? "ncclInt64"
+                             : "an unsupported ncclDataType_t";
 }
 
 size_t type_size(ncclDataType_t t) {
-    return t == ncclDouble ? 8 : 4;
+    return t == ncclFloat ? 4 : 8;
 }
 
 template <typename T>
@@ -84,6 +97,30 @@ void reduce(Collective& c, int nranks) {
         std::copy(out.begin(), out.end(), static_cast<T*>(c.calls[size_t(r)].recv));
 }
 
+// All-gather and broadcast, as bytes. Every rank's result is staged first, so that receive buffers may overlap the
+// send buffers (in place).
+void run(Collective& c, int nranks) {
+    const Call& first = c.calls[0];
+    const size_t bytes = first.count * type_size(first.type);
+    if (first.kind == Kind::AllReduce) {
+        if (first.type == ncclFloat) reduce<float>(c, nranks);
+        else if (first.type == ncclDouble) reduce<double>(c, nranks);
+        else reduce<int64_t>(c, nranks);
+        return;
+    }
+    std::vector<char> out;
+    if (first.kind == Kind::AllGather) {
+        for (int r = 0; r < nranks; ++r) {
+            const char* send = static_cast<const char*>(c.calls[size_t(r)].send);
+            out.insert(out.end(), send, send + bytes);
+        }
+    } else {
+        const char* send = static_cast<const char*>(c.calls[size_t(first.root)].send);
+        out.assign(send, send + bytes);
+    }
+    for (int r = 0; r < nranks; ++r) std::copy(out.begin(), out.end(), static_cast<char*>(c.calls[size_t(r)].recv));
+}
+
 }  // namespace
 
 struct ncclComm {
@@ -107,12 +144,14 @@ uint64_t submit(ncclComm_t comm, const Call& call, const std::source_location& w
     }
     for (const Call& other : c.calls) {
         if (!other.present) continue;
-        if (other.count != call.count || other.type != call.type || other.op != call.op) {
+        if (other.kind != call.kind || other.count != call.count || other.type != call.type ||
+            other.op != call.op || other.root != call.root) {
             report_host(Severity::Error, where,
-                        "ncclAllReduce: rank " + std::to_string(comm->rank) + "'s call #" + std::to_string(seq) +
-                            " (count " + std::to_string(call.count) + ", " + type_name(call.type) +
-                            ") does not match the other ranks' (count " + std::to_string(other.count) + ", " +
-                            type_name(other.type) + ", or a different op)");
+                        std::string(kind_name(call.kind)) + ": rank " + std::to_string(comm->rank) + "'s call #" +
+                            std::to_string(seq) + " (count " + std::to_string(call.count) + ", " +
+                            type_name(call.type) + ") does not match the other ranks' (" + kind_name(other.kind) +
+                            ", count " + std::to_string(other.count) + ", " + type_name(other.type) +
+                            ", or a different op or root)");
             c.result = ncclInvalidUsage;
         }
         break;
@@ -120,10 +159,7 @@ uint64_t submit(ncclComm_t comm, const Call& call, const std::source_location& w
     c.calls[size_t(comm->rank)] = call;
     c.calls[size_t(comm->rank)].present = true;
     if (++c.arrived == clique.nranks) {
-        if (c.result == ncclSuccess) {
-            if (call.type == ncclFloat) reduce<float>(c, clique.nranks);
-            else reduce<double>(c, clique.nranks);
-        }
+        if (c.result == ncclSuccess) run(c, clique.nranks);
         c.done = true;
         clique.done.notify_all();
     }
@@ -142,8 +178,8 @@ ncclResult_t wait(ncclComm_t comm, uint64_t seq, const std::source_location& whe
         for (int r = 0; r < clique.nranks; ++r)
             if (!c.calls[size_t(r)].present) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
         report_host(Severity::Error, where,
-                    "ncclAllReduce: rank " + std::to_string(comm->rank) + "'s call #" + std::to_string(seq) +
-                        " was not matched within " + std::to_string(g_timeout_ms.load()) + " ms: rank(s) " + missing +
+                    std::string(kind_name(c.calls[size_t(comm->rank)].kind)) + ": rank " +
+                        std::to_string(comm->rank) + "'s call #" + std::to_string(seq) + " was not matched within " + std::to_string(g_timeout_ms.load()) + " ms: rank(s) " + missing +
                         " never made the matching call (a single host thread driving several ranks must put the "
                         "calls between ncclGroupStart() and ncclGroupEnd())");
         result = ncclInvalidUsage;
@@ -208,6 +244,55 @@ ncclResult_t ncclCommInitAll(ncclComm_t* comms, int ndev, const int* devlist, cu
     return ncclSuccess;
 }
 
+namespace {
+
+// The cliques of ncclCommInitRank, by unique id, until every rank has joined.
+std::mutex g_forming_mutex;
+std::map<std::string, Clique*> g_forming;
+std::atomic<uint64_t> g_next_id{1};
+
+}  // namespace
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId* unique_id) {
+    if (!unique_id) return ncclInvalidArgument;
+    std::fill(std::begin(unique_id->internal), std::end(unique_id->internal), '\0');
+    std::string text = "cuemu-nccl-" + std::to_string(g_next_id++);
+    std::copy(text.begin(), text.end(), unique_id->internal);
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank, cuemu_where where) {
+    if (!comm || nranks < 1 || rank < 0 || rank >= nranks) {
+        report_host(Severity::Error, where, "ncclCommInitRank: comm is null, nranks < 1 or rank outside 0..nranks-1");
+        return ncclInvalidArgument;
+    }
+    int device = 0;
+    cudaGetDevice(&device);
+    std::string key(id.internal, strnlen(id.internal, NCCL_UNIQUE_ID_BYTES));
+    std::lock_guard<std::mutex> lock(g_forming_mutex);
+    Clique*& clique = g_forming[key];
+    if (!clique) {
+        clique = new Clique();
+        clique->nranks = nranks;
+    }
+    if (clique->nranks != nranks) {
+        report_host(Severity::Error, where, "ncclCommInitRank: nranks " + std::to_string(nranks) +
+                                                " differs from the other ranks' " + std::to_string(clique->nranks));
+        return ncclInvalidUsage;
+    }
+    *comm = new ncclComm{clique, rank, device, 0};
+    if (++clique->alive == nranks) g_forming.erase(key);
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* async_error) {
+    if (!comm || !async_error) return ncclInvalidArgument;
+    *async_error = ncclSuccess;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommAbort(ncclComm_t comm, cuemu_where where) { return ncclCommDestroy(comm, where); }
+
 ncclResult_t ncclCommDestroy(ncclComm_t comm, cuemu_where where) {
     if (!check_comm("ncclCommDestroy", comm, where)) return ncclInvalidArgument;
     Clique* clique = comm->clique;
@@ -263,32 +348,63 @@ ncclResult_t ncclGroupEnd(cuemu_where where) {
     return result;
 }
 
-ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
-                           ncclComm_t comm, cudaStream_t stream, cuemu_where where) {
-    if (!check_comm("ncclAllReduce", comm, where)) return ncclInvalidArgument;
-    if (datatype != ncclFloat && datatype != ncclDouble) {
+namespace {
+
+// The checks and the submission every collective shares. send_bytes/recv_bytes: the buffer sizes it accesses.
+ncclResult_t collective(const char* api, Call call, size_t send_bytes, size_t recv_bytes, ncclComm_t comm,
+                        cudaStream_t stream, const std::source_location& where) {
+    if (!check_comm(api, comm, where)) return ncclInvalidArgument;
+    if (call.type != ncclFloat && call.type != ncclDouble && call.type != ncclInt64) {
         report_host(Severity::Error, where,
-                    "ncclAllReduce: datatype " + std::to_string(int(datatype)) +
-                        " is not emulated (ncclFloat, ncclDouble)");
+                    std::string(api) + ": datatype " + std::to_string(int(call.type)) +
+                        " is not emulated (ncclFloat, ncclDouble, ncclInt64)");
         return ncclInvalidArgument;
     }
-    if (op < ncclSum || op > ncclAvg) {
-        report_host(Severity::Error, where, "ncclAllReduce: invalid ncclRedOp_t " + std::to_string(int(op)));
+    if (call.op < ncclSum || call.op > ncclAvg) {
+        report_host(Severity::Error, where, std::string(api) + ": invalid ncclRedOp_t " + std::to_string(int(call.op)));
+        return ncclInvalidArgument;
+    }
+    if (call.root < 0 || call.root >= comm->clique->nranks) {
+        report_host(Severity::Error, where, std::string(api) + ": root " + std::to_string(call.root) +
+                                                " is not a rank of the communicator");
         return ncclInvalidArgument;
     }
     if (!is_valid_stream(stream)) {
-        report_host(Severity::Error, where, "ncclAllReduce: the stream is not one cudaStreamCreate returned");
+        report_host(Severity::Error, where, std::string(api) + ": the stream is not one cudaStreamCreate returned");
         return ncclInvalidArgument;
     }
-    size_t bytes = count * type_size(datatype);
-    if (count > 0 && (!check_device_range("ncclAllReduce", "sendbuff", sendbuff, bytes, where) ||
-                      !check_device_range("ncclAllReduce", "recvbuff", recvbuff, bytes, where)))
+    if (call.count > 0 && ((send_bytes > 0 && !check_device_range(api, "sendbuff", call.send, send_bytes, where)) ||
+                           !check_device_range(api, "recvbuff", call.recv, recv_bytes, where)))
         return ncclInvalidArgument;
-    Call call{sendbuff, recvbuff, count, datatype, op, false};
     if (t_group_depth > 0) {
         t_group_calls.push_back({comm, call, where});
         return ncclSuccess;
     }
     uint64_t seq = submit(comm, call, where);
     return wait(comm, seq, where);
+}
+
+}  // namespace
+
+ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream, cuemu_where where) {
+    size_t bytes = count * type_size(datatype);
+    Call call{Kind::AllReduce, 0, sendbuff, recvbuff, count, datatype, op, false};
+    return collective("ncclAllReduce", call, bytes, bytes, comm, stream, where);
+}
+
+ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, ncclDataType_t datatype,
+                           ncclComm_t comm, cudaStream_t stream, cuemu_where where) {
+    size_t bytes = sendcount * type_size(datatype);
+    size_t ranks = comm && comm->clique ? size_t(comm->clique->nranks) : 1;
+    Call call{Kind::AllGather, 0, sendbuff, recvbuff, sendcount, datatype, ncclSum, false};
+    return collective("ncclAllGather", call, bytes, bytes * ranks, comm, stream, where);
+}
+
+ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, int root,
+                           ncclComm_t comm, cudaStream_t stream, cuemu_where where) {
+    size_t bytes = count * type_size(datatype);
+    bool is_root = comm && comm->rank == root;
+    Call call{Kind::Broadcast, root, sendbuff, recvbuff, count, datatype, ncclSum, false};
+    return collective("ncclBroadcast", call, is_root ? bytes : 0, bytes, comm, stream, where);
 }

@@ -1,6 +1,8 @@
 // The NCCL stand-in of the emulated build: the subset of <nccl.h> Strata uses, in process.
 //
-// ncclCommInitAll makes one communicator per emulated GPU. A collective is matched across the ranks by a
+// ncclCommInitAll makes one communicator per emulated GPU; ncclCommInitRank joins the clique named by an
+// ncclUniqueId (from ncclGetUniqueId), one call per rank, each from the host thread that drives that rank (the
+// bootstrap of a multi-process program, within one process: the id travels between threads, not processes). A collective is matched across the ranks by a
 // per-communicator sequence number: the i-th ncclAllReduce on every rank's communicator is one operation, which
 // runs on the host once every rank has called it. Two driving styles work, as with the real NCCL:
 //   - one host thread drives all ranks: the calls go between ncclGroupStart() and ncclGroupEnd(), which runs them;
@@ -40,21 +42,39 @@ enum ncclRedOp_t { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg 
 struct ncclComm;
 using ncclComm_t = ncclComm*;
 
+#define NCCL_UNIQUE_ID_BYTES 128
+struct ncclUniqueId {
+    char internal[NCCL_UNIQUE_ID_BYTES];
+};
+
 #define NCCL_VERSION_CODE 22809
 
 ncclResult_t ncclGetVersion(int* version);
 const char* ncclGetErrorString(ncclResult_t result);
 // One communicator per device of devlist (devices 0..ndev-1 when devlist is null), all in one clique.
 ncclResult_t ncclCommInitAll(ncclComm_t* comms, int ndev, const int* devlist, CUEMU_HERE_DEFAULT);
+ncclResult_t ncclGetUniqueId(ncclUniqueId* unique_id);
+// Rank `rank` of the nranks-rank clique `id`, on the calling thread's current device.
+ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank, CUEMU_HERE_DEFAULT);
 ncclResult_t ncclCommDestroy(ncclComm_t comm, CUEMU_HERE_DEFAULT);
+// Collectives run synchronously on the host here, so there is never an asynchronous error; abort = destroy.
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* async_error);
+ncclResult_t ncclCommAbort(ncclComm_t comm, CUEMU_HERE_DEFAULT);
 ncclResult_t ncclCommCount(ncclComm_t comm, int* count);
 ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank);
 ncclResult_t ncclCommCuDevice(ncclComm_t comm, int* device);
 ncclResult_t ncclGroupStart(CUEMU_HERE_DEFAULT);
 ncclResult_t ncclGroupEnd(CUEMU_HERE_DEFAULT);
-// recvbuff[i] = op over the ranks of sendbuff[i], i < count (float and double; sum, prod, max, min, avg).
-// sendbuff == recvbuff (in place) is allowed.
+// The collectives emulated, on float, double and int64 (ncclFloat, ncclDouble, ncclInt64). sendbuff == recvbuff
+// (in place) is allowed; for ncclAllGather, sendbuff may be rank r's slice of recvbuff.
+// recvbuff[i] = op over the ranks of sendbuff[i], i < count (sum, prod, max, min, avg).
 ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream, CUEMU_HERE_DEFAULT);
+// recvbuff[r * sendcount + i] = rank r's sendbuff[i].
+ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, ncclDataType_t datatype,
+                           ncclComm_t comm, cudaStream_t stream, CUEMU_HERE_DEFAULT);
+// recvbuff[i] = rank root's sendbuff[i] (sendbuff is read on the root only).
+ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, int root,
                            ncclComm_t comm, cudaStream_t stream, CUEMU_HERE_DEFAULT);
 
 namespace cuemu {

@@ -110,6 +110,8 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream, CUEMU_HERE_DEFAULT);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags, CUEMU_HERE_DEFAULT);
 cudaError_t cudaStreamDestroy(cudaStream_t stream, CUEMU_HERE_DEFAULT);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream, CUEMU_HERE_DEFAULT);
+// Work runs when it is issued here, so a live stream is always complete: cudaStreamSynchronize's result.
+cudaError_t cudaStreamQuery(cudaStream_t stream, CUEMU_HERE_DEFAULT);
 
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();   // returns and clears this host thread's last error
