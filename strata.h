@@ -5,12 +5,15 @@
 // framework/ is the machine: tensors and storage on devices (tensor.h, device.h), the kernel tables ops dispatch
 // through (dispatch.h), reverse-mode autograd (autograd.h), modules and the layer registry (module.h, registry.h),
 // SGD and the poly schedule (optimizer.h), safetensors I/O (safetensors.h), the random generator (random.h),
-// the parallel-for (parallel.h) and TensorBoard event files (tensorboard.h). layers/ holds one header per op, each with its Tensor-level function, its module
+// the parallel-for (parallel.h), TensorBoard event files (tensorboard.h), and the communicators and data-parallel
+// helpers of multi-process training (communicator.h, data_parallel.h). layers/ holds one header per op, each with its Tensor-level function, its module
 // where it has one, and its kernel signatures. docs/overview.md is the map.
 #pragma once
 
 #include "framework/autograd.h"
 #include "framework/check.h"
+#include "framework/communicator.h"
+#include "framework/data_parallel.h"
 #include "framework/device.h"
 #include "framework/dispatch.h"
 #include "framework/module.h"
