@@ -35,6 +35,14 @@ int rank_device(int r) {
 #endif
 }
 
+// Counts the case as skipped where there is no CUDA device, or (real NCCL) fewer than two.
+bool skip_unless_two_ranks() {
+    if (skip_unless_cuda()) return true;
+    if (rank_device(1) >= 0) return false;
+    testing::skip_test_case();
+    return true;
+}
+
 // Runs body(comm) for both ranks, one thread each; returns each rank's error text ("" when it finished).
 std::vector<std::string> on_two_ranks(const std::function<void(Communicator&)>& body) {
     std::vector<int64_t> id = nccl_unique_id();
@@ -67,7 +75,7 @@ void expect(bool ok, const std::string& what) {
 }  // namespace
 
 TEST_CASE("cuda nccl communicator: every collective on device tensors and host buffers, two ranks") {
-    if (skip_unless_cuda() || rank_device(1) < 0) return;
+    if (skip_unless_two_ranks()) return;
     std::vector<std::string> errors = on_two_ranks([](Communicator& comm) {
         const int r = comm.rank();
         const Device dev{DeviceType::CUDA, rank_device(r)};
@@ -104,7 +112,7 @@ TEST_CASE("cuda nccl communicator: every collective on device tensors and host b
 }
 
 TEST_CASE("cuda nccl communicator: synchronized batchnorm2d over NCCL equals batchnorm2d on the combined batch") {
-    if (skip_unless_cuda() || rank_device(1) < 0) return;
+    if (skip_unless_two_ranks()) return;
     Generator gen(3);
     std::vector<float> xv = randn({4, 3, 3, 5}, gen).to_vector();
     for (float& v : xv) v = v * 2.f + 30.f;

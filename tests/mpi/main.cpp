@@ -42,6 +42,9 @@ REGISTER_LISTENER("rank_summary", 1, RankListener);
 
 int main(int argc, char** argv) {
     auto comm = strata::world_communicator();
+    // A rank that fails a test case early leaves the other waiting in a collective: 20 s, not the default 300 s,
+    // so the run still ends well within the timeout of tests/mpi/mpirun2.sh.
+    comm->set_timeout(20);
     doctest::Context context;
     context.applyCommandLine(argc, argv);
     int rc = context.run();
