@@ -102,8 +102,8 @@ bool plot_curves(const std::string& run_dir) {
     return true;
 }
 
-std::unique_ptr<TensorBoardWriter> open_run_tensorboard(const nlohmann::json& config, const std::string& run_dir) {
-    if (!config["tensorboard"].get<bool>()) return nullptr;
+std::unique_ptr<TensorBoardWriter> open_run_tensorboard(bool enabled, const std::string& run_dir) {
+    if (!enabled) return nullptr;
     return std::make_unique<TensorBoardWriter>((fs::path(run_dir) / "tensorboard").string());
 }
 

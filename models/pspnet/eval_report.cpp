@@ -11,9 +11,7 @@
 #include "framework/parallel.h"
 #include "framework/safetensors.h"
 #include "models/pspnet/checkpoint.h"
-#include "models/pspnet/config.h"
 #include "models/pspnet/legend.h"
-#include "models/pspnet/trainer.h"
 
 namespace strata::pspnet {
 
@@ -27,6 +25,8 @@ std::string number(double v) {
     return buf;
 }
 
+}  // namespace
+
 std::string format_duration(double seconds) {
     int s = int(seconds + 0.5);
     char buf[32];
@@ -34,13 +34,6 @@ std::string format_duration(double seconds) {
     else std::snprintf(buf, sizeof buf, "%d:%02d", s / 60, s % 60);
     return buf;
 }
-
-std::vector<std::string> class_names(const nlohmann::json& config, const Dataset& ds) {
-    std::vector<std::string> names = config["class_names"].get<std::vector<std::string>>();
-    return names.empty() ? ds.classes().names : names;
-}
-
-}  // namespace
 
 std::string eval_protocol_name(const EvalOptions& o) {
     std::string name = o.mode;
@@ -51,11 +44,11 @@ std::string eval_protocol_name(const EvalOptions& o) {
     return name;
 }
 
-EvalOutputPaths eval_output_paths(const nlohmann::json& c, const std::string& run_dir) {
-    std::string chosen = c["eval_output"];
+EvalOutputPaths eval_output_paths(const RunConfig& c, const std::string& run_dir) {
+    const std::string& chosen = c.eval.output;
     EvalOutputPaths p;
     if (chosen.empty()) {
-        std::string protocol = eval_protocol_name(eval_options(c));
+        std::string protocol = eval_protocol_name(c.eval.protocol);
         p.json = (fs::path(run_dir) / "eval" / (protocol + ".json")).string();
         p.predictions = (fs::path(run_dir) / "eval" / protocol).string();
     } else {
@@ -99,24 +92,20 @@ void EvalProgress::finish() {
     wrote_in_place = false;
 }
 
-nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::string& run_dir, bool verbose) {
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, const std::string& run_dir, bool verbose) {
+    validate_config(c);  // a config edited in code gets the checks load_config gives a file
     std::shared_ptr<Dataset> val = open_config_dataset(c, false);
-    EvalOptions options = eval_options(c);
+    EvalOptions options = c.eval.protocol;
     options.device = model.parameters().front().device();
     EvalOutputPaths out = eval_output_paths(c, run_dir);
-    int save = c["save_predictions"];
+    const int save = c.eval.save_predictions;
     if (save > 0) fs::create_directories(out.predictions);
     std::vector<Rgb> palette = val->classes().colors;
     if (palette.empty()) palette = voc_palette();
-    std::vector<std::string> names = class_names(c, *val);
-    std::vector<int64_t> objects = c["object_classes"].get<std::vector<int64_t>>();
-    int64_t classes = c["classes"];
-    for (int64_t k : objects)
-        STRATA_CHECK(k >= 0 && k < classes, "config: object_classes lists class ", k, ", which is not one of the ",
-                     classes, " classes (0..", classes - 1, "); fix object_classes, or set it to [] for datasets "
-                     "without object classes");
-    int ignore_label = c["ignore_label"];
-    int64_t max_images = c["max_eval_images"];
+    const std::vector<std::string>& names = c.data.class_names.empty() ? val->classes().names : c.data.class_names;
+    const std::vector<int64_t>& objects = c.eval.object_classes;
+    const int ignore_label = c.data.ignore_label;
+    const int64_t max_images = c.eval.max_images;
     int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
 
     std::cout << std::flush;  // what was printed before comes before the progress lines when both go to one file
@@ -175,17 +164,12 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
     return result;
 }
 
-TrainedModel load_trained_model(const nlohmann::json& config) {
-    if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
-    std::string weights = config["weights"];
-    if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";
+TrainedModel load_trained_model(const RunConfig& c) {
+    std::string weights = c.weights.path.empty() ? c.run_dir + "/model.safetensors" : c.weights.path;
     STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
                  "': train first, or pass weights=<file.safetensors>");
-    TrainedModel trained{std::make_unique<PSPNet>(model_config(config)), Device{}};
-    load_weights(weights, *trained.model, weights_options(config, true));
-    std::string device_note;
-    trained.device = select_device(config["device"], &device_note);
-    if (!device_note.empty()) std::cerr << device_note << "\n";
+    TrainedModel trained{std::make_unique<PSPNet>(c.model), use_running_config(c, true)};
+    load_weights(weights, *trained.model, weights_options(c, true));
     trained.model->to(trained.device);
     trained.model->eval();
     return trained;

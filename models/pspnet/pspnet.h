@@ -33,7 +33,7 @@ struct PSPNetConfig {
     std::vector<int64_t> bins;                // the pyramid's bin sizes; (1, 2, 3, 6) by default
     double dropout = 0.1;
     int64_t zoom_factor = 8;                  // 1, 2, 4 or 8
-    bool aux = true;                          // build the auxiliary head (used in training only)
+    double aux_weight = 0.4;                  // the auxiliary loss's weight; > 0 builds the aux head (training only)
 };
 
 class PPM : public Module {
