@@ -23,6 +23,7 @@ constexpr double kIntMax = 2147483647.0;    // the programs read most integer ke
 constexpr double kExactMax = 9007199254740992.0;  // 2^53: larger integers are not exact in a double
 
 using Json = nlohmann::json;
+using Origins = std::map<std::string, std::string>;  // key -> where its value was set ("command line", a file)
 
 // Builders that keep the schema table below to one line of facts per key.
 // A key that only a dataset format reads (data/dataset.h): carried in DataConfig::format_options.
@@ -249,18 +250,16 @@ std::string unknown_key_message(const std::string& key, const std::string& sourc
                " (--help lists every key with its type, default and meaning)");
 }
 
-void set_key(Json& config, std::map<std::string, std::string>* origins, const std::string& key, const Json& value,
-             const std::string& source) {
+void set_key(Json& config, Origins& origins, const std::string& key, const Json& value, const std::string& source) {
     const KeySpec* spec = find_key(key);
     if (spec == nullptr) STRATA_FAIL(unknown_key_message(key, source));
     STRATA_CHECK(has_type(spec->type, value), source, ": config key '", key, "' must be ", type_name(spec->type),
                  ", got ", value.dump(), " (", key, ": ", spec->meaning, "; default ", spec->default_value.dump(), ")");
     config[key] = value;
-    if (origins) (*origins)[key] = source;
+    origins[key] = source;
 }
 
-void merge_into(Json& config, std::map<std::string, std::string>* origins, const Json& update,
-                const std::string& source) {
+void merge_into(Json& config, Origins& origins, const Json& update, const std::string& source) {
     STRATA_CHECK(update.is_object(), source, ": a config must be a JSON object of key: value pairs");
     for (auto it = update.begin(); it != update.end(); ++it) set_key(config, origins, it.key(), it.value(), source);
 }
@@ -303,7 +302,7 @@ Json read_config_file(const std::string& path) {
 
 // ---- validation ----
 
-std::string origin_of(const std::map<std::string, std::string>& origins, const std::string& key) {
+std::string origin_of(const Origins& origins, const std::string& key) {
     auto it = origins.find(key);
     if (it == origins.end()) return "";
     return it->second == "command line" ? " (set on the command line)" : " (set in " + it->second + ")";
@@ -316,14 +315,13 @@ bool in_range(const KeySpec& s, double v) {
     return true;
 }
 
-[[noreturn]] void fail_value(const KeySpec& s, const Json& value, const std::map<std::string, std::string>& origins,
-                             const std::string& problem) {
+[[noreturn]] void fail_value(const KeySpec& s, const Json& value, const Origins& origins, const std::string& problem) {
     STRATA_FAIL(str("config key '", s.name, "' is ", value.dump(), origin_of(origins, s.name), ", ", problem, " (",
                     s.name, ": ", s.meaning, "). Set it to ", allowed_values(s), ", e.g. ", s.name, "=",
                     s.default_value.dump(), " (the default)"));
 }
 
-void check_value(const KeySpec& s, const Json& v, const std::map<std::string, std::string>& origins) {
+void check_value(const KeySpec& s, const Json& v, const Origins& origins) {
     if (!has_type(s.type, v))
         fail_value(s, v, origins, "but it must be " + type_name(s.type));
     bool empty = v.is_string() ? v.get<std::string>().empty() : v.is_array() && v.empty();
@@ -343,7 +341,7 @@ void check_value(const KeySpec& s, const Json& v, const std::map<std::string, st
     }
 }
 
-void check_device(const std::string& d, const std::map<std::string, std::string>& origins) {
+void check_device(const std::string& d, const Origins& origins) {
     bool ok = d == "cpu" || d == "cuda" || d == "auto";
     if (d.rfind("cuda:", 0) == 0) {
         std::string index = d.substr(5);
@@ -363,8 +361,7 @@ int64_t smallest_crop(const PSPNetConfig& m, int64_t* cells) {
     return (need - 1) * m.backbone.output_stride + 1;
 }
 
-void check_crop(const PSPNetConfig& m, const std::map<std::string, std::string>& origins, const std::string& key,
-                int64_t size, bool training) {
+void check_crop(const PSPNetConfig& m, const Origins& origins, const std::string& key, int64_t size, bool training) {
     int64_t os = m.backbone.output_stride, cells = 0;
     if (training && m.zoom_factor == 8 && (size - 1) % os != 0) {
         int64_t lower = (size - 1) / os * os + 1;
@@ -381,18 +378,14 @@ void check_crop(const PSPNetConfig& m, const std::map<std::string, std::string>&
                  m.use_ppm ? " (or smaller bins)" : "");
 }
 
-// Every key present, known, and within its range: checked on the flat keys, before they fill typed fields.
-void check_values(const Json& c, const std::map<std::string, std::string>& origins) {
-    for (auto it = c.begin(); it != c.end(); ++it)
-        if (find_key(it.key()) == nullptr) STRATA_FAIL(unknown_key_message(it.key(), "config"));
-    for (const KeySpec& s : config_schema()) {
-        STRATA_CHECK(c.contains(s.name), "config: the key '", s.name, "' is missing (start from default_config())");
-        check_value(s, c[s.name], origins);
-    }
+// Every value within its key's range: checked on the flat keys (all of them, each of its type) before they fill the
+// typed fields, whose integers may be narrower than the JSON's.
+void check_values(const Json& c, const Origins& origins) {
+    for (const KeySpec& s : config_schema()) check_value(s, c.at(s.name), origins);
 }
 
 // The rules between keys: the one place that says which values go together.
-void check_rules(const RunConfig& c, const std::map<std::string, std::string>& origins) {
+void check_rules(const RunConfig& c, const Origins& origins) {
     auto from = [&](const char* key) { return origin_of(origins, key); };
     check_device(c.device, origins);
 
@@ -539,12 +532,12 @@ RunConfig default_config() { return from_json(defaults_json()); }
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides, const Json& preset,
                       const std::string& preset_source) {
     Json config = defaults_json();
-    std::map<std::string, std::string> origins;
-    if (!path.empty()) merge_into(config, &origins, read_config_file(path), path);
-    if (!preset.empty()) merge_into(config, &origins, preset, preset_source);
+    Origins origins;
+    if (!path.empty()) merge_into(config, origins, read_config_file(path), path);
+    if (!preset.empty()) merge_into(config, origins, preset, preset_source);
     for (const std::string& o : overrides) {
         auto [key, value] = split_override(o);
-        set_key(config, &origins, key, value, "command line");
+        set_key(config, origins, key, value, "command line");
     }
     check_values(config, origins);
     RunConfig c = from_json(config);
@@ -552,9 +545,9 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
     return c;
 }
 
-void validate_config(const RunConfig& c, const std::map<std::string, std::string>& origins) {
-    check_values(to_json(c), origins);
-    check_rules(c, origins);
+void validate_config(const RunConfig& c) {
+    check_values(to_json(c), {});
+    check_rules(c, {});
 }
 
 Json to_json(const RunConfig& config) {

@@ -74,13 +74,15 @@ struct WeightsConfig {
     WeightsOptions options;                // strict is set by the caller (train: false, eval and infer: true)
 };
 
+// Every field is one key of the schema table (config.cpp), which says its meaning, default and range; make one with
+// load_config or default_config.
 struct RunConfig {
     PSPNetConfig model;
     DataConfig data;
     TrainConfig train;
     EvalConfig eval;
     WeightsConfig weights;
-    // where and how the programs run
+    // where and how the programs run (data-parallel training adds its rank and world size here)
     std::string device;                    // cpu, cuda, cuda:N, auto
     int threads;                           // 0: all cores
     bool reproducible;                     // GEMMs on the fixed-order kernel
@@ -131,10 +133,9 @@ RunConfig default_config();
 // is set, then every value against its range and the rules between keys.
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides,
                       const nlohmann::json& preset = nlohmann::json::object(), const std::string& preset_source = "");
-// Checks every value against its range and the rules between keys: for a config built or edited in code (train()
-// calls it). An error names the key, its value, where the value came from (origins: key -> "command line" or a
-// file name; missing = not said), the allowed values and how to fix it.
-void validate_config(const RunConfig& config, const std::map<std::string, std::string>& origins = {});
+// Checks every value against its range and the rules between keys, for a config built or edited in code (train()
+// and evaluate_run call it). An error names the key, its value, the allowed values and how to fix it.
+void validate_config(const RunConfig& config);
 // The flat key: value object (the run folder's config.json, and what the dataset formats read their keys from).
 nlohmann::json to_json(const RunConfig& config);
 

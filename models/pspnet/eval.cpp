@@ -36,8 +36,8 @@ int eval_main(int argc, char** argv) {
     RunConfig config = load_program_config(cl);
     TrainedModel trained = load_trained_model(config);
     std::filesystem::create_directories(config.run_dir);
-    evaluate_run(*trained.model, config, config.run_dir, true);
-    std::cout << "wrote " << eval_output_paths(config, config.run_dir).json << "\n";
+    evaluate_run(*trained.model, config, true);
+    std::cout << "wrote " << eval_output_paths(config).json << "\n";
     return 0;
 }
 

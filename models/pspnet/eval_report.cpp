@@ -44,13 +44,13 @@ std::string eval_protocol_name(const EvalOptions& o) {
     return name;
 }
 
-EvalOutputPaths eval_output_paths(const RunConfig& c, const std::string& run_dir) {
+EvalOutputPaths eval_output_paths(const RunConfig& c) {
     const std::string& chosen = c.eval.output;
     EvalOutputPaths p;
     if (chosen.empty()) {
         std::string protocol = eval_protocol_name(c.eval.protocol);
-        p.json = (fs::path(run_dir) / "eval" / (protocol + ".json")).string();
-        p.predictions = (fs::path(run_dir) / "eval" / protocol).string();
+        p.json = (fs::path(c.run_dir) / "eval" / (protocol + ".json")).string();
+        p.predictions = (fs::path(c.run_dir) / "eval" / protocol).string();
     } else {
         fs::path j(chosen);
         STRATA_CHECK(j.extension() == ".json", "config: eval_output must name a .json file (its prediction panels go "
@@ -92,21 +92,20 @@ void EvalProgress::finish() {
     wrote_in_place = false;
 }
 
-nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, const std::string& run_dir, bool verbose) {
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
     validate_config(c);  // a config edited in code gets the checks load_config gives a file
     std::shared_ptr<Dataset> val = open_config_dataset(c, false);
     EvalOptions options = c.eval.protocol;
     options.device = model.parameters().front().device();
-    EvalOutputPaths out = eval_output_paths(c, run_dir);
-    const int save = c.eval.save_predictions;
-    if (save > 0) fs::create_directories(out.predictions);
+    EvalOutputPaths out = eval_output_paths(c);
+    if (c.eval.save_predictions > 0) fs::create_directories(out.predictions);
     std::vector<Rgb> palette = val->classes().colors;
     if (palette.empty()) palette = voc_palette();
     const std::vector<std::string>& names = c.data.class_names.empty() ? val->classes().names : c.data.class_names;
     const std::vector<int64_t>& objects = c.eval.object_classes;
     const int ignore_label = c.data.ignore_label;
     const int64_t max_images = c.eval.max_images;
-    int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
+    const int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
 
     std::cout << std::flush;  // what was printed before comes before the progress lines when both go to one file
     EvalProgress progress(stderr, isatty(fileno(stderr)));
@@ -114,7 +113,7 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, const std::string
     SegmentationMetrics m = evaluate_dataset(
         model, *val, options, max_images, ignore_label,
         [&](int64_t i, const Sample& s, const LabelMap& pred) {
-            if (i >= save) return;
+            if (i >= c.eval.save_predictions) return;
             Image panel = prediction_panel(s.image, s.label, pred, palette);
             save_png((fs::path(out.predictions) / (s.name + ".png")).string(),
                      with_legend(panel, s.label, pred, names, palette, ignore_label));

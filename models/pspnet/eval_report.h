@@ -36,13 +36,13 @@ struct EvalOutputPaths {
     std::string predictions;  // the folder of prediction panels
 };
 // Where an evaluation with this config writes (see the file comment).
-EvalOutputPaths eval_output_paths(const RunConfig& config, const std::string& run_dir);
+EvalOutputPaths eval_output_paths(const RunConfig& config);
 
 // Evaluates the model on the config's validation split, writes the result and the prediction panels to
 // eval_output_paths(), prints the per-class table when verbose, and returns the result. When no label pixel of the
 // evaluated images is a class (all are ignore_label), it says so on stderr and in the result's "warning" instead
 // of presenting the meaningless mIoU.
-nlohmann::json evaluate_run(PSPNet& model, const RunConfig& config, const std::string& run_dir, bool verbose);
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& config, bool verbose);
 
 // A trained model ready to predict, for the eval and infer programs: the config's threads, the model it describes
 // with weights= (default <run_dir>/model.safetensors) loaded strictly, on the config's device, in eval mode.

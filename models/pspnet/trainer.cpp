@@ -34,9 +34,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-    return std::chrono::duration<double>(b - a).count();
-}
+double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // ---- the step ----
 
@@ -133,22 +131,16 @@ TrainingPosition start_position(const RunConfig& c, PSPNet& model, SGD& optimize
 
 // ---- what the loop calls besides the step ----
 
-// How many pixels of a batch's labels (N, H, W) I32 on the CPU are not ignore_label.
-int64_t labelled_pixels(const Tensor& labels, int64_t ignore) {
-    const int32_t* l = labels.i32();
-    int64_t count = 0;
-    for (int64_t i = 0; i < labels.numel(); ++i) count += l[i] != ignore;
-    return count;
-}
-
 // What happened between two log lines: their averages become one line of metrics.jsonl.
 struct LogWindow {
     double loss = 0, main_loss = 0, aux_loss = 0;
-    int64_t steps = 0, images = 0, labelled_pixels = 0;
+    int64_t steps = 0, images = 0, labelled_pixels = 0;  // labelled: the label pixels that are not ignore_label
 
-    void add(const StepLosses& step, int64_t batch_images, int64_t batch_labelled) {
+    void add(const StepLosses& step, const Batch& batch, int64_t ignore_label) {
         loss += step.total, main_loss += step.main, aux_loss += step.aux;
-        ++steps, images += batch_images, labelled_pixels += batch_labelled;
+        ++steps, images += batch.images.size(0);
+        const int32_t* l = batch.labels.i32();  // (N, H, W) on the CPU
+        for (int64_t i = 0; i < batch.labels.numel(); ++i) labelled_pixels += l[i] != ignore_label;
     }
     nlohmann::json line(int64_t iteration, float lr, double seconds_since_last, double seconds) const {
         return {{"iteration", iteration}, {"loss", loss / steps}, {"main_loss", main_loss / steps},
@@ -179,7 +171,7 @@ struct ProgressLog {
 
     void step(int64_t iteration, const StepLosses& step, const Batch& batch, float lr) {
         const int64_t max_iter = c.train.iterations;
-        window.add(step, batch.images.size(0), labelled_pixels(batch.labels, c.data.ignore_label));
+        window.add(step, batch, c.data.ignore_label);
         auto now = Clock::now();
         double elapsed = seconds_between(start, now);
         double per_iter = elapsed / double(iteration - start_iteration);
@@ -298,7 +290,7 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
             save_training_checkpoint(c, model, optimizer, pos, loader);
         // the periodic evaluation on the validation split (the final one comes after the loop)
         if (t.eval_every > 0 && pos.iteration % t.eval_every == 0 && pos.iteration < t.iterations && !stop) {
-            nlohmann::json e = evaluate_run(model, c, c.run_dir, false);
+            nlohmann::json e = evaluate_run(model, c, false);
             log.evaluation(pos.iteration, e);
             plot_curves(c.run_dir);  // redrawn at every evaluation, so curves.png follows a long run
             log.end_line();
@@ -329,7 +321,7 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
         std::cout << "trained " << pos.iteration - start_iteration << " iterations in "
                   << format_duration(result.seconds) << "; weights in " << c.run_dir << "/model.safetensors\n";
     if (options.evaluate) {
-        result.eval = evaluate_run(model, c, c.run_dir, options.verbose);
+        result.eval = evaluate_run(model, c, options.verbose);
         log.evaluation(pos.iteration, result.eval);
     }
     plot_curves(c.run_dir);

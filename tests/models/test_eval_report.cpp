@@ -89,16 +89,16 @@ TEST_CASE("eval: outputs are named after the protocol, or the path eval_output n
     o.scales = {1.5};
     CHECK(eval_protocol_name(o) == "slide_s1.5");
 
-    RunConfig c = load_config("", {"eval_mode=slide", "scales=[0.5,1.0,1.75]", "eval_flip=true"});
-    EvalOutputPaths p = eval_output_paths(c, "runs/x");
+    RunConfig c = load_config("", {"eval_mode=slide", "scales=[0.5,1.0,1.75]", "eval_flip=true", "run_dir=runs/x"});
+    EvalOutputPaths p = eval_output_paths(c);
     CHECK(p.json == "runs/x/eval/slide_ms0.5-1.75_flip.json");
     CHECK(p.predictions == "runs/x/eval/slide_ms0.5-1.75_flip");
     c.eval.output = "results/voc_val.json";
-    p = eval_output_paths(c, "runs/x");
+    p = eval_output_paths(c);
     CHECK(p.json == "results/voc_val.json");
     CHECK(p.predictions == "results/voc_val");
     c.eval.output = "results/voc_val.txt";
-    CHECK_THROWS_WITH_AS(eval_output_paths(c, "runs/x"), doctest::Contains("eval_output must name a .json file"),
+    CHECK_THROWS_WITH_AS(eval_output_paths(c), doctest::Contains("eval_output must name a .json file"),
                          Error);
 }
 
@@ -124,7 +124,7 @@ TEST_CASE("eval: a second evaluation with another protocol does not overwrite th
     slide.eval.protocol.crop_w = 41;
     slide.eval.protocol.base_size = 73;
     slide.eval.protocol.flip = true;
-    nlohmann::json e = evaluate_run(model, slide, dir, false);
+    nlohmann::json e = evaluate_run(model, slide, false);
     CHECK(e["protocol"] == "slide_flip");
     CHECK(fs::exists(dir + "/eval/slide_flip.json"));
     CHECK(fs::exists(dir + "/eval/slide_flip/val_000000.png"));
@@ -132,7 +132,7 @@ TEST_CASE("eval: a second evaluation with another protocol does not overwrite th
 
     RunConfig chosen = c;
     chosen.eval.output = dir + "/mine/result.json";
-    evaluate_run(model, chosen, dir, false);
+    evaluate_run(model, chosen, false);
     CHECK(fs::exists(dir + "/mine/result.json"));
     CHECK(fs::exists(dir + "/mine/result/val_000000.png"));
     CHECK(read_file(dir + "/eval/whole.json") == first);
@@ -331,7 +331,7 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
     c.model.classes = 3;
     PSPNet model(c.model);
     nlohmann::json e;
-    std::string printed = capture_output(dir + "/printed.txt", [&] { e = evaluate_run(model, c, dir, false); });
+    std::string printed = capture_output(dir + "/printed.txt", [&] { e = evaluate_run(model, c, false); });
     CHECK(printed.find("warning: every label pixel") == 0);  // said even by the quiet evaluations during training
     REQUIRE(e.contains("warning"));
     CHECK(e["warning"].get<std::string>().find("every label pixel of the 2 evaluated images") != std::string::npos);
@@ -360,7 +360,7 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
     RunConfig scenes = tiny_run(dir);
     scenes.eval.max_images = 1;
     PSPNet model8(scenes.model);
-    nlohmann::json ok = evaluate_run(model8, scenes, dir, false);
+    nlohmann::json ok = evaluate_run(model8, scenes, false);
     CHECK_FALSE(ok.contains("warning"));
     CHECK(ok["labelled_pixels"].get<int64_t>() == 73 * 73);
 }
@@ -372,11 +372,11 @@ TEST_CASE("eval: object-class accuracy only where object classes are defined, an
     c.eval.max_images = 1;
     c.eval.save_predictions = 0;
     PSPNet model(c.model);
-    CHECK_FALSE(evaluate_run(model, c, dir, false).contains("object_class_accuracy"));
+    CHECK_FALSE(evaluate_run(model, c, false).contains("object_class_accuracy"));
     c.eval.object_classes = {5, 6, 7};
-    CHECK(evaluate_run(model, c, dir, false).contains("object_class_accuracy"));
+    CHECK(evaluate_run(model, c, false).contains("object_class_accuracy"));
     c.eval.object_classes = {5, 6, 9};
-    CHECK_THROWS_WITH_AS(evaluate_run(model, c, dir, false),
+    CHECK_THROWS_WITH_AS(evaluate_run(model, c, false),
                          doctest::Contains("'object_classes' holds 9, which is not a class"), Error);
 }
 
