@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <regex>
 #include <set>
 #include <sstream>
 
 #include "data/contextscenes.h"
-#include "data/dataset.h"
 #include "framework/check.h"
 #include "framework/device.h"
 #include "framework/parallel.h"
@@ -59,16 +59,11 @@ constexpr KeyType kInt = KeyType::kInt, kString = KeyType::kString;
 // FIELD(train.base_lr): the function that gives a key's field in a RunConfig, here &config.train.base_lr.
 #define FIELD(path) [](RunConfig& c) -> Field { return &c.path; }
 
-// The registered dataset formats (data/dataset.h). The schema is built on first use, after static initialisation
-// has run every format's registrar.
-std::vector<Json> dataset_format_choices() {
-    std::vector<Json> choices;
-    for (const std::string& name : dataset_formats()) choices.push_back(name);
-    return choices;
-}
-
 std::vector<KeySpec> make_schema() {
     const ContextScenesConfig scenes;  // the generator's defaults are the keys' defaults (data/contextscenes.h)
+    // the registered dataset formats (data/dataset.h): the schema is built on first use, after static
+    // initialisation has run every format's registrar
+    const std::vector<std::string> formats = dataset_formats();
     const char* M = "model (semseg's PSPNet-50): RunConfig::model";
     const char* D = "data: RunConfig::data";
     const char* T = "training (semseg: SGD momentum 0.9, wd 1e-4, base LR 0.01, poly 0.9, 10x LR for the heads): "
@@ -76,7 +71,7 @@ std::vector<KeySpec> make_schema() {
     const char* W = "weights: RunConfig::weights";
     const char* R = "running";
     const char* E = "evaluation (semseg's test.py): RunConfig::eval";
-    std::vector<KeySpec> s = {
+    return {
         // ---- model ----
         one_of(key(M, "depth", FIELD(model.backbone.depth), 50,
                    "ResNet depth: 18, 34 (BasicBlock), 50, 101, 152 (Bottleneck)"), {18, 34, 50, 101, 152}),
@@ -97,17 +92,16 @@ std::vector<KeySpec> make_schema() {
         at_least(key(M, "aux_weight", FIELD(model.aux_weight), 0.4,
                      "weight of the auxiliary loss; 0 disables the auxiliary head"), 0),
         // ---- data ----
-        one_of(key(D, "dataset", FIELD(data.format), "voc", "dataset format"), dataset_format_choices()),
+        one_of(key(D, "dataset", FIELD(data.format), "voc", "dataset format"),
+               std::vector<Json>(formats.begin(), formats.end())),
         key(D, "data_root", FIELD(data.root), "",
             "the dataset's folder (e.g. /data/VOCdevkit/VOC2012); contextscenes: unused"),
         non_empty(key(D, "train_split", FIELD(data.train_split), "train",
                       "voc: ImageSets/Segmentation/<split>.txt (train, trainval, train_aug); list: a list file")),
-        non_empty(key(D, "val_split", FIELD(data.val_split), "val",
-                      "the split eval and the end of training evaluate on")),
+        non_empty(key(D, "val_split", FIELD(data.val_split), "val", "the split eval and the end of training score")),
         at_most(at_least(key(D, "ignore_label", FIELD(data.ignore_label), 255,
                              "label value that is not scored (void); not a class index"), 0), 255),
-        key(D, "class_names", FIELD(data.class_names), Json::array(),
-            "one name per class; [] = the dataset's own names"),
+        key(D, "class_names", FIELD(data.class_names), Json::array(), "one name per class; [] = the dataset's names"),
         non_empty(format_key(D, "label_dir", kString, "SegmentationClass",
                              "voc: SegmentationClass (the VOC tarball) or SegmentationClassAug (SBD, for train_aug)")),
         format_key(D, "names_file", kString, "", "list: class names, one per line"),
@@ -139,10 +133,8 @@ std::vector<KeySpec> make_schema() {
         at_least(key(T, "iterations", FIELD(train.iterations), 30000, "training steps"), 1),
         above(key(T, "base_lr", FIELD(train.base_lr), 0.01,
                   "learning rate at step 0 (the backbone's; the heads get head_lr_mult x)"), 0),
-        above(key(T, "head_lr_mult", FIELD(train.head_lr_mult), 10.0,
-                  "learning-rate multiplier of the PPM and the heads"), 0),
-        above(key(T, "power", FIELD(train.power), 0.9,
-                  "poly schedule: lr = base_lr * (1 - iteration/iterations)^power"), 0),
+        above(key(T, "head_lr_mult", FIELD(train.head_lr_mult), 10.0, "LR multiplier of the PPM and the heads"), 0),
+        above(key(T, "power", FIELD(train.power), 0.9, "poly: lr = base_lr * (1 - iteration/iterations)^power"), 0),
         below(at_least(key(T, "momentum", FIELD(train.momentum), 0.9, "SGD momentum"), 0), 1),
         at_least(key(T, "weight_decay", FIELD(train.weight_decay), 1e-4, "SGD weight decay (L2)"), 0),
         at_most(at_least(key(T, "seed", FIELD(train.seed), 0,
@@ -150,8 +142,7 @@ std::vector<KeySpec> make_schema() {
         at_least(key(T, "log_every", FIELD(train.log_every), 20, "log a metrics line every N iterations"), 1),
         at_least(key(T, "save_every", FIELD(train.save_every), 1000,
                      "checkpoint every N iterations (0 = only at the end and on Ctrl-C)"), 0),
-        at_least(key(T, "eval_every", FIELD(train.eval_every), 0,
-                     "evaluate every N iterations (0 = only at the end)"), 0),
+        at_least(key(T, "eval_every", FIELD(train.eval_every), 0, "evaluate every N steps (0 = only at the end)"), 0),
         key(T, "tensorboard", FIELD(train.tensorboard), true,
             "also write the scalars as TensorBoard event files under <run_dir>/tensorboard"),
         // ---- weights ----
@@ -173,8 +164,7 @@ std::vector<KeySpec> make_schema() {
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
         // ---- evaluation ----
         one_of(key(E, "eval_mode", FIELD(eval.protocol.mode), "whole",
-                   "whole (one forward per image) or slide (crop windows with stride 2/3 of the crop)"),
-               {"whole", "slide"}),
+                   "whole (one forward per image) or slide (crop windows, stride 2/3 of a crop)"), {"whole", "slide"}),
         at_least(key(E, "test_h", FIELD(eval.protocol.crop_h), 473, "slide: window height"), 1),
         at_least(key(E, "test_w", FIELD(eval.protocol.crop_w), 473, "slide: window width"), 1),
         at_least(key(E, "base_size", FIELD(eval.protocol.base_size), 512,
@@ -184,20 +174,12 @@ std::vector<KeySpec> make_schema() {
         key(E, "eval_flip", FIELD(eval.protocol.flip), false, "average with the horizontally flipped image"),
         at_least(key(E, "max_eval_images", FIELD(eval.max_images), 0,
                      "evaluate at most this many images (0 = the whole split)"), 0),
-        at_least(key(E, "save_predictions", FIELD(eval.save_predictions), 8,
-                     "how many colourised predictions eval writes"), 0),
+        at_least(key(E, "save_predictions", FIELD(eval.save_predictions), 8, "colourised predictions eval writes"), 0),
         key(E, "eval_output", FIELD(eval.output), "",
             "where eval writes its JSON; \"\" = <run_dir>/eval/<protocol>.json, named after mode, scales and flip"),
         at_least(key(E, "object_classes", FIELD(eval.object_classes), Json::array(),
                      "class indices among which eval also reports the accuracy (e.g. [5, 6, 7])"), 0),
     };
-    return s;
-}
-
-std::string format_number(double v) {
-    std::ostringstream out;
-    out << v;
-    return out.str();
 }
 
 // Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours cost 1.
@@ -342,11 +324,7 @@ void check_value(const KeySpec& s, const Json& v, const Origins& origins) {
 }
 
 void check_device(const std::string& d, const Origins& origins) {
-    bool ok = d == "cpu" || d == "cuda" || d == "auto";
-    if (d.rfind("cuda:", 0) == 0) {
-        std::string index = d.substr(5);
-        ok = !index.empty() && index.size() <= 4 && index.find_first_not_of("0123456789") == std::string::npos;
-    }
+    bool ok = std::regex_match(d, std::regex("cpu|cuda|auto|cuda:[0-9]{1,4}"));
     STRATA_CHECK(ok, "config key 'device' is \"", d, "\"", origin_of(origins, "device"), ": unknown device '", d,
                  "'. Set it to cpu, cuda, cuda:N (N = 0, 1, ...: the GPU's index) or auto (a GPU when there is one)");
 }
@@ -450,6 +428,12 @@ Json defaults_json() {
 }
 
 }  // namespace
+
+std::string format_number(double v) {
+    std::ostringstream out;
+    out << v;
+    return out.str();
+}
 
 const std::vector<KeySpec>& config_schema() {
     static const std::vector<KeySpec> schema = make_schema();
@@ -577,12 +561,6 @@ Device use_running_config(const RunConfig& c, bool verbose) {
     Device device = select_device(c.device, &note);
     if (verbose && !note.empty()) std::cerr << note << "\n";
     return device;
-}
-
-WeightsOptions weights_options(const RunConfig& c, bool strict) {
-    WeightsOptions o = c.weights.options;
-    o.strict = strict;
-    return o;
 }
 
 }  // namespace strata::pspnet

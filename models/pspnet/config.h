@@ -1,21 +1,18 @@
 // The run configuration of the PSPNet programs (train, eval, infer): typed structs, built once from flat JSON keys.
 //
-// The programs read a RunConfig: the model (PSPNetConfig, pspnet.h), the data, the training recipe, the evaluation
-// protocol, the weights to start from and where the run happens, as typed fields (cfg.train.base_lr). load_config
-// builds it once: defaults <- config file <- key=value overrides (each key and its type checked as it is set), then
-// every value against its range, then the typed fields, then the rules between keys.
+// The programs read a RunConfig, typed fields (cfg.train.base_lr) that load_config builds once: defaults <- config
+// file <- key=value overrides (each key and its type checked as it is set; a value is JSON when it parses as JSON,
+// else a string), then every value against its range, then the fields, then the rules between keys.
 //
 //     build/bin/train configs/voc2012_pspnet50.json data_root=/data/VOCdevkit/VOC2012 batch_size=8 device=cpu
 //
-// Every key is declared once, in the schema table of config.cpp (config_schema()): the field it fills, its type,
-// default (semseg's voc2012_pspnet50.yaml where semseg has the key), meaning and allowed values; the defaults, --help,
-// the checks and both conversions come from it. The rules between keys (ignore_label vs classes, the training crop
-// vs the output stride, ...) are one function. JSON stays at the edges: config files, overrides, the run folder's
-// config.json (to_json), and the dataset formats, which read their own keys (label_dir, scene_size, ...) from the
-// flat config (data/dataset.h) and whose values DataConfig::format_options carries. An unknown key (with the nearest
-// valid ones suggested), a wrong type, a key given twice in a file, a value out of range or against a rule is one
-// error naming the key, its value, where it came from and the fix. Command-line values are read as JSON when they
-// parse as JSON (numbers, true/false, [1,2,3]) and as strings otherwise.
+// Every key is declared once, in the schema table of config.cpp: the field it fills, its type, default (semseg's
+// voc2012_pspnet50.yaml where semseg has it), meaning and allowed values; the defaults, --help, the checks and both
+// conversions come from it, and the rules between keys are one function. JSON stays at the edges: config files,
+// overrides, the run folder's config.json (to_json) and the dataset formats, which read their own keys (label_dir,
+// scene_size, ...) from the flat config (data/dataset.h). An unknown key (the nearest ones suggested), a wrong type,
+// a key given twice in a file, a value out of range or against a rule is one error naming the key, its value, where
+// it came from and the fix.
 #pragma once
 
 #include <limits>
@@ -36,8 +33,7 @@ namespace strata::pspnet {
 
 // The data: which dataset, its labels, and semseg's training augmentation.
 struct DataConfig {
-    std::string format;                    // dataset: a registered format (data/dataset.h)
-    std::string root;                      // data_root
+    std::string format, root;              // the dataset key (a registered format, data/dataset.h), data_root
     std::string train_split, val_split;
     int ignore_label;                      // not scored; never a class index
     std::vector<std::string> class_names;  // empty: the dataset's own names
@@ -52,9 +48,8 @@ struct DataConfig {
 // The optimisation (semseg's tool/train.py) and the training loop's bookkeeping.
 struct TrainConfig {
     int batch_size;
-    int64_t iterations;
+    int64_t iterations, seed;
     double base_lr, head_lr_mult, power, momentum, weight_decay;
-    int64_t seed;
     int64_t log_every, save_every, eval_every;  // 0: never (save and eval still run at the end)
     bool tensorboard;
 };
@@ -68,10 +63,10 @@ struct EvalConfig {
     std::vector<int64_t> object_classes;
 };
 
-// Weights loaded into the model before training (a backbone) or for eval and infer.
+// Weights loaded into the model before training (a backbone) or for eval and infer ("": <run_dir>/model.safetensors).
 struct WeightsConfig {
-    std::string path;                      // "" : none for train, <run_dir>/model.safetensors for eval and infer
-    WeightsOptions options;                // strict is set by the caller (train: false, eval and infer: true)
+    std::string path;
+    WeightsOptions options;                // strict: true (eval and infer); train loads its weights= leniently
 };
 
 // Every field is one key of the schema table (config.cpp), which says its meaning, default and range; make one with
@@ -83,10 +78,9 @@ struct RunConfig {
     EvalConfig eval;
     WeightsConfig weights;
     // where and how the programs run (data-parallel training adds its rank and world size here)
-    std::string device;                    // cpu, cuda, cuda:N, auto
+    std::string device, run_dir;           // device: cpu, cuda, cuda:N, auto
     int threads;                           // 0: all cores
     bool reproducible;                     // GEMMs on the fixed-order kernel
-    std::string run_dir;
 };
 
 // ---- the schema ----
@@ -97,8 +91,7 @@ using Field = std::variant<int*, int64_t*, double*, bool*, std::string*, std::ve
 
 // One config key: the single place that says what it means and what it may hold.
 struct KeySpec {
-    std::string name;
-    std::string group;               // model, data, training, evaluation, running (only for --help)
+    std::string name, group;         // group: model, data, training, weights, running, evaluation (for --help)
     KeyType type = KeyType::kInt;
     nlohmann::json default_value;
     std::string meaning;
@@ -124,6 +117,8 @@ std::string allowed_values(const KeySpec& spec);
 std::vector<std::string> nearest_keys(const std::string& key, size_t count = 3);
 // Every key with its type, default and meaning: the config part of the programs' --help.
 std::string config_help();
+// A number as the help and the messages write it: "0.0001", "2", "1.5" (six significant digits at most).
+std::string format_number(double v);
 
 // ---- building and checking a RunConfig ----
 // The defaults of every key.
@@ -145,7 +140,5 @@ std::shared_ptr<Dataset> open_config_dataset(const RunConfig& config, bool train
 // The running part applied: the thread count set and the device chosen (a note on stderr when verbose and auto
 // chose, or a GPU is missing).
 Device use_running_config(const RunConfig& config, bool verbose);
-// The weights options with strict as given (train: false, eval and infer: true).
-WeightsOptions weights_options(const RunConfig& config, bool strict);
 
 }  // namespace strata::pspnet

@@ -8,7 +8,6 @@
 #include <iostream>
 
 #include "framework/check.h"
-#include "framework/parallel.h"
 #include "framework/safetensors.h"
 #include "models/pspnet/checkpoint.h"
 #include "models/pspnet/legend.h"
@@ -16,16 +15,6 @@
 namespace strata::pspnet {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-}
-
-}  // namespace
 
 std::string format_duration(double seconds) {
     int s = int(seconds + 0.5);
@@ -38,8 +27,8 @@ std::string format_duration(double seconds) {
 std::string eval_protocol_name(const EvalOptions& o) {
     std::string name = o.mode;
     auto [lo, hi] = std::minmax_element(o.scales.begin(), o.scales.end());
-    if (o.scales.size() > 1) name += "_ms" + number(*lo) + "-" + number(*hi);
-    else if (!o.scales.empty() && o.scales[0] != 1.0) name += "_s" + number(o.scales[0]);
+    if (o.scales.size() > 1) name += "_ms" + format_number(*lo) + "-" + format_number(*hi);
+    else if (!o.scales.empty() && o.scales[0] != 1.0) name += "_s" + format_number(o.scales[0]);
     if (o.flip) name += "_flip";
     return name;
 }
@@ -103,7 +92,6 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
     if (palette.empty()) palette = voc_palette();
     const std::vector<std::string>& names = c.data.class_names.empty() ? val->classes().names : c.data.class_names;
     const std::vector<int64_t>& objects = c.eval.object_classes;
-    const int ignore_label = c.data.ignore_label;
     const int64_t max_images = c.eval.max_images;
     const int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
 
@@ -111,12 +99,12 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
     EvalProgress progress(stderr, isatty(fileno(stderr)));
     auto t0 = std::chrono::steady_clock::now();
     SegmentationMetrics m = evaluate_dataset(
-        model, *val, options, max_images, ignore_label,
+        model, *val, options, max_images, c.data.ignore_label,
         [&](int64_t i, const Sample& s, const LabelMap& pred) {
             if (i >= c.eval.save_predictions) return;
             Image panel = prediction_panel(s.image, s.label, pred, palette);
             save_png((fs::path(out.predictions) / (s.name + ".png")).string(),
-                     with_legend(panel, s.label, pred, names, palette, ignore_label));
+                     with_legend(panel, s.label, pred, names, palette, c.data.ignore_label));
         },
         [&](int64_t done, int64_t total) {
             if (verbose) progress(done, total);
@@ -132,9 +120,9 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
     if (labelled == 0) {
         std::string warning =
             str("every label pixel of the ", images, " evaluated image", images == 1 ? "" : "s", " of ",
-                val->description(), " is ignore_label (", ignore_label, "), so there is nothing to score and the mIoU "
-                "would be meaningless. Check label_dir, label_mapping and ignore_label, or evaluate more images "
-                "(max_eval_images)");
+                val->description(), " is ignore_label (", c.data.ignore_label, "), so there is nothing to score and "
+                "the mIoU would be meaningless. Check label_dir, label_mapping and ignore_label, or evaluate more "
+                "images (max_eval_images)");
         result["warning"] = warning;
         std::cerr << "warning: " << warning << "\n";
     }
@@ -168,7 +156,7 @@ TrainedModel load_trained_model(const RunConfig& c) {
     STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
                  "': train first, or pass weights=<file.safetensors>");
     TrainedModel trained{std::make_unique<PSPNet>(c.model), use_running_config(c, true)};
-    load_weights(weights, *trained.model, weights_options(c, true));
+    load_weights(weights, *trained.model, c.weights.options);  // strict: every tensor, each used
     trained.model->to(trained.device);
     trained.model->eval();
     return trained;

@@ -6,8 +6,6 @@
 //     <run_dir>/eval/<protocol>/         the first save_predictions panels (input | label | prediction + legend)
 // where <protocol> names the mode, the scales and flip: "whole", "whole_flip", "slide_s1.5", "slide_ms0.5-1.75_flip".
 // The config key eval_output=<file.json> chooses the JSON path instead; its panels then go to <file>/ beside it.
-// evaluate_run is what the eval program, the periodic evaluations of training and its final one all call;
-// load_trained_model is how the eval and infer programs get their model.
 //
 // While it runs, the evaluation reports progress on stderr: on a terminal one line rewritten in place, otherwise
 // (a log file, a pipe, a scheduler) a line per image for short sets and per ~5% for long ones, and at least one

@@ -12,8 +12,6 @@
 
 namespace strata::pspnet {
 
-PSPNetConfig::PSPNetConfig() : bins{1, 2, 3, 6} {}
-
 PPM::PPM(int64_t in_channels, int64_t reduction, const std::vector<int64_t>& bins) {
     auto features = std::make_shared<Sequential>();  // used as a list: its children are the branches
     for (int64_t bin : bins) {

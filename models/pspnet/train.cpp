@@ -34,10 +34,8 @@ const char* kUsage =
 
 int train_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {"--resume", "--no-eval", "--reset-optimizer"}, {}, kUsage);
-    TrainOptions options;
-    options.resume = cl.flags.count("--resume") > 0;
-    options.evaluate = cl.flags.count("--no-eval") == 0;
-    options.reset_optimizer = cl.flags.count("--reset-optimizer") > 0;
+    TrainOptions options{.resume = cl.flags.count("--resume") > 0, .evaluate = cl.flags.count("--no-eval") == 0,
+                         .reset_optimizer = cl.flags.count("--reset-optimizer") > 0};
     STRATA_CHECK(!options.reset_optimizer || options.resume, "--reset-optimizer only applies with --resume");
     RunConfig config = load_program_config(cl);
     std::string run_folder = run_folder_of(cl);

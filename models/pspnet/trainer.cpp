@@ -12,7 +12,6 @@
 #include <optional>
 
 #include "data/loader.h"
-#include "framework/autograd.h"
 #include "framework/blas.h"
 #include "framework/check.h"
 #include "framework/optimizer.h"
@@ -34,7 +33,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_since(Clock::time_point t, Clock::time_point now) {
+    return std::chrono::duration<double>(now - t).count();
+}
 
 // ---- the step ----
 
@@ -73,10 +74,7 @@ SGD make_optimizer(const PSPNet& model, const TrainConfig& t) {
     std::vector<Tensor> backbone, head;
     for (auto& [name, p] : model.backbone_parameters()) backbone.push_back(p);
     for (auto& [name, p] : model.head_parameters()) head.push_back(p);
-    SGDOptions o;
-    o.lr = float(t.base_lr);
-    o.momentum = float(t.momentum);
-    o.weight_decay = float(t.weight_decay);
+    SGDOptions o{.lr = float(t.base_lr), .momentum = float(t.momentum), .weight_decay = float(t.weight_decay)};
     return SGD({ParamGroup{"backbone", backbone, 1.0f}, ParamGroup{"head", head, float(t.head_lr_mult)}}, o);
 }
 
@@ -142,11 +140,10 @@ struct LogWindow {
         const int32_t* l = batch.labels.i32();  // (N, H, W) on the CPU
         for (int64_t i = 0; i < batch.labels.numel(); ++i) labelled_pixels += l[i] != ignore_label;
     }
-    nlohmann::json line(int64_t iteration, float lr, double seconds_since_last, double seconds) const {
+    nlohmann::json line(int64_t iteration, float lr, double since_last, double seconds) const {
         return {{"iteration", iteration}, {"loss", loss / steps}, {"main_loss", main_loss / steps},
                 {"aux_loss", aux_loss / steps}, {"lr", lr},
-                {"images_per_s", seconds_since_last > 0 ? double(images) / seconds_since_last : 0.0},
-                {"seconds", seconds}};
+                {"images_per_s", since_last > 0 ? double(images) / since_last : 0.0}, {"seconds", seconds}};
     }
 };
 
@@ -157,7 +154,7 @@ struct ProgressLog {
     bool verbose, tty;
     int64_t start_iteration;
     MetricsLog metrics;
-    std::unique_ptr<TensorBoardWriter> tensorboard;  // null: tensorboard=false
+    std::unique_ptr<TensorBoardWriter> tensorboard;  // <run_dir>/tensorboard/; null when tensorboard=false
     Clock::time_point start = Clock::now(), last_log = start;
     LogWindow window;
     bool warned_unlabelled = false;
@@ -165,19 +162,18 @@ struct ProgressLog {
     ProgressLog(const RunConfig& config, bool verbose_, int64_t start_iteration_)
         : c(config), verbose(verbose_), tty(verbose_ && isatty(fileno(stderr))), start_iteration(start_iteration_),
           metrics((fs::path(config.run_dir) / "metrics.jsonl").string()),
-          tensorboard(open_run_tensorboard(config.train.tensorboard, config.run_dir)) {}
-
-    double seconds() const { return seconds_between(start, Clock::now()); }
+          tensorboard(config.train.tensorboard ? std::make_unique<TensorBoardWriter>(config.run_dir + "/tensorboard")
+                                               : nullptr) {}
 
     void step(int64_t iteration, const StepLosses& step, const Batch& batch, float lr) {
         const int64_t max_iter = c.train.iterations;
         window.add(step, batch, c.data.ignore_label);
         auto now = Clock::now();
-        double elapsed = seconds_between(start, now);
+        double elapsed = seconds_since(start, now);
         double per_iter = elapsed / double(iteration - start_iteration);
         double eta = per_iter * double(max_iter - iteration);
         if (iteration % c.train.log_every == 0 || iteration == max_iter) {
-            nlohmann::json j = window.line(iteration, lr, seconds_between(last_log, now), elapsed);
+            nlohmann::json j = window.line(iteration, lr, seconds_since(last_log, now), elapsed);
             metrics.append(j.dump());
             write_scalars(tensorboard.get(), j);
             // A window without one labelled pixel trained on nothing: its loss is 0 whatever the weights are.
@@ -239,11 +235,14 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
     // optimizer, so that the momentum buffers are made there too.
     std::shared_ptr<Dataset> train_set = open_config_dataset(c, true);
     PSPNet model(c.model);
-    const int64_t out_h = model.output_size(c.data.train_h), out_w = model.output_size(c.data.train_w);
-    STRATA_CHECK(out_h == c.data.train_h && out_w == c.data.train_w, "config: the model's logits (", out_h, "x", out_w,
-                 ") must match the training crop (", c.data.train_h, "x", c.data.train_w, "): train with zoom_factor=8");
+    const int train_h = c.data.train_h, train_w = c.data.train_w;
+    STRATA_CHECK(model.output_size(train_h) == train_h && model.output_size(train_w) == train_w,
+                 "config: the logits must match the training crop (", train_h, "x", train_w, "): "
+                 "train with zoom_factor=8");
     if (!c.weights.path.empty()) {
-        WeightsReport loaded = load_weights(c.weights.path, model, weights_options(c, false));
+        WeightsOptions lenient = c.weights.options;  // an ImageNet backbone lacks the heads: reported, not refused
+        lenient.strict = false;
+        WeightsReport loaded = load_weights(c.weights.path, model, lenient);
         if (options.verbose) std::cerr << describe(loaded);
     }
     model.to(device);
@@ -251,11 +250,8 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
 
     // Where to start (0, or the newest checkpoint), and the loader from that batch on.
     TrainingPosition pos = start_position(c, model, optimizer, options);
-    LoaderConfig lc;
-    lc.batch_size = t.batch_size;
-    lc.seed = uint64_t(t.seed);
-    lc.workers = c.data.workers;
-    lc.start_step = pos.loader_step;
+    LoaderConfig lc{.batch_size = t.batch_size, .seed = uint64_t(t.seed), .workers = c.data.workers,
+                    .start_step = pos.loader_step};
     Loader loader(train_set, train_transform_config(c.data), lc);
 
     const std::string divergence_advice =
@@ -294,7 +290,7 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
             log.evaluation(pos.iteration, e);
             plot_curves(c.run_dir);  // redrawn at every evaluation, so curves.png follows a long run
             log.end_line();
-            if (options.verbose) std::cerr << "iter " << pos.iteration << ": val mIoU " << e["mIoU"].get<double>() << "\n";
+            if (options.verbose) std::cerr << "iter " << pos.iteration << ": val mIoU " << double(e["mIoU"]) << "\n";
         }
         if (stop) {
             result.interrupted = true;
@@ -310,7 +306,7 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
     stop_signals.reset();
     log.end_line();
     result.iteration = pos.iteration;
-    result.seconds = log.seconds();
+    result.seconds = seconds_since(log.start, Clock::now());
     if (result.interrupted) return result;
 
     // The end of the run: the weights (checked finite), the final evaluation and the curves.

@@ -1,15 +1,13 @@
 // The PSPNet training loop (semseg's tool/train.py in C++), used by the `train` program and by the tests.
 //
-// train() is setup + loop. The loop's body is training_step (trainer.cpp): poly learning rate, forward with the
-// auxiliary head, loss = CE(logits, labels) + aux_weight * CE(aux_logits, labels) with the ignore label, backward,
-// SGD with the backbone at the base LR and the heads (ppm, cls, aux) at head_lr_mult times it. Around it the loop
-// calls small pieces: the progress log (a JSON line every log_every iterations in <run_dir>/metrics.jsonl, the same
-// scalars in <run_dir>/tensorboard/ when tensorboard=true, the terminal line with its ETA), a checkpoint every
-// save_every (checkpoint.h), an evaluation every eval_every (evaluate_run, eval_report.h, which also redraws
-// curves.png, curves.h), and the stop signals: Ctrl-C (SIGINT) or SIGTERM finishes the current iteration, saves a
-// checkpoint and returns. A run started with resume continues from the newest checkpoint and produces the same
-// losses as an uninterrupted run. The run folder is locked for the duration (run_folder.h): a second training on the
-// same run_dir is refused. At the end the weights go to <run_dir>/model.safetensors and the model is evaluated.
+// train() is setup + loop. The loop's body is training_step (trainer.cpp): poly LR, forward with the aux head,
+// loss = CE(logits, labels) + aux_weight * CE(aux_logits, labels), backward, SGD (the heads at head_lr_mult x LR).
+// Around it the loop calls small pieces: the progress log (metrics.jsonl every log_every steps, TensorBoard scalars,
+// the terminal line and ETA), a checkpoint every save_every (checkpoint.h), an evaluation every eval_every
+// (evaluate_run, eval_report.h; curves.png redrawn, curves.h), and the stop signals: Ctrl-C (SIGINT) or SIGTERM
+// finishes the step, saves a checkpoint and returns. A resumed run continues from the newest checkpoint with the
+// losses of an uninterrupted one. The run folder is locked meanwhile (run_folder.h). At the end the weights go to
+// <run_dir>/model.safetensors and the model is evaluated.
 #pragma once
 
 #include <cstdint>

@@ -32,6 +32,13 @@ namespace {
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
+// The config's weights options for a train's weights=: missing and unexpected tensors reported, not refused.
+WeightsOptions lenient(const RunConfig& c) {
+    WeightsOptions o = c.weights.options;
+    o.strict = false;
+    return o;
+}
+
 // The tiny model's state saved to `path`, with `edit` applied to a copy of its tensors first.
 void save_tiny_weights(const std::string& path, const RunConfig& config,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit = {}) {
@@ -103,16 +110,16 @@ TEST_CASE("load_weights: an Inf in layer0.0.weight is an error naming the tensor
     });
     PSPNet model(c.model);
     std::vector<float> before = values_of(model, "layer0.0.weight");
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)),
                          doctest::Contains("'layer0.0.weight' holds 2 non-finite values of"), Error);
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, true)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, c.weights.options),
                          doctest::Contains("(the first, at index 3, is inf). The file is damaged or comes from a "
                                            "diverged run; nothing was loaded. Set allow_nonfinite_weights=true"),
                          Error);
     CHECK(values_of(model, "layer0.0.weight") == before);  // a refused file changes nothing
 
     c.weights.options.allow_nonfinite = true;
-    WeightsReport r = load_weights(path, model, weights_options(c, true));
+    WeightsReport r = load_weights(path, model, c.weights.options);
     CHECK(r.exact());
     CHECK(count_nonfinite(model.state_dict().front().second).count == 2);
 }
@@ -214,16 +221,16 @@ TEST_CASE("load_weights: a file that matches no model tensor is an error naming 
     RunConfig c = tiny_run("build/test_runs/unused");
     PSPNet model(c.model);
     std::string expected = "weights '" + path + "' match none of the model's";
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)), doctest::Contains(expected.c_str()),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)), doctest::Contains(expected.c_str()),
                          Error);
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)),
                          doctest::Contains("Names in the file: backbone.conv1.weight, backbone.fc.bias. Names in "
                                            "the model: layer0.0.weight, layer0.1.weight"),
                          Error);
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)),
                          doctest::Contains("allow_unmatched_weights=true"), Error);
     c.weights.options.allow_unmatched = true;
-    WeightsReport r = load_weights(path, model, weights_options(c, false));
+    WeightsReport r = load_weights(path, model, lenient(c));
     CHECK(r.loaded.empty());
     CHECK(r.unexpected == std::vector<std::string>{"backbone.conv1.weight", "backbone.fc.bias"});
     CHECK(r.missing.size() == model.state_dict().size());
@@ -244,7 +251,7 @@ TEST_CASE("load_weights: fine-tuning to another class count skips and names the 
     // without the option: a hard error naming the tensor, both shapes and the option
     std::string message;
     try {
-        load_weights(path, model, weights_options(five, false));
+        load_weights(path, model, lenient(five));
     } catch (const Error& e) {
         message = e.what();
     }
@@ -253,7 +260,7 @@ TEST_CASE("load_weights: fine-tuning to another class count skips and names the 
     CHECK(message.find("weights_skip_mismatched=true") != std::string::npos);
 
     five.weights.options.skip_mismatched = true;
-    WeightsReport r = load_weights(path, model, weights_options(five, false));
+    WeightsReport r = load_weights(path, model, lenient(five));
     REQUIRE(!r.skipped.empty());
     for (const SkippedTensor& s : r.skipped) {
         CAPTURE(s.name);
@@ -270,7 +277,7 @@ TEST_CASE("load_weights: fine-tuning to another class count skips and names the 
     CHECK(text.find(r.skipped[0].name + " [8, ") != std::string::npos);
 
     // eval and infer load strictly: the same file is refused there, naming what does not match
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(five, true)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, five.weights.options),
                          doctest::Contains("Missing from the file: layer0.1.bias. Not in the model: extra.tensor"),
                          Error);
 }
