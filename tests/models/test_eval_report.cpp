@@ -119,11 +119,7 @@ TEST_CASE("eval: a second evaluation with another protocol does not overwrite th
 
     PSPNet model(c.model);
     RunConfig slide = c;
-    slide.eval.protocol.mode = "slide";
-    slide.eval.protocol.crop_h = 41;
-    slide.eval.protocol.crop_w = 41;
-    slide.eval.protocol.base_size = 73;
-    slide.eval.protocol.flip = true;
+    slide.eval.protocol = {.mode = "slide", .crop_h = 41, .crop_w = 41, .base_size = 73, .flip = true};
     nlohmann::json e = evaluate_run(model, slide, false);
     CHECK(e["protocol"] == "slide_flip");
     CHECK(fs::exists(dir + "/eval/slide_flip.json"));
