@@ -64,13 +64,12 @@ std::vector<KeySpec> make_schema() {
     // the registered dataset formats (data/dataset.h): the schema is built on first use, after static
     // initialisation has run every format's registrar
     const std::vector<std::string> formats = dataset_formats();
-    const char* M = "model (semseg's PSPNet-50): RunConfig::model";
-    const char* D = "data: RunConfig::data";
-    const char* T = "training (semseg: SGD momentum 0.9, wd 1e-4, base LR 0.01, poly 0.9, 10x LR for the heads): "
-                    "RunConfig::train";
-    const char* W = "weights: RunConfig::weights";
+    const char* M = "model (semseg's PSPNet-50)";
+    const char* D = "data";
+    const char* T = "training (semseg: SGD momentum 0.9, wd 1e-4, base LR 0.01, poly 0.9, 10x LR for the heads)";
+    const char* W = "weights";
     const char* R = "running";
-    const char* E = "evaluation (semseg's test.py): RunConfig::eval";
+    const char* E = "evaluation (semseg's test.py)";
     return {
         // ---- model ----
         one_of(key(M, "depth", FIELD(model.backbone.depth), 50,
