@@ -62,9 +62,9 @@ int main(int argc, char** argv) {
         }
         STRATA_CHECK(std::filesystem::exists(config_path), "make_contextscenes: no config '", config_path,
                      "' (run it from the repository root, or name a config: make_contextscenes path/to/config.json)");
-        nlohmann::json run = pspnet::load_config(config_path, {});
-        ContextScenesConfig config = context_scenes_config(run);
-        std::string out = run["data_root"];
+        pspnet::RunConfig run = pspnet::load_config(config_path, {});
+        ContextScenesConfig config = context_scenes_config(pspnet::to_json(run));
+        std::string out = run.data.root;
         STRATA_CHECK(!out.empty(), "make_contextscenes: ", config_path, " sets no data_root; pass out=<folder>");
         int threads = 0;
         for (int i = first; i < argc; ++i) {

@@ -75,12 +75,12 @@ inline void label_target(const uint8_t* data, size_t size) {
     }
 }
 
-// models/pspnet/config: a config file (JSON with comments) loaded over the defaults and validated, then its model
-// part read (every value load_config accepts must be one model_config can use).
+// models/pspnet/config: a config file (JSON with comments) loaded over the defaults, checked and read into the typed
+// RunConfig (every value load_config accepts must fit its field).
 inline void config_target(const uint8_t* data, size_t size) {
     std::string path = write_scratch("config.json", data, size);
     try {
-        (void)pspnet::model_config(pspnet::load_config(path, {}));
+        (void)pspnet::load_config(path, {});
     } catch (const Error&) {
     }
 }

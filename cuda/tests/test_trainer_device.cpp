@@ -18,7 +18,7 @@ using namespace strata::pspnet;
 
 namespace {
 
-nlohmann::json run_config(const std::string& device, const std::string& dir) {
+RunConfig run_config(const std::string& device, const std::string& dir) {
     return load_config("", {"dataset=contextscenes", "classes=8", "scene_size=73", "scene_min_gap=0",
                             "scene_train=8", "scene_val=1", "depth=18", "blocks=[1,1,0,0]", "width=0.0625",
                             "train_h=41", "train_w=41", "batch_size=2", "iterations=2", "workers=0", "log_every=1",

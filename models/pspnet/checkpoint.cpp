@@ -203,15 +203,6 @@ TrainingPosition load_checkpoint(const std::string& run_dir, Module& model, SGD&
     return pos;
 }
 
-WeightsOptions weights_options(const nlohmann::json& config, bool strict) {
-    WeightsOptions o;
-    o.strict = strict;
-    o.skip_mismatched = config["weights_skip_mismatched"];
-    o.allow_nonfinite = config["allow_nonfinite_weights"];
-    o.allow_unmatched = config["allow_unmatched_weights"];
-    return o;
-}
-
 namespace {
 // "a, b, c" with every name (the report is for reading, a list cut short would hide what went wrong)
 std::string join_names(const std::vector<std::string>& names) {

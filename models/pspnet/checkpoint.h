@@ -58,8 +58,6 @@ struct WeightsOptions {
     bool allow_nonfinite = false;  // [allow_nonfinite_weights] load NaN/Inf values instead of refusing the file
     bool allow_unmatched = false;  // [allow_unmatched_weights] a file that matches no model tensor is no error
 };
-// The three keys of the run config; strict as given.
-WeightsOptions weights_options(const nlohmann::json& config, bool strict);
 
 // What load_weights did, by name (the model's names; a file's "module." prefix is removed first).
 struct SkippedTensor {

@@ -8,7 +8,6 @@
 #include <iostream>
 
 #include "framework/check.h"
-#include "models/pspnet/config.h"
 
 namespace strata::pspnet {
 
@@ -75,7 +74,7 @@ std::string run_folder_of(const CommandLine& cl) {
     return "";
 }
 
-nlohmann::json load_program_config(const CommandLine& cl) {
+RunConfig load_program_config(const CommandLine& cl) {
     std::string run = run_folder_of(cl);
     if (run.empty()) return load_config(cl.config_path, cl.overrides);
     // the run's own settings; run_dir follows the folder (the run may have been moved since it was trained)

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "models/pspnet/config.h"
 
 namespace strata::pspnet {
 
@@ -36,7 +36,7 @@ std::string run_folder_of(const CommandLine& cl);
 // The config of one program run: defaults <- the config file <- key=value overrides, validated. When the command
 // line names a run folder (run_folder_of), the file is the run's config.json and run_dir is that folder, so the
 // run's data_root, model and protocol are used unless an override says otherwise.
-nlohmann::json load_program_config(const CommandLine& cl);
+RunConfig load_program_config(const CommandLine& cl);
 
 // Runs body and turns a strata::Error into "error: <message>" on stderr and exit code 1. First it restarts the
 // program with OMP_WAIT_POLICY=PASSIVE when the variable is unset (see cli.cpp for why).

@@ -1,29 +1,33 @@
-// The config schema, loading and validation (see config.h).
+// The config schema, loading, validation and the typed RunConfig (see config.h).
 #include "models/pspnet/config.h"
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <regex>
 #include <set>
 #include <sstream>
 
 #include "data/contextscenes.h"
-#include "data/dataset.h"
 #include "framework/check.h"
+#include "framework/device.h"
+#include "framework/parallel.h"
 
 namespace strata::pspnet {
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kIntMax = 2147483647.0;    // the programs read most integer keys as int
 constexpr double kExactMax = 9007199254740992.0;  // 2^53: larger integers are not exact in a double
 
 using Json = nlohmann::json;
+using Origins = std::map<std::string, std::string>;  // key -> where its value was set ("command line", a file)
 
 // Builders that keep the schema table below to one line of facts per key.
-KeySpec key(const char* group, const char* name, KeyType type, Json default_value, const char* meaning) {
+// A key that only a dataset format reads (data/dataset.h): carried in DataConfig::format_options.
+KeySpec format_key(const char* group, const char* name, KeyType type, Json default_value, const char* meaning) {
     KeySpec s;
     s.group = group;
     s.name = name;
@@ -33,158 +37,148 @@ KeySpec key(const char* group, const char* name, KeyType type, Json default_valu
     if (type == KeyType::kInt || type == KeyType::kIntList) s.max = kIntMax;
     return s;
 }
-KeySpec at_least(KeySpec s, double min) {
-    s.min = min;
+// A key that fills a field of RunConfig; its type is the field's.
+KeySpec key(const char* group, const char* name, Field (*field)(RunConfig&), Json default_value, const char* meaning) {
+    // the key types in the order of Field's alternatives (int and int64_t are both integers)
+    const KeyType types[] = {KeyType::kInt, KeyType::kInt, KeyType::kNumber, KeyType::kBool, KeyType::kString,
+                             KeyType::kIntList, KeyType::kNumberList, KeyType::kStringList};
+    RunConfig scratch{};
+    KeySpec s = format_key(group, name, types[field(scratch).index()], std::move(default_value), meaning);
+    s.field = field;
     return s;
 }
-KeySpec above(KeySpec s, double min) {
-    s.min = min;
-    s.min_open = true;
-    return s;
-}
-KeySpec at_most(KeySpec s, double max) {
-    s.max = max;
-    return s;
-}
-KeySpec below(KeySpec s, double max) {
-    s.max = max;
-    s.max_open = true;
-    return s;
-}
-KeySpec one_of(KeySpec s, std::vector<Json> choices) {
-    s.choices = std::move(choices);
-    return s;
-}
-KeySpec non_empty(KeySpec s) {
-    s.non_empty = true;
-    return s;
-}
+KeySpec at_least(KeySpec s, double min) { s.min = min; return s; }
+KeySpec above(KeySpec s, double min) { s.min = min; s.min_open = true; return s; }
+KeySpec at_most(KeySpec s, double max) { s.max = max; return s; }
+KeySpec below(KeySpec s, double max) { s.max = max; s.max_open = true; return s; }
+KeySpec one_of(KeySpec s, std::vector<Json> choices) { s.choices = std::move(choices); return s; }
+KeySpec non_empty(KeySpec s) { s.non_empty = true; return s; }
 
-constexpr KeyType kInt = KeyType::kInt, kNumber = KeyType::kNumber, kBool = KeyType::kBool,
-                  kString = KeyType::kString, kIntList = KeyType::kIntList, kNumberList = KeyType::kNumberList,
-                  kStringList = KeyType::kStringList;
+constexpr KeyType kInt = KeyType::kInt, kString = KeyType::kString;
 
-// The registered dataset formats (data/dataset.h). The schema is built on first use, after static initialisation
-// has run every format's registrar.
-std::vector<Json> dataset_format_choices() {
-    std::vector<Json> choices;
-    for (const std::string& name : dataset_formats()) choices.push_back(name);
-    return choices;
-}
+// FIELD(train.base_lr): the function that gives a key's field in a RunConfig, here &config.train.base_lr.
+#define FIELD(path) [](RunConfig& c) -> Field { return &c.path; }
 
 std::vector<KeySpec> make_schema() {
     const ContextScenesConfig scenes;  // the generator's defaults are the keys' defaults (data/contextscenes.h)
+    // the registered dataset formats (data/dataset.h): the schema is built on first use, after static
+    // initialisation has run every format's registrar
+    const std::vector<std::string> formats = dataset_formats();
     const char* M = "model (semseg's PSPNet-50)";
     const char* D = "data";
-    const char* O = "optimisation (semseg: SGD momentum 0.9, wd 1e-4, base LR 0.01, poly 0.9, 10x LR for the heads)";
+    const char* T = "training (semseg: SGD momentum 0.9, wd 1e-4, base LR 0.01, poly 0.9, 10x LR for the heads)";
+    const char* W = "weights";
     const char* R = "running";
     const char* E = "evaluation (semseg's test.py)";
-    std::vector<KeySpec> s = {
+    return {
         // ---- model ----
-        one_of(key(M, "depth", kInt, 50, "ResNet depth: 18, 34 (BasicBlock), 50, 101, 152 (Bottleneck)"),
-               {18, 34, 50, 101, 152}),
-        at_least(key(M, "blocks", kIntList, Json::array(),
+        one_of(key(M, "depth", FIELD(model.backbone.depth), 50,
+                   "ResNet depth: 18, 34 (BasicBlock), 50, 101, 152 (Bottleneck)"), {18, 34, 50, 101, 152}),
+        at_least(key(M, "blocks", FIELD(model.backbone.blocks), Json::array(),
                      "blocks per stage, 4 numbers (the first two >= 1); [] = the standard counts for depth"), 0),
-        above(key(M, "width", kNumber, 1.0, "channel multiplier (small CPU variants)"), 0),
-        key(M, "deep_stem", kBool, true, "semseg's 3x(3x3) stem; false = torchvision's 7x7"),
-        one_of(key(M, "output_stride", kInt, 8, "8 (layer3/4 dilated 2/4) or 16"), {8, 16}),
-        at_least(key(M, "classes", kInt, 21, "number of classes the model predicts"), 1),
-        key(M, "use_ppm", kBool, true, "the pyramid pooling module; false = the dilated-FCN baseline without it"),
-        at_least(key(M, "bins", kIntList, Json::array({1, 2, 3, 6}),
+        above(key(M, "width", FIELD(model.backbone.width), 1.0, "channel multiplier (small CPU variants)"), 0),
+        key(M, "deep_stem", FIELD(model.backbone.deep_stem), true, "semseg's 3x(3x3) stem; false = torchvision's 7x7"),
+        one_of(key(M, "output_stride", FIELD(model.backbone.output_stride), 8, "8 (layer3/4 dilated 2/4) or 16"),
+               {8, 16}),
+        at_least(key(M, "classes", FIELD(model.classes), 21, "number of classes the model predicts"), 1),
+        key(M, "use_ppm", FIELD(model.use_ppm), true,
+            "the pyramid pooling module; false = the dilated-FCN baseline without it"),
+        at_least(key(M, "bins", FIELD(model.bins), Json::array({1, 2, 3, 6}),
                      "pyramid pooling bin sizes (non-empty with use_ppm)"), 1),
-        below(at_least(key(M, "dropout", kNumber, 0.1, "dropout before the classifiers"), 0), 1),
-        one_of(key(M, "zoom_factor", kInt, 8, "logits upsampled by this factor (8 = back to the input size)"),
-               {1, 2, 4, 8}),
-        at_least(key(M, "aux_weight", kNumber, 0.4, "weight of the auxiliary loss; 0 disables the auxiliary head"), 0),
-        at_most(at_least(key(M, "ignore_label", kInt, 255, "label value that is not scored (void); not a class index"),
-                         0), 255),
-        key(M, "class_names", kStringList, Json::array(), "one name per class; [] = the dataset's own names"),
-        at_least(key(M, "object_classes", kIntList, Json::array(),
-                     "class indices among which eval also reports the accuracy (e.g. [5, 6, 7])"), 0),
+        below(at_least(key(M, "dropout", FIELD(model.dropout), 0.1, "dropout before the classifiers"), 0), 1),
+        one_of(key(M, "zoom_factor", FIELD(model.zoom_factor), 8,
+                   "logits upsampled by this factor (8 = back to the input size)"), {1, 2, 4, 8}),
+        at_least(key(M, "aux_weight", FIELD(model.aux_weight), 0.4,
+                     "weight of the auxiliary loss; 0 disables the auxiliary head"), 0),
         // ---- data ----
-        one_of(key(D, "dataset", kString, "voc", "dataset format"), dataset_format_choices()),
-        key(D, "data_root", kString, "", "the dataset's folder (e.g. /data/VOCdevkit/VOC2012); contextscenes: unused"),
-        non_empty(key(D, "train_split", kString, "train",
+        one_of(key(D, "dataset", FIELD(data.format), "voc", "dataset format"),
+               std::vector<Json>(formats.begin(), formats.end())),
+        key(D, "data_root", FIELD(data.root), "",
+            "the dataset's folder (e.g. /data/VOCdevkit/VOC2012); contextscenes: unused"),
+        non_empty(key(D, "train_split", FIELD(data.train_split), "train",
                       "voc: ImageSets/Segmentation/<split>.txt (train, trainval, train_aug); list: a list file")),
-        non_empty(key(D, "val_split", kString, "val", "the split eval and the end of training evaluate on")),
-        non_empty(key(D, "label_dir", kString, "SegmentationClass",
-                      "voc: SegmentationClass (the VOC tarball) or SegmentationClassAug (SBD, for train_aug)")),
-        key(D, "names_file", kString, "", "list: class names, one per line"),
-        one_of(key(D, "label_mapping", kString, "none", "list: how label values are mapped"),
+        non_empty(key(D, "val_split", FIELD(data.val_split), "val", "the split eval and the end of training score")),
+        at_most(at_least(key(D, "ignore_label", FIELD(data.ignore_label), 255,
+                             "label value that is not scored (void); not a class index"), 0), 255),
+        key(D, "class_names", FIELD(data.class_names), Json::array(), "one name per class; [] = the dataset's names"),
+        non_empty(format_key(D, "label_dir", kString, "SegmentationClass",
+                             "voc: SegmentationClass (the VOC tarball) or SegmentationClassAug (SBD, for train_aug)")),
+        format_key(D, "names_file", kString, "", "list: class names, one per line"),
+        one_of(format_key(D, "label_mapping", kString, "none", "list: how label values are mapped"),
                {"none", "cityscapes_ids", "ade20k_reduce_zero"}),
-        at_least(key(D, "scene_size", kInt, scenes.size, "contextscenes (generated in memory): image size"), 1),
-        at_least(key(D, "scene_min_gap", kInt, scenes.min_gap,
-                     "contextscenes: rows between the scene band and the objects"), 0),
-        at_least(key(D, "scene_train", kInt, scenes.train_count, "contextscenes: training images"), 1),
-        at_least(key(D, "scene_val", kInt, scenes.val_count, "contextscenes: validation images"), 1),
-        at_least(key(D, "train_h", kInt, 473, "training crop height, of the form 8k+1 (16k+1 at output_stride 16)"), 1),
-        at_least(key(D, "train_w", kInt, 473, "training crop width, of the form 8k+1 (16k+1 at output_stride 16)"), 1),
-        above(key(D, "scale_min", kNumber, 0.5, "random scaling: smallest factor"), 0),
-        above(key(D, "scale_max", kNumber, 2.0, "random scaling: largest factor (>= scale_min)"), 0),
-        at_most(at_least(key(D, "rotate_min", kNumber, -10.0, "random rotation: smallest angle in degrees"), -180),
-                180),
-        at_most(at_least(key(D, "rotate_max", kNumber, 10.0, "random rotation: largest angle (>= rotate_min)"), -180),
-                180),
-        key(D, "blur", kBool, true, "random Gaussian blur (probability 0.5)"),
-        key(D, "flip", kBool, true, "random horizontal flip (probability 0.5)"),
-        at_least(key(D, "workers", kInt, 2, "loader threads (0 = load in the training thread)"), 0),
-        at_most(at_least(key(D, "max_image_pixels", kInt, 100000000,
+        at_least(format_key(D, "scene_size", kInt, scenes.size, "contextscenes (generated in memory): image size"), 1),
+        at_least(format_key(D, "scene_min_gap", kInt, scenes.min_gap,
+                            "contextscenes: rows between the scene band and the objects"), 0),
+        at_least(format_key(D, "scene_train", kInt, scenes.train_count, "contextscenes: training images"), 1),
+        at_least(format_key(D, "scene_val", kInt, scenes.val_count, "contextscenes: validation images"), 1),
+        at_least(key(D, "train_h", FIELD(data.train_h), 473,
+                     "training crop height, of the form 8k+1 (16k+1 at output_stride 16)"), 1),
+        at_least(key(D, "train_w", FIELD(data.train_w), 473,
+                     "training crop width, of the form 8k+1 (16k+1 at output_stride 16)"), 1),
+        above(key(D, "scale_min", FIELD(data.scale_min), 0.5, "random scaling: smallest factor"), 0),
+        above(key(D, "scale_max", FIELD(data.scale_max), 2.0, "random scaling: largest factor (>= scale_min)"), 0),
+        at_most(at_least(key(D, "rotate_min", FIELD(data.rotate_min), -10.0,
+                             "random rotation: smallest angle in degrees"), -180), 180),
+        at_most(at_least(key(D, "rotate_max", FIELD(data.rotate_max), 10.0,
+                             "random rotation: largest angle (>= rotate_min)"), -180), 180),
+        key(D, "blur", FIELD(data.blur), true, "random Gaussian blur (probability 0.5)"),
+        key(D, "flip", FIELD(data.flip), true, "random horizontal flip (probability 0.5)"),
+        at_least(key(D, "workers", FIELD(data.workers), 2, "loader threads (0 = load in the training thread)"), 0),
+        at_most(at_least(key(D, "max_image_pixels", FIELD(data.max_image_pixels), 100000000,
                              "largest width*height an image or label file may claim (checked before reading it)"),
                          1), kExactMax),
-        // ---- optimisation ----
-        at_least(key(O, "batch_size", kInt, 16, "images per training step"), 1),
-        at_least(key(O, "iterations", kInt, 30000, "training steps"), 1),
-        above(key(O, "base_lr", kNumber, 0.01,
+        // ---- training ----
+        at_least(key(T, "batch_size", FIELD(train.batch_size), 16, "images per training step"), 1),
+        at_least(key(T, "iterations", FIELD(train.iterations), 30000, "training steps"), 1),
+        above(key(T, "base_lr", FIELD(train.base_lr), 0.01,
                   "learning rate at step 0 (the backbone's; the heads get head_lr_mult x)"), 0),
-        above(key(O, "head_lr_mult", kNumber, 10.0, "learning-rate multiplier of the PPM and the heads"), 0),
-        above(key(O, "power", kNumber, 0.9, "poly schedule: lr = base_lr * (1 - iteration/iterations)^power"), 0),
-        below(at_least(key(O, "momentum", kNumber, 0.9, "SGD momentum"), 0), 1),
-        at_least(key(O, "weight_decay", kNumber, 1e-4, "SGD weight decay (L2)"), 0),
-        at_most(at_least(key(O, "seed", kInt, 0, "random seed (initialisation, augmentation, data order)"), 0),
-                kExactMax),
-        key(O, "weights", kString, "",
+        above(key(T, "head_lr_mult", FIELD(train.head_lr_mult), 10.0, "LR multiplier of the PPM and the heads"), 0),
+        above(key(T, "power", FIELD(train.power), 0.9, "poly: lr = base_lr * (1 - iteration/iterations)^power"), 0),
+        below(at_least(key(T, "momentum", FIELD(train.momentum), 0.9, "SGD momentum"), 0), 1),
+        at_least(key(T, "weight_decay", FIELD(train.weight_decay), 1e-4, "SGD weight decay (L2)"), 0),
+        at_most(at_least(key(T, "seed", FIELD(train.seed), 0,
+                             "random seed (initialisation, augmentation, data order)"), 0), kExactMax),
+        at_least(key(T, "log_every", FIELD(train.log_every), 20, "log a metrics line every N iterations"), 1),
+        at_least(key(T, "save_every", FIELD(train.save_every), 1000,
+                     "checkpoint every N iterations (0 = only at the end and on Ctrl-C)"), 0),
+        at_least(key(T, "eval_every", FIELD(train.eval_every), 0, "evaluate every N steps (0 = only at the end)"), 0),
+        key(T, "tensorboard", FIELD(train.tensorboard), true,
+            "also write the scalars as TensorBoard event files under <run_dir>/tensorboard"),
+        // ---- weights ----
+        key(W, "weights", FIELD(weights.path), "",
             "initial weights (safetensors), e.g. a converted ImageNet backbone; eval/infer: the weights to use "
             "(\"\" = <run_dir>/model.safetensors)"),
-        key(O, "allow_nonfinite_weights", kBool, false, "load weights that hold NaN/Inf instead of refusing"),
-        key(O, "weights_skip_mismatched", kBool, false,
+        key(W, "allow_nonfinite_weights", FIELD(weights.options.allow_nonfinite), false,
+            "load weights that hold NaN/Inf instead of refusing"),
+        key(W, "weights_skip_mismatched", FIELD(weights.options.skip_mismatched), false,
             "fine-tuning: tensors of weights= whose shape differs from the model's are skipped and named"),
-        key(O, "allow_unmatched_weights", kBool, false,
+        key(W, "allow_unmatched_weights", FIELD(weights.options.allow_unmatched), false,
             "accept a weights= file that matches none of the model's tensors"),
         // ---- running ----
-        key(R, "device", kString, "cpu", "where to run: cpu, cuda, cuda:N, or auto (a GPU when there is one)"),
-        at_least(key(R, "threads", kInt, 0, "CPU threads (0 = all cores)"), 0),
-        key(R, "reproducible", kBool, false, "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
-        non_empty(key(R, "run_dir", kString, "runs/pspnet",
+        key(R, "device", FIELD(device), "cpu", "where to run: cpu, cuda, cuda:N, or auto (a GPU when there is one)"),
+        at_least(key(R, "threads", FIELD(threads), 0, "CPU threads (0 = all cores)"), 0),
+        key(R, "reproducible", FIELD(reproducible), false,
+            "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
+        non_empty(key(R, "run_dir", FIELD(run_dir), "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
-        at_least(key(R, "log_every", kInt, 20, "log a metrics line every N iterations"), 1),
-        at_least(key(R, "save_every", kInt, 1000, "checkpoint every N iterations (0 = only at the end and on Ctrl-C)"),
-                 0),
-        at_least(key(R, "eval_every", kInt, 0, "evaluate every N iterations (0 = only at the end)"), 0),
-        key(R, "tensorboard", kBool, true,
-            "also write the scalars as TensorBoard event files under <run_dir>/tensorboard"),
         // ---- evaluation ----
-        one_of(key(E, "eval_mode", kString, "whole",
-                   "whole (one forward per image) or slide (crop windows with stride 2/3 of the crop)"),
-               {"whole", "slide"}),
-        at_least(key(E, "test_h", kInt, 473, "slide: window height"), 1),
-        at_least(key(E, "test_w", kInt, 473, "slide: window width"), 1),
-        at_least(key(E, "base_size", kInt, 512, "slide: the long side is resized to base_size * scale first; 0 = keep"),
-                 0),
-        non_empty(above(key(E, "scales", kNumberList, Json::array({1.0}),
+        one_of(key(E, "eval_mode", FIELD(eval.protocol.mode), "whole",
+                   "whole (one forward per image) or slide (crop windows, stride 2/3 of a crop)"), {"whole", "slide"}),
+        at_least(key(E, "test_h", FIELD(eval.protocol.crop_h), 473, "slide: window height"), 1),
+        at_least(key(E, "test_w", FIELD(eval.protocol.crop_w), 473, "slide: window width"), 1),
+        at_least(key(E, "base_size", FIELD(eval.protocol.base_size), 512,
+                     "slide: the long side is resized to base_size * scale first; 0 = keep"), 0),
+        non_empty(above(key(E, "scales", FIELD(eval.protocol.scales), Json::array({1.0}),
                             "multi-scale: e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]"), 0)),
-        key(E, "eval_flip", kBool, false, "average with the horizontally flipped image"),
-        at_least(key(E, "max_eval_images", kInt, 0, "evaluate at most this many images (0 = the whole split)"), 0),
-        at_least(key(E, "save_predictions", kInt, 8, "how many colourised predictions eval writes"), 0),
-        key(E, "eval_output", kString, "",
+        key(E, "eval_flip", FIELD(eval.protocol.flip), false, "average with the horizontally flipped image"),
+        at_least(key(E, "max_eval_images", FIELD(eval.max_images), 0,
+                     "evaluate at most this many images (0 = the whole split)"), 0),
+        at_least(key(E, "save_predictions", FIELD(eval.save_predictions), 8, "colourised predictions eval writes"), 0),
+        key(E, "eval_output", FIELD(eval.output), "",
             "where eval writes its JSON; \"\" = <run_dir>/eval/<protocol>.json, named after mode, scales and flip"),
+        at_least(key(E, "object_classes", FIELD(eval.object_classes), Json::array(),
+                     "class indices among which eval also reports the accuracy (e.g. [5, 6, 7])"), 0),
     };
-    return s;
-}
-
-std::string format_number(double v) {
-    std::ostringstream out;
-    out << v;
-    return out.str();
 }
 
 // Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours cost 1.
@@ -237,18 +231,16 @@ std::string unknown_key_message(const std::string& key, const std::string& sourc
                " (--help lists every key with its type, default and meaning)");
 }
 
-void set_key(Json& config, std::map<std::string, std::string>* origins, const std::string& key, const Json& value,
-             const std::string& source) {
+void set_key(Json& config, Origins& origins, const std::string& key, const Json& value, const std::string& source) {
     const KeySpec* spec = find_key(key);
     if (spec == nullptr) STRATA_FAIL(unknown_key_message(key, source));
     STRATA_CHECK(has_type(spec->type, value), source, ": config key '", key, "' must be ", type_name(spec->type),
                  ", got ", value.dump(), " (", key, ": ", spec->meaning, "; default ", spec->default_value.dump(), ")");
     config[key] = value;
-    if (origins) (*origins)[key] = source;
+    origins[key] = source;
 }
 
-void merge_into(Json& config, std::map<std::string, std::string>* origins, const Json& update,
-                const std::string& source) {
+void merge_into(Json& config, Origins& origins, const Json& update, const std::string& source) {
     STRATA_CHECK(update.is_object(), source, ": a config must be a JSON object of key: value pairs");
     for (auto it = update.begin(); it != update.end(); ++it) set_key(config, origins, it.key(), it.value(), source);
 }
@@ -291,7 +283,7 @@ Json read_config_file(const std::string& path) {
 
 // ---- validation ----
 
-std::string origin_of(const std::map<std::string, std::string>& origins, const std::string& key) {
+std::string origin_of(const Origins& origins, const std::string& key) {
     auto it = origins.find(key);
     if (it == origins.end()) return "";
     return it->second == "command line" ? " (set on the command line)" : " (set in " + it->second + ")";
@@ -304,14 +296,13 @@ bool in_range(const KeySpec& s, double v) {
     return true;
 }
 
-[[noreturn]] void fail_value(const KeySpec& s, const Json& value, const std::map<std::string, std::string>& origins,
-                             const std::string& problem) {
+[[noreturn]] void fail_value(const KeySpec& s, const Json& value, const Origins& origins, const std::string& problem) {
     STRATA_FAIL(str("config key '", s.name, "' is ", value.dump(), origin_of(origins, s.name), ", ", problem, " (",
                     s.name, ": ", s.meaning, "). Set it to ", allowed_values(s), ", e.g. ", s.name, "=",
                     s.default_value.dump(), " (the default)"));
 }
 
-void check_value(const KeySpec& s, const Json& v, const std::map<std::string, std::string>& origins) {
+void check_value(const KeySpec& s, const Json& v, const Origins& origins) {
     if (!has_type(s.type, v))
         fail_value(s, v, origins, "but it must be " + type_name(s.type));
     bool empty = v.is_string() ? v.get<std::string>().empty() : v.is_array() && v.empty();
@@ -331,47 +322,117 @@ void check_value(const KeySpec& s, const Json& v, const std::map<std::string, st
     }
 }
 
-void check_device(const Json& config, const std::map<std::string, std::string>& origins) {
-    std::string d = config["device"];
-    bool ok = d == "cpu" || d == "cuda" || d == "auto";
-    if (d.rfind("cuda:", 0) == 0) {
-        std::string index = d.substr(5);
-        ok = !index.empty() && index.size() <= 4 && index.find_first_not_of("0123456789") == std::string::npos;
-    }
+void check_device(const std::string& d, const Origins& origins) {
+    bool ok = std::regex_match(d, std::regex("cpu|cuda|auto|cuda:[0-9]{1,4}"));
     STRATA_CHECK(ok, "config key 'device' is \"", d, "\"", origin_of(origins, "device"), ": unknown device '", d,
                  "'. Set it to cpu, cuda, cuda:N (N = 0, 1, ...: the GPU's index) or auto (a GPU when there is one)");
 }
 
 // The smallest crop whose feature map (1/output_stride of it) has at least as many cells as the largest pyramid
 // bin pools it into (at least 2 cells without the PPM): below that the pyramid has nothing to pool.
-int64_t smallest_crop(const Json& c, int64_t* cells) {
-    int64_t os = c["output_stride"];
+int64_t smallest_crop(const PSPNetConfig& m, int64_t* cells) {
     int64_t need = 2;
-    if (c["use_ppm"].get<bool>())
-        for (const Json& b : c["bins"]) need = std::max<int64_t>(need, b.get<int64_t>());
+    if (m.use_ppm)
+        for (int64_t b : m.bins) need = std::max(need, b);
     *cells = need;
-    return (need - 1) * os + 1;
+    return (need - 1) * m.backbone.output_stride + 1;
 }
 
-void check_crop(const Json& c, const std::map<std::string, std::string>& origins, const std::string& key,
-                bool training) {
-    int64_t size = c[key], os = c["output_stride"], cells = 0;
-    if (training && c["zoom_factor"] == 8 && (size - 1) % os != 0) {
+void check_crop(const PSPNetConfig& m, const Origins& origins, const std::string& key, int64_t size, bool training) {
+    int64_t os = m.backbone.output_stride, cells = 0;
+    if (training && m.zoom_factor == 8 && (size - 1) % os != 0) {
         int64_t lower = (size - 1) / os * os + 1;
         STRATA_FAIL("config key '", key, "' is ", size, origin_of(origins, key), ": train_h and train_w must be of the "
                     "form ", os, "k+1 (", os == 8 ? "473, 713, 97, ..." : "465, 705, 97, ...", ") with output_stride ",
                     os, ", so that the upsampled logits match the label crop; the nearest valid values are ", lower,
                     " and ", lower + os);
     }
-    int64_t least = smallest_crop(c, &cells);
+    int64_t least = smallest_crop(m, &cells);
     STRATA_CHECK(size >= least, "config key '", key, "' is ", size, origin_of(origins, key), ", too small: the "
                  "backbone's feature map (1/", os, " of the ", training ? "training crop" : "sliding window", ") would "
                  "be ", (size - 1) / os + 1, " cells across, fewer than ", cells,
-                 c["use_ppm"].get<bool>() ? " (the largest pyramid bin in bins)" : "",
-                 ". Use ", key, " >= ", least, c["use_ppm"].get<bool>() ? " (or smaller bins)" : "");
+                 m.use_ppm ? " (the largest pyramid bin in bins)" : "", ". Use ", key, " >= ", least,
+                 m.use_ppm ? " (or smaller bins)" : "");
+}
+
+// Every value within its key's range: checked on the flat keys (all of them, each of its type) before they fill the
+// typed fields, whose integers may be narrower than the JSON's.
+void check_values(const Json& c, const Origins& origins) {
+    for (const KeySpec& s : config_schema()) check_value(s, c.at(s.name), origins);
+}
+
+// The rules between keys: the one place that says which values go together.
+void check_rules(const RunConfig& c, const Origins& origins) {
+    auto from = [&](const char* key) { return origin_of(origins, key); };
+    check_device(c.device, origins);
+
+    // the model
+    const PSPNetConfig& m = c.model;
+    const std::vector<int64_t>& blocks = m.backbone.blocks;
+    STRATA_CHECK(blocks.empty() || (blocks.size() == 4 && blocks[0] >= 1 && blocks[1] >= 1), "config key 'blocks' is ",
+                 Json(blocks).dump(), from("blocks"), ": it must be [] (the standard counts for depth) or 4 block "
+                 "counts, the first two at least 1 (layer1 and layer2 hold the stem's output), e.g. blocks=[1,1,0,0]");
+    STRATA_CHECK(!m.use_ppm || !m.bins.empty(), "config key 'bins' is []", from("bins"),
+                 ": the pyramid pooling module needs at least one bin; set bins=[1,2,3,6] or use_ppm=false");
+
+    // the labels against the classes
+    int64_t classes = m.classes, ignore = c.data.ignore_label;
+    STRATA_CHECK(ignore >= classes, "config key 'ignore_label' is ", ignore, from("ignore_label"), ", which is class ",
+                 ignore, " of the ", classes, " classes (0..", classes - 1, "): its pixels would never be scored. "
+                 "Use a value >= classes, e.g. ignore_label=255 (VOC's void)");
+    size_t names = c.data.class_names.size();
+    STRATA_CHECK(names == 0 || int64_t(names) == classes, "config key 'class_names' lists ", names, " names",
+                 from("class_names"), " but classes is ", classes, from("classes"),
+                 ": give one name per class, or [] for the dataset's own names");
+    std::set<int64_t> objects;
+    for (int64_t k : c.eval.object_classes) {
+        STRATA_CHECK(k < classes, "config key 'object_classes' holds ", k, from("object_classes"),
+                     ", which is not a class: classes is ", classes, ", so the indices are 0..", classes - 1);
+        STRATA_CHECK(objects.insert(k).second, "config key 'object_classes' lists class ", k, " twice",
+                     from("object_classes"), "; list each class once");
+    }
+
+    // augmentation and crops
+    const DataConfig& d = c.data;
+    STRATA_CHECK(d.scale_min <= d.scale_max, "config keys 'scale_min' and 'scale_max' are ", d.scale_min,
+                 from("scale_min"), " and ", d.scale_max, from("scale_max"),
+                 ": scale_min must be <= scale_max (equal = a fixed scale)");
+    STRATA_CHECK(d.rotate_min <= d.rotate_max, "config keys 'rotate_min' and 'rotate_max' are ", d.rotate_min,
+                 from("rotate_min"), " and ", d.rotate_max, from("rotate_max"),
+                 ": rotate_min must be <= rotate_max (equal = a fixed angle)");
+    check_crop(m, origins, "train_h", d.train_h, true);
+    check_crop(m, origins, "train_w", d.train_w, true);
+    if (c.eval.protocol.mode == "slide") {
+        check_crop(m, origins, "test_h", c.eval.protocol.crop_h, false);
+        check_crop(m, origins, "test_w", c.eval.protocol.crop_w, false);
+    }
+}
+
+// The typed config of flat keys that check_values passed.
+RunConfig from_json(const Json& j) {
+    RunConfig c{};
+    c.data.format_options = Json::object();
+    for (const KeySpec& s : config_schema()) {
+        const Json& v = j.at(s.name);
+        if (s.field) std::visit([&](auto* field) { v.get_to(*field); }, s.field(c));
+        else c.data.format_options[s.name] = v;
+    }
+    return c;
+}
+
+Json defaults_json() {
+    Json config = Json::object();
+    for (const KeySpec& s : config_schema()) config[s.name] = s.default_value;
+    return config;
 }
 
 }  // namespace
+
+std::string format_number(double v) {
+    std::ostringstream out;
+    out << v;
+    return out.str();
+}
 
 const std::vector<KeySpec>& config_schema() {
     static const std::vector<KeySpec> schema = make_schema();
@@ -449,100 +510,56 @@ std::string config_help() {
     return out.str();
 }
 
-Json default_config() {
-    Json config = Json::object();
-    for (const KeySpec& s : config_schema()) config[s.name] = s.default_value;
-    return config;
-}
+RunConfig default_config() { return from_json(defaults_json()); }
 
-void merge_config(Json& config, const Json& update, const std::string& source) {
-    merge_into(config, nullptr, update, source);
-}
-
-void apply_override(Json& config, const std::string& key_value) {
-    auto [key, value] = split_override(key_value);
-    set_key(config, nullptr, key, value, "command line");
-}
-
-Json load_config(const std::string& path, const std::vector<std::string>& overrides, const Json& preset,
-                 const std::string& preset_source) {
-    Json config = default_config();
-    std::map<std::string, std::string> origins;
-    if (!path.empty()) merge_into(config, &origins, read_config_file(path), path);
-    if (!preset.empty()) merge_into(config, &origins, preset, preset_source);
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides, const Json& preset,
+                      const std::string& preset_source) {
+    Json config = defaults_json();
+    Origins origins;
+    if (!path.empty()) merge_into(config, origins, read_config_file(path), path);
+    if (!preset.empty()) merge_into(config, origins, preset, preset_source);
     for (const std::string& o : overrides) {
         auto [key, value] = split_override(o);
-        set_key(config, &origins, key, value, "command line");
+        set_key(config, origins, key, value, "command line");
     }
-    validate_config(config, origins);
-    return config;
+    check_values(config, origins);
+    RunConfig c = from_json(config);
+    check_rules(c, origins);
+    return c;
 }
 
-void validate_config(const Json& c, const std::map<std::string, std::string>& origins) {
-    STRATA_CHECK(c.is_object(), "a config must be a JSON object of key: value pairs");
-    for (auto it = c.begin(); it != c.end(); ++it)
-        if (find_key(it.key()) == nullptr) STRATA_FAIL(unknown_key_message(it.key(), "config"));
+void validate_config(const RunConfig& c) {
+    check_values(to_json(c), {});
+    check_rules(c, {});
+}
+
+Json to_json(const RunConfig& config) {
+    RunConfig c = config;  // a copy: the schema's field functions take a RunConfig they may write
+    Json j = Json::object();
     for (const KeySpec& s : config_schema()) {
-        STRATA_CHECK(c.contains(s.name), "config: the key '", s.name, "' is missing (start from default_config())");
-        check_value(s, c[s.name], origins);
+        if (s.field) j[s.name] = std::visit([](auto* field) { return Json(*field); }, s.field(c));
+        else j[s.name] = c.data.format_options.value(s.name, s.default_value);
     }
-    check_device(c, origins);
-    auto from = [&](const char* key) { return origin_of(origins, key); };
-
-    // the model
-    int64_t classes = c["classes"];
-    const Json& blocks = c["blocks"];
-    STRATA_CHECK(blocks.empty() || (blocks.size() == 4 && blocks[0] >= 1 && blocks[1] >= 1), "config key 'blocks' is ",
-                 blocks.dump(), from("blocks"), ": it must be [] (the standard counts for depth) or 4 block counts, "
-                 "the first two at least 1 (layer1 and layer2 hold the stem's output), e.g. blocks=[1,1,0,0]");
-    STRATA_CHECK(!c["use_ppm"].get<bool>() || !c["bins"].empty(), "config key 'bins' is []", from("bins"),
-                 ": the pyramid pooling module needs at least one bin; set bins=[1,2,3,6] or use_ppm=false");
-    int64_t ignore = c["ignore_label"];
-    STRATA_CHECK(ignore >= classes, "config key 'ignore_label' is ", ignore, from("ignore_label"), ", which is class ",
-                 ignore, " of the ", classes, " classes (0..", classes - 1, "): its pixels would never be scored. "
-                 "Use a value >= classes, e.g. ignore_label=255 (VOC's void)");
-    const Json& names = c["class_names"];
-    STRATA_CHECK(names.empty() || int64_t(names.size()) == classes, "config key 'class_names' lists ", names.size(),
-                 " names", from("class_names"), " but classes is ", classes, from("classes"),
-                 ": give one name per class, or [] for the dataset's own names");
-    std::set<int64_t> objects;
-    for (const Json& o : c["object_classes"]) {
-        int64_t k = o;
-        STRATA_CHECK(k < classes, "config key 'object_classes' holds ", k, from("object_classes"),
-                     ", which is not a class: classes is ", classes, ", so the indices are 0..", classes - 1);
-        STRATA_CHECK(objects.insert(k).second, "config key 'object_classes' lists class ", k, " twice",
-                     from("object_classes"), "; list each class once");
-    }
-
-    // data and augmentation
-    STRATA_CHECK(c["scale_min"].get<double>() <= c["scale_max"].get<double>(), "config keys 'scale_min' and "
-                 "'scale_max' are ", c["scale_min"].dump(), from("scale_min"), " and ", c["scale_max"].dump(),
-                 from("scale_max"), ": scale_min must be <= scale_max (equal = a fixed scale)");
-    STRATA_CHECK(c["rotate_min"].get<double>() <= c["rotate_max"].get<double>(), "config keys 'rotate_min' and "
-                 "'rotate_max' are ", c["rotate_min"].dump(), from("rotate_min"), " and ", c["rotate_max"].dump(),
-                 from("rotate_max"), ": rotate_min must be <= rotate_max (equal = a fixed angle)");
-    check_crop(c, origins, "train_h", true);
-    check_crop(c, origins, "train_w", true);
-    if (c["eval_mode"] == "slide") {
-        check_crop(c, origins, "test_h", false);
-        check_crop(c, origins, "test_w", false);
-    }
+    return j;
 }
 
-PSPNetConfig model_config(const Json& c) {
-    PSPNetConfig m;
-    m.backbone.depth = c["depth"];
-    m.backbone.blocks = c["blocks"].get<std::vector<int64_t>>();
-    m.backbone.width = c["width"];
-    m.backbone.deep_stem = c["deep_stem"];
-    m.backbone.output_stride = c["output_stride"];
-    m.classes = c["classes"];
-    m.use_ppm = c["use_ppm"];
-    m.bins = c["bins"].get<std::vector<int64_t>>();
-    m.dropout = c["dropout"];
-    m.zoom_factor = c["zoom_factor"];
-    m.aux = c["aux_weight"].get<double>() > 0;
-    return m;
+std::shared_ptr<Dataset> open_config_dataset(const RunConfig& c, bool train) {
+    // the format reads its own keys from the flat config (data/dataset.h)
+    std::shared_ptr<Dataset> ds = open_dataset(c.data.format, train ? c.data.train_split : c.data.val_split,
+                                               to_json(c));
+    STRATA_CHECK(ds->size() > 0, ds->description(), " is empty");
+    STRATA_CHECK(ds->num_classes() == 0 || ds->num_classes() == c.model.classes, "config: classes = ",
+                 c.model.classes, " but ", ds->description(), " has ", ds->num_classes(), " classes; set classes=",
+                 ds->num_classes());
+    return ds;
+}
+
+Device use_running_config(const RunConfig& c, bool verbose) {
+    if (c.threads > 0) set_num_threads(c.threads);
+    std::string note;
+    Device device = select_device(c.device, &note);
+    if (verbose && !note.empty()) std::cerr << note << "\n";
+    return device;
 }
 
 }  // namespace strata::pspnet

@@ -102,11 +102,6 @@ bool plot_curves(const std::string& run_dir) {
     return true;
 }
 
-std::unique_ptr<TensorBoardWriter> open_run_tensorboard(const nlohmann::json& config, const std::string& run_dir) {
-    if (!config["tensorboard"].get<bool>()) return nullptr;
-    return std::make_unique<TensorBoardWriter>((fs::path(run_dir) / "tensorboard").string());
-}
-
 void write_scalars(TensorBoardWriter* tb, const nlohmann::json& line) {
     if (!tb || !line.contains("iteration")) return;
     int64_t step = line["iteration"];

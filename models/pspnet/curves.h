@@ -24,8 +24,6 @@ namespace strata::pspnet {
 // failed (a line naming curves.log).
 bool plot_curves(const std::string& run_dir);
 
-// A writer of <run_dir>/tensorboard/events.out.tfevents.* when config["tensorboard"] is true, else nullptr.
-std::unique_ptr<TensorBoardWriter> open_run_tensorboard(const nlohmann::json& config, const std::string& run_dir);
 // The numbers of one metrics.jsonl line as scalars at its "iteration": val/<key> for evaluation results (mIoU,
 // mAcc, allAcc, object_class_accuracy), train/<key> for the rest (loss, main_loss, aux_loss, lr, images_per_s);
 // "iteration" and "seconds" are not scalars. Does nothing when tb is null.

@@ -15,8 +15,7 @@
 
 #include "framework/check.h"
 #include "models/pspnet/cli.h"
-#include "models/pspnet/config.h"
-#include "models/pspnet/trainer.h"
+#include "models/pspnet/eval_report.h"
 
 using namespace strata;
 using namespace strata::pspnet;
@@ -34,12 +33,11 @@ const char* kUsage =
 
 int eval_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {}, kUsage);
-    nlohmann::json config = load_program_config(cl);
-    std::string run_dir = config["run_dir"];
+    RunConfig config = load_program_config(cl);
     TrainedModel trained = load_trained_model(config);
-    std::filesystem::create_directories(run_dir);
-    evaluate_run(*trained.model, config, run_dir, true);
-    std::cout << "wrote " << eval_output_paths(config, run_dir).json << "\n";
+    std::filesystem::create_directories(config.run_dir);
+    evaluate_run(*trained.model, config, true);
+    std::cout << "wrote " << eval_output_paths(config).json << "\n";
     return 0;
 }
 

@@ -8,24 +8,13 @@
 #include <iostream>
 
 #include "framework/check.h"
-#include "framework/parallel.h"
 #include "framework/safetensors.h"
 #include "models/pspnet/checkpoint.h"
-#include "models/pspnet/config.h"
 #include "models/pspnet/legend.h"
-#include "models/pspnet/trainer.h"
 
 namespace strata::pspnet {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-}
 
 std::string format_duration(double seconds) {
     int s = int(seconds + 0.5);
@@ -35,29 +24,22 @@ std::string format_duration(double seconds) {
     return buf;
 }
 
-std::vector<std::string> class_names(const nlohmann::json& config, const Dataset& ds) {
-    std::vector<std::string> names = config["class_names"].get<std::vector<std::string>>();
-    return names.empty() ? ds.classes().names : names;
-}
-
-}  // namespace
-
 std::string eval_protocol_name(const EvalOptions& o) {
     std::string name = o.mode;
     auto [lo, hi] = std::minmax_element(o.scales.begin(), o.scales.end());
-    if (o.scales.size() > 1) name += "_ms" + number(*lo) + "-" + number(*hi);
-    else if (!o.scales.empty() && o.scales[0] != 1.0) name += "_s" + number(o.scales[0]);
+    if (o.scales.size() > 1) name += "_ms" + format_number(*lo) + "-" + format_number(*hi);
+    else if (!o.scales.empty() && o.scales[0] != 1.0) name += "_s" + format_number(o.scales[0]);
     if (o.flip) name += "_flip";
     return name;
 }
 
-EvalOutputPaths eval_output_paths(const nlohmann::json& c, const std::string& run_dir) {
-    std::string chosen = c["eval_output"];
+EvalOutputPaths eval_output_paths(const RunConfig& c) {
+    const std::string& chosen = c.eval.output;
     EvalOutputPaths p;
     if (chosen.empty()) {
-        std::string protocol = eval_protocol_name(eval_options(c));
-        p.json = (fs::path(run_dir) / "eval" / (protocol + ".json")).string();
-        p.predictions = (fs::path(run_dir) / "eval" / protocol).string();
+        std::string protocol = eval_protocol_name(c.eval.protocol);
+        p.json = (fs::path(c.run_dir) / "eval" / (protocol + ".json")).string();
+        p.predictions = (fs::path(c.run_dir) / "eval" / protocol).string();
     } else {
         fs::path j(chosen);
         STRATA_CHECK(j.extension() == ".json", "config: eval_output must name a .json file (its prediction panels go "
@@ -99,36 +81,30 @@ void EvalProgress::finish() {
     wrote_in_place = false;
 }
 
-nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::string& run_dir, bool verbose) {
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
+    validate_config(c);  // a config edited in code gets the checks load_config gives a file
     std::shared_ptr<Dataset> val = open_config_dataset(c, false);
-    EvalOptions options = eval_options(c);
+    EvalOptions options = c.eval.protocol;
     options.device = model.parameters().front().device();
-    EvalOutputPaths out = eval_output_paths(c, run_dir);
-    int save = c["save_predictions"];
-    if (save > 0) fs::create_directories(out.predictions);
+    EvalOutputPaths out = eval_output_paths(c);
+    if (c.eval.save_predictions > 0) fs::create_directories(out.predictions);
     std::vector<Rgb> palette = val->classes().colors;
     if (palette.empty()) palette = voc_palette();
-    std::vector<std::string> names = class_names(c, *val);
-    std::vector<int64_t> objects = c["object_classes"].get<std::vector<int64_t>>();
-    int64_t classes = c["classes"];
-    for (int64_t k : objects)
-        STRATA_CHECK(k >= 0 && k < classes, "config: object_classes lists class ", k, ", which is not one of the ",
-                     classes, " classes (0..", classes - 1, "); fix object_classes, or set it to [] for datasets "
-                     "without object classes");
-    int ignore_label = c["ignore_label"];
-    int64_t max_images = c["max_eval_images"];
-    int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
+    const std::vector<std::string>& names = c.data.class_names.empty() ? val->classes().names : c.data.class_names;
+    const std::vector<int64_t>& objects = c.eval.object_classes;
+    const int64_t max_images = c.eval.max_images;
+    const int64_t images = max_images > 0 ? std::min(max_images, val->size()) : val->size();
 
     std::cout << std::flush;  // what was printed before comes before the progress lines when both go to one file
     EvalProgress progress(stderr, isatty(fileno(stderr)));
     auto t0 = std::chrono::steady_clock::now();
     SegmentationMetrics m = evaluate_dataset(
-        model, *val, options, max_images, ignore_label,
+        model, *val, options, max_images, c.data.ignore_label,
         [&](int64_t i, const Sample& s, const LabelMap& pred) {
-            if (i >= save) return;
+            if (i >= c.eval.save_predictions) return;
             Image panel = prediction_panel(s.image, s.label, pred, palette);
             save_png((fs::path(out.predictions) / (s.name + ".png")).string(),
-                     with_legend(panel, s.label, pred, names, palette, ignore_label));
+                     with_legend(panel, s.label, pred, names, palette, c.data.ignore_label));
         },
         [&](int64_t done, int64_t total) {
             if (verbose) progress(done, total);
@@ -144,9 +120,9 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
     if (labelled == 0) {
         std::string warning =
             str("every label pixel of the ", images, " evaluated image", images == 1 ? "" : "s", " of ",
-                val->description(), " is ignore_label (", ignore_label, "), so there is nothing to score and the mIoU "
-                "would be meaningless. Check label_dir, label_mapping and ignore_label, or evaluate more images "
-                "(max_eval_images)");
+                val->description(), " is ignore_label (", c.data.ignore_label, "), so there is nothing to score and "
+                "the mIoU would be meaningless. Check label_dir, label_mapping and ignore_label, or evaluate more "
+                "images (max_eval_images)");
         result["warning"] = warning;
         std::cerr << "warning: " << warning << "\n";
     }
@@ -175,17 +151,12 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
     return result;
 }
 
-TrainedModel load_trained_model(const nlohmann::json& config) {
-    if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
-    std::string weights = config["weights"];
-    if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";
+TrainedModel load_trained_model(const RunConfig& c) {
+    std::string weights = c.weights.path.empty() ? c.run_dir + "/model.safetensors" : c.weights.path;
     STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
                  "': train first, or pass weights=<file.safetensors>");
-    TrainedModel trained{std::make_unique<PSPNet>(model_config(config)), Device{}};
-    load_weights(weights, *trained.model, weights_options(config, true));
-    std::string device_note;
-    trained.device = select_device(config["device"], &device_note);
-    if (!device_note.empty()) std::cerr << device_note << "\n";
+    TrainedModel trained{std::make_unique<PSPNet>(c.model), use_running_config(c, true)};
+    load_weights(weights, *trained.model, c.weights.options);  // strict: every tensor, each used
     trained.model->to(trained.device);
     trained.model->eval();
     return trained;

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/pspnet/config.h"
 #include "models/pspnet/evaluate.h"
 #include "models/pspnet/pspnet.h"
 
@@ -33,13 +34,13 @@ struct EvalOutputPaths {
     std::string predictions;  // the folder of prediction panels
 };
 // Where an evaluation with this config writes (see the file comment).
-EvalOutputPaths eval_output_paths(const nlohmann::json& config, const std::string& run_dir);
+EvalOutputPaths eval_output_paths(const RunConfig& config);
 
 // Evaluates the model on the config's validation split, writes the result and the prediction panels to
 // eval_output_paths(), prints the per-class table when verbose, and returns the result. When no label pixel of the
 // evaluated images is a class (all are ignore_label), it says so on stderr and in the result's "warning" instead
 // of presenting the meaningless mIoU.
-nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& config, const std::string& run_dir, bool verbose);
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& config, bool verbose);
 
 // A trained model ready to predict, for the eval and infer programs: the config's threads, the model it describes
 // with weights= (default <run_dir>/model.safetensors) loaded strictly, on the config's device, in eval mode.
@@ -47,7 +48,10 @@ struct TrainedModel {
     std::unique_ptr<PSPNet> model;
     Device device;
 };
-TrainedModel load_trained_model(const nlohmann::json& config);
+TrainedModel load_trained_model(const RunConfig& config);
+
+// "m:ss", or "h:mm:ss" from an hour up: elapsed times and ETAs on the progress lines of evaluation and training.
+std::string format_duration(double seconds);
 
 // Progress lines for an evaluation of `total` images (see the file comment). Call it after each image.
 struct EvalProgress {

@@ -20,21 +20,6 @@
 
 namespace strata::pspnet {
 
-EvalOptions eval_options(const nlohmann::json& c) {
-    EvalOptions o;
-    o.mode = c["eval_mode"];
-    STRATA_CHECK(o.mode == "whole" || o.mode == "slide", "config: eval_mode must be \"whole\" or \"slide\", got \"",
-                 o.mode, "\"");
-    o.crop_h = c["test_h"];
-    o.crop_w = c["test_w"];
-    o.base_size = c["base_size"];
-    o.scales = c["scales"].get<std::vector<double>>();
-    STRATA_CHECK(!o.scales.empty(), "config: scales must list at least one scale");
-    for (double s : o.scales) STRATA_CHECK(s > 0, "config: scales must be > 0, got ", s);
-    o.flip = c["eval_flip"];
-    return o;
-}
-
 void check_eval_options(const EvalOptions& o, int64_t output_stride) {
     STRATA_CHECK(o.mode == "whole" || o.mode == "slide", "evaluate: eval_mode must be \"whole\" or \"slide\", got \"",
                  o.mode, "\"");

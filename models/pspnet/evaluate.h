@@ -26,8 +26,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "data/dataset.h"
 #include "data/transforms.h"
 #include "models/pspnet/metrics.h"
@@ -35,6 +33,7 @@
 
 namespace strata::pspnet {
 
+// The protocol (RunConfig::eval.protocol holds the config's; mean, std, device and the memory limit are set in code).
 struct EvalOptions {
     std::string mode = "whole";          // whole | slide
     int crop_h = 473, crop_w = 473;      // slide windows
@@ -47,8 +46,6 @@ struct EvalOptions {
     // when the image's prediction starts (available_memory_bytes).
     int64_t memory_limit_bytes = 0;
 };
-
-EvalOptions eval_options(const nlohmann::json& config);
 
 // Refuses options the protocol cannot run, naming the parameter: an unknown mode, no scales, a scale that is not
 // a positive finite number, and in slide mode a crop (test_h, test_w) under 2 * output_stride + 1 pixels or a

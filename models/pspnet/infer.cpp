@@ -21,7 +21,6 @@
 #include "data/image.h"
 #include "framework/check.h"
 #include "models/pspnet/cli.h"
-#include "models/pspnet/config.h"
 #include "models/pspnet/eval_report.h"
 #include "models/pspnet/evaluate.h"
 
@@ -75,18 +74,17 @@ int infer_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {"--input", "--output"}, kUsage);
     STRATA_CHECK(cl.options.count("--input") && cl.options.count("--output"), "infer needs --input and --output\n",
                  kUsage);
-    nlohmann::json config = load_program_config(cl);
+    RunConfig config = load_program_config(cl);
     TrainedModel trained = load_trained_model(config);
     PSPNet& model = *trained.model;
-    const Device device = trained.device;
-    EvalOptions options = eval_options(config);
-    options.device = device;
+    EvalOptions options = config.eval.protocol;
+    options.device = trained.device;
     check_eval_options(options, model.config().backbone.output_stride);  // before reading any image
 
     std::vector<Rgb> palette = voc_palette();
-    if (config["dataset"] == "voc" && !config["data_root"].get<std::string>().empty()) {
-        fs::path colors = fs::path(config["data_root"].get<std::string>()) / "class_colors.txt";
-        fs::path names = fs::path(config["data_root"].get<std::string>()) / "class_names.txt";
+    if (config.data.format == "voc" && !config.data.root.empty()) {
+        fs::path colors = fs::path(config.data.root) / "class_colors.txt";
+        fs::path names = fs::path(config.data.root) / "class_names.txt";
         if (fs::exists(colors) && fs::exists(names)) {
             std::vector<Rgb> own = read_class_info(names.string(), colors.string()).colors;
             for (size_t i = 0; i < own.size(); ++i) palette[i] = own[i];
@@ -96,7 +94,7 @@ int infer_main(int argc, char** argv) {
     fs::create_directories(out);
     std::vector<fs::path> files = collect_inputs(cl.options["--input"]);
     for (size_t i = 0; i < files.size(); ++i) {
-        Image image = load_rgb(files[i].string(), config["max_image_pixels"]);
+        Image image = load_rgb(files[i].string(), config.data.max_image_pixels);
         LabelMap pred = predict_labels_of(model, image, options, files[i].string());
         std::string stem = files[i].stem().string();
         save_palette_png((out / (stem + ".png")).string(), pred, palette);

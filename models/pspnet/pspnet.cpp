@@ -12,8 +12,6 @@
 
 namespace strata::pspnet {
 
-PSPNetConfig::PSPNetConfig() : bins{1, 2, 3, 6} {}
-
 PPM::PPM(int64_t in_channels, int64_t reduction, const std::vector<int64_t>& bins) {
     auto features = std::make_shared<Sequential>();  // used as a list: its children are the branches
     for (int64_t bin : bins) {
@@ -77,7 +75,7 @@ PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
     }
     double width = c.backbone.width;
     cls = register_module("cls", head(features, scaled(512, width), c.classes, c.dropout));
-    if (c.aux) aux = register_module("aux", head(b.layer3_channels, scaled(256, width), c.classes, c.dropout));
+    if (c.aux_weight > 0) aux = register_module("aux", head(b.layer3_channels, scaled(256, width), c.classes, c.dropout));
 }
 
 int64_t PSPNet::output_size(int64_t input) const {

@@ -26,14 +26,13 @@
 namespace strata::pspnet {
 
 struct PSPNetConfig {
-    PSPNetConfig();
     BackboneConfig backbone;
     int64_t classes = 21;
     bool use_ppm = true;                      // false: the dilated FCN baseline (the paper's ablation)
-    std::vector<int64_t> bins;                // the pyramid's bin sizes; (1, 2, 3, 6) by default
+    std::vector<int64_t> bins = {1, 2, 3, 6};  // the pyramid's bin sizes
     double dropout = 0.1;
     int64_t zoom_factor = 8;                  // 1, 2, 4 or 8
-    bool aux = true;                          // build the auxiliary head (used in training only)
+    double aux_weight = 0.4;                  // the auxiliary loss's weight; > 0 builds the aux head (training only)
 };
 
 class PPM : public Module {

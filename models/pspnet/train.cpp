@@ -14,7 +14,6 @@
 #include "framework/check.h"
 #include "models/pspnet/checkpoint.h"
 #include "models/pspnet/cli.h"
-#include "models/pspnet/config.h"
 #include "models/pspnet/run_folder.h"
 #include "models/pspnet/trainer.h"
 
@@ -35,18 +34,16 @@ const char* kUsage =
 
 int train_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {"--resume", "--no-eval", "--reset-optimizer"}, {}, kUsage);
-    TrainOptions options;
-    options.resume = cl.flags.count("--resume") > 0;
-    options.evaluate = cl.flags.count("--no-eval") == 0;
-    options.reset_optimizer = cl.flags.count("--reset-optimizer") > 0;
+    TrainOptions options{.resume = cl.flags.count("--resume") > 0, .evaluate = cl.flags.count("--no-eval") == 0,
+                         .reset_optimizer = cl.flags.count("--reset-optimizer") > 0};
     STRATA_CHECK(!options.reset_optimizer || options.resume, "--reset-optimizer only applies with --resume");
-    nlohmann::json config = load_program_config(cl);
+    RunConfig config = load_program_config(cl);
     std::string run_folder = run_folder_of(cl);
-    STRATA_CHECK(options.resume || run_folder.empty() || config["run_dir"] != run_folder, "'", cl.config_path,
+    STRATA_CHECK(options.resume || run_folder.empty() || config.run_dir != run_folder, "'", cl.config_path,
                  "' is a run folder: continue it with --resume, or train a new run from its config with "
                  "run_dir=<another folder>");
     if (options.resume) {
-        std::string run_dir = config["run_dir"];
+        const std::string run_dir = config.run_dir;
         STRATA_CHECK(has_checkpoint(run_dir), "--resume: no checkpoint in '", run_dir, "' (expected ", run_dir,
                      "/checkpoints/latest); pass the run's folder as run_dir=..., or start without --resume");
         // the run's own resolved config, with the command line's overrides on top

@@ -1,26 +1,21 @@
 // The PSPNet training loop (semseg's tool/train.py in C++), used by the `train` program and by the tests.
 //
-// One iteration: take a batch from the loader, set the poly learning rate, forward through PSPNet, compute
-// loss = CE(logits, labels) + aux_weight * CE(aux_logits, labels) with the ignore label, backward, SGD step with
-// the backbone at the base LR and the heads (ppm, cls, aux) at head_lr_mult times it. Every log_every iterations a
-// JSON line goes to <run_dir>/metrics.jsonl; every save_every a checkpoint (models/pspnet/checkpoint.h). A run
-// started with resume continues from the newest checkpoint and produces the same losses as an uninterrupted run.
-// Ctrl-C (SIGINT) or SIGTERM finishes the current iteration, saves a checkpoint and returns. The run folder is
-// locked for the duration (models/pspnet/run_folder.h): a second training on the same run_dir is refused. The
-// logged scalars also go to <run_dir>/tensorboard/ (tensorboard=true), and curves.png is redrawn after every
-// evaluation (curves.h). Evaluations write <run_dir>/eval/<protocol>.json and prediction panels (eval_report.h).
+// train() is setup + loop. The loop's body is training_step (trainer.cpp): poly LR, forward with the aux head,
+// loss = CE(logits, labels) + aux_weight * CE(aux_logits, labels), backward, SGD (the heads at head_lr_mult x LR).
+// Around it the loop calls small pieces: the progress log (metrics.jsonl every log_every steps, TensorBoard scalars,
+// the terminal line and ETA), a checkpoint every save_every (checkpoint.h), an evaluation every eval_every
+// (evaluate_run, eval_report.h; curves.png redrawn, curves.h), and the stop signals: Ctrl-C (SIGINT) or SIGTERM
+// finishes the step, saves a checkpoint and returns. A resumed run continues from the newest checkpoint with the
+// losses of an uninterrupted one. The run folder is locked meanwhile (run_folder.h). At the end the weights go to
+// <run_dir>/model.safetensors and the model is evaluated.
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "data/dataset.h"
-#include "models/pspnet/curves.h"       // plot_curves, TensorBoard scalars
-#include "models/pspnet/eval_report.h"  // evaluate_run
-#include "models/pspnet/pspnet.h"
+#include "models/pspnet/config.h"
 
 namespace strata::pspnet {
 
@@ -41,9 +36,6 @@ struct TrainResult {
     nlohmann::json eval;        // the evaluation result (<run_dir>/eval/<protocol>.json) when evaluate ran
 };
 
-// The train or validation dataset a config names.
-std::shared_ptr<Dataset> open_config_dataset(const nlohmann::json& config, bool train);
-
-TrainResult train(const nlohmann::json& config, const TrainOptions& options);
+TrainResult train(const RunConfig& config, const TrainOptions& options);
 
 }  // namespace strata::pspnet

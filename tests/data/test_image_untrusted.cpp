@@ -209,15 +209,15 @@ TEST_CASE("image limits: datasets and the run config pass max_image_pixels to th
                          Error);
 
     // the same through the run config's key, as train and eval open their datasets
-    nlohmann::json c = pspnet::default_config();
-    CHECK(c["max_image_pixels"] == kDefaultMaxImagePixels);
-    c["dataset"] = "list";
-    c["data_root"] = dir.path.string();
-    c["train_split"] = "train.txt";
-    c["classes"] = 2;
-    c["max_image_pixels"] = 47;
+    pspnet::RunConfig c = pspnet::default_config();
+    CHECK(c.data.max_image_pixels == kDefaultMaxImagePixels);
+    c.data.format = "list";
+    c.data.root = dir.path.string();
+    c.data.train_split = "train.txt";
+    c.model.classes = 2;
+    c.data.max_image_pixels = 47;
     CHECK_THROWS_WITH_AS(pspnet::open_config_dataset(c, true)->get(0), contains("max_image_pixels=47"), Error);
-    c["max_image_pixels"] = 48;
+    c.data.max_image_pixels = 48;
     CHECK(pspnet::open_config_dataset(c, true)->get(0).label.h == 6);
 
     // the formats with their own layout take the limit too

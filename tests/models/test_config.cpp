@@ -59,13 +59,13 @@ CommandLine command_line(const std::string& config_path, std::vector<std::string
 }  // namespace
 
 TEST_CASE("config: defaults, files, overrides and their errors") {
-    nlohmann::json c = load_config("", {"batch_size=8", "scales=[0.5,1.0]", "data_root=/x/y", "base_lr=1"});
-    CHECK(c["batch_size"] == 8);
-    CHECK(c["scales"].size() == 2);
-    CHECK(c["data_root"] == "/x/y");
-    CHECK(c["base_lr"].get<double>() == 1.0);  // an integer where a float is expected is fine
-    CHECK(c["momentum"].get<double>() == doctest::Approx(0.9));  // semseg's defaults
-    CHECK(c["aux_weight"].get<double>() == doctest::Approx(0.4));
+    RunConfig c = load_config("", {"batch_size=8", "scales=[0.5,1.0]", "data_root=/x/y", "base_lr=1"});
+    CHECK(c.train.batch_size == 8);
+    CHECK(c.eval.protocol.scales.size() == 2);
+    CHECK(c.data.root == "/x/y");
+    CHECK(c.train.base_lr == 1.0);  // an integer where a float is expected is fine
+    CHECK(c.train.momentum == doctest::Approx(0.9));  // semseg's defaults
+    CHECK(c.model.aux_weight == doctest::Approx(0.4));
     CHECK_THROWS_WITH_AS(load_config("", {"batch_size=eight"}),
                          doctest::Contains("'batch_size' must be an integer, got \"eight\""), Error);
     CHECK_THROWS_WITH_AS(load_config("", {"bins=[1,2.5]"}),
@@ -82,7 +82,7 @@ TEST_CASE("config: defaults, files, overrides and their errors") {
 }
 
 TEST_CASE("config: one schema declares every key, and the defaults come from it") {
-    nlohmann::json d = default_config();
+    nlohmann::json d = to_json(default_config());
     std::set<std::string> names;
     for (const KeySpec& s : config_schema()) {
         CHECK_MESSAGE(names.insert(s.name).second, s.name, " is declared twice");
@@ -90,7 +90,7 @@ TEST_CASE("config: one schema declares every key, and the defaults come from it"
         CHECK(d[s.name] == s.default_value);
     }
     CHECK(names.size() == d.size());
-    CHECK_NOTHROW(validate_config(d));
+    CHECK_NOTHROW(validate_config(default_config()));
     // the keys the other parts of the program read (agreed names and defaults)
     CHECK(d["max_image_pixels"] == 100000000);
     CHECK(d["allow_nonfinite_weights"] == false);
@@ -188,7 +188,7 @@ TEST_CASE("config: a key given twice in a config file is an error") {
     CHECK_THROWS_WITH_AS(load_config("build/test_runs/twice.json", {}),
                          doctest::Contains("build/test_runs/twice.json: config key 'momentum' is given twice"), Error);
     std::ofstream("build/test_runs/once.json") << "{\"momentum\": 0.5, \"power\": 0.9}";
-    CHECK(load_config("build/test_runs/once.json", {})["momentum"].get<double>() == 0.5);
+    CHECK(load_config("build/test_runs/once.json", {}).train.momentum == 0.5);
 }
 
 TEST_CASE("config: a misspelt key suggests the nearest keys instead of listing them all") {
@@ -257,28 +257,28 @@ TEST_CASE("config: eval and infer given a run folder, or its config.json, use th
     fs::remove_all(dir);
     fs::create_directories(dir);
     // a run folder as train leaves it: its resolved config (run_dir where it was trained) and its weights
-    nlohmann::json saved = load_config("", {"dataset=list", "data_root=/data/somewhere", "classes=5", "depth=18",
-                                            "eval_mode=slide", "test_h=97", "test_w=97", "run_dir=runs/old_place"});
-    std::ofstream(dir + "/config.json") << saved.dump(2);
+    RunConfig saved = load_config("", {"dataset=list", "data_root=/data/somewhere", "classes=5", "depth=18",
+                                       "eval_mode=slide", "test_h=97", "test_w=97", "run_dir=runs/old_place"});
+    std::ofstream(dir + "/config.json") << to_json(saved).dump(2);
     std::ofstream(dir + "/model.safetensors") << "";
     for (const std::string& path : {dir, dir + "/", dir + "/config.json"}) {
         CHECK(run_folder_of(command_line(path)) == dir);
-        nlohmann::json c = load_program_config(command_line(path, {"eval_flip=true"}));
-        CHECK(c["data_root"] == "/data/somewhere");
-        CHECK(c["classes"] == 5);
-        CHECK(c["depth"] == 18);
-        CHECK(c["test_h"] == 97);
-        CHECK(c["run_dir"] == dir);      // the folder given, wherever the run was trained
-        CHECK(c["eval_flip"] == true);   // overrides still apply
+        RunConfig c = load_program_config(command_line(path, {"eval_flip=true"}));
+        CHECK(c.data.root == "/data/somewhere");
+        CHECK(c.model.classes == 5);
+        CHECK(c.model.backbone.depth == 18);
+        CHECK(c.eval.protocol.crop_h == 97);
+        CHECK(c.run_dir == dir);          // the folder given, wherever the run was trained
+        CHECK(c.eval.protocol.flip);      // overrides still apply
     }
-    CHECK(load_program_config(command_line(dir, {"run_dir=elsewhere", "data_root=/d"}))["run_dir"] == "elsewhere");
+    CHECK(load_program_config(command_line(dir, {"run_dir=elsewhere", "data_root=/d"})).run_dir == "elsewhere");
     // a run folder's bad value is reported as coming from its file
     std::ofstream(dir + "/config.json") << nlohmann::json{{"momentum", 3}}.dump();
     std::string from_file = "is 3 (set in " + dir + "/config.json)";
     CHECK_THROWS_WITH_AS(load_program_config(command_line(dir)), doctest::Contains(from_file.c_str()), Error);
     // a plain config file is not a run folder
     CHECK(run_folder_of(command_line("configs/contextscenes.json")).empty());
-    CHECK(load_program_config(command_line("configs/contextscenes.json"))["run_dir"] == "runs/contextscenes");
+    CHECK(load_program_config(command_line("configs/contextscenes.json")).run_dir == "runs/contextscenes");
     // a folder without a config.json
     fs::create_directories(dir + "/empty");
     CHECK_THROWS_WITH_AS(load_program_config(command_line(dir + "/empty")),

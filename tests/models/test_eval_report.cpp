@@ -20,30 +20,21 @@
 #include "framework/check.h"
 #include "models/pspnet/config.h"
 #include "models/pspnet/curves.h"
+#include "models/pspnet/eval_report.h"
 #include "models/pspnet/legend.h"
 #include "models/pspnet/trainer.h"
+#include "tests/models/tiny_model.h"
 #include "tests/tensorboard_reader.h"
 
 using namespace strata;
 using namespace strata::pspnet;
+using strata::testing::quiet;
 namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json tiny_run(const std::string& run_dir) {
-    return load_config("", {"dataset=contextscenes", "classes=8", "scene_size=73", "scene_min_gap=0",
-                            "scene_train=32", "scene_val=4", "depth=18", "blocks=[1,1,0,0]", "width=0.125",
-                            "train_h=73", "train_w=73", "batch_size=4", "iterations=4", "base_lr=0.02",
-                            "workers=0", "log_every=2", "save_every=0", "save_predictions=2",
-                            "run_dir=" + run_dir});
-}
-
-TrainOptions quiet() {
-    TrainOptions o;
-    o.verbose = false;
-    o.evaluate = false;
-    return o;
-}
+// the trainer tests' tiny run, 4 iterations
+RunConfig tiny_run(const std::string& run_dir) { return strata::testing::tiny_run(run_dir, {"iterations=4"}); }
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -98,25 +89,25 @@ TEST_CASE("eval: outputs are named after the protocol, or the path eval_output n
     o.scales = {1.5};
     CHECK(eval_protocol_name(o) == "slide_s1.5");
 
-    nlohmann::json c = load_config("", {"eval_mode=slide", "scales=[0.5,1.0,1.75]", "eval_flip=true"});
-    EvalOutputPaths p = eval_output_paths(c, "runs/x");
+    RunConfig c = load_config("", {"eval_mode=slide", "scales=[0.5,1.0,1.75]", "eval_flip=true", "run_dir=runs/x"});
+    EvalOutputPaths p = eval_output_paths(c);
     CHECK(p.json == "runs/x/eval/slide_ms0.5-1.75_flip.json");
     CHECK(p.predictions == "runs/x/eval/slide_ms0.5-1.75_flip");
-    c["eval_output"] = "results/voc_val.json";
-    p = eval_output_paths(c, "runs/x");
+    c.eval.output = "results/voc_val.json";
+    p = eval_output_paths(c);
     CHECK(p.json == "results/voc_val.json");
     CHECK(p.predictions == "results/voc_val");
-    c["eval_output"] = "results/voc_val.txt";
-    CHECK_THROWS_WITH_AS(eval_output_paths(c, "runs/x"), doctest::Contains("eval_output must name a .json file"),
+    c.eval.output = "results/voc_val.txt";
+    CHECK_THROWS_WITH_AS(eval_output_paths(c), doctest::Contains("eval_output must name a .json file"),
                          Error);
 }
 
 TEST_CASE("eval: a second evaluation with another protocol does not overwrite the first") {
     std::string dir = "build/test_runs/eval_names";
     fs::remove_all(dir);
-    nlohmann::json c = tiny_run(dir);
-    c["iterations"] = 2;
-    c["max_eval_images"] = 2;
+    RunConfig c = tiny_run(dir);
+    c.train.iterations = 2;
+    c.eval.max_images = 2;
     TrainOptions o = quiet();
     o.evaluate = true;
     TrainResult r = train(c, o);
@@ -126,22 +117,18 @@ TEST_CASE("eval: a second evaluation with another protocol does not overwrite th
     CHECK(r.eval["protocol"] == "whole");
     std::string first = read_file(dir + "/eval/whole.json");
 
-    PSPNet model(model_config(c));
-    nlohmann::json slide = c;
-    slide["eval_mode"] = "slide";
-    slide["test_h"] = 41;
-    slide["test_w"] = 41;
-    slide["base_size"] = 73;
-    slide["eval_flip"] = true;
-    nlohmann::json e = evaluate_run(model, slide, dir, false);
+    PSPNet model(c.model);
+    RunConfig slide = c;
+    slide.eval.protocol = {.mode = "slide", .crop_h = 41, .crop_w = 41, .base_size = 73, .flip = true};
+    nlohmann::json e = evaluate_run(model, slide, false);
     CHECK(e["protocol"] == "slide_flip");
     CHECK(fs::exists(dir + "/eval/slide_flip.json"));
     CHECK(fs::exists(dir + "/eval/slide_flip/val_000000.png"));
     CHECK(read_file(dir + "/eval/whole.json") == first);  // untouched
 
-    nlohmann::json chosen = c;
-    chosen["eval_output"] = dir + "/mine/result.json";
-    evaluate_run(model, chosen, dir, false);
+    RunConfig chosen = c;
+    chosen.eval.output = dir + "/mine/result.json";
+    evaluate_run(model, chosen, false);
     CHECK(fs::exists(dir + "/mine/result.json"));
     CHECK(fs::exists(dir + "/mine/result/val_000000.png"));
     CHECK(read_file(dir + "/eval/whole.json") == first);
@@ -150,10 +137,10 @@ TEST_CASE("eval: a second evaluation with another protocol does not overwrite th
 TEST_CASE("curves: redrawn and written to TensorBoard at every evaluation during training") {
     std::string dir = "build/test_runs/curves";
     fs::remove_all(dir);
-    nlohmann::json c = tiny_run(dir);
-    c["iterations"] = 100;
-    c["eval_every"] = 2;
-    c["max_eval_images"] = 1;
+    RunConfig c = tiny_run(dir);
+    c.train.iterations = 100;
+    c.train.eval_every = 2;
+    c.eval.max_images = 1;
     TrainOptions o = quiet();
     o.stop_after = 5;  // stopped before the end: only the periodic evaluations (at 2 and 4) can have drawn
     TrainResult r = train(c, o);
@@ -195,9 +182,9 @@ TEST_CASE("curves: redrawn and written to TensorBoard at every evaluation during
     // tensorboard=false writes none
     std::string off = "build/test_runs/curves_off";
     fs::remove_all(off);
-    nlohmann::json c2 = tiny_run(off);
-    c2["iterations"] = 2;
-    c2["tensorboard"] = false;
+    RunConfig c2 = tiny_run(off);
+    c2.train.iterations = 2;
+    c2.train.tensorboard = false;
     train(c2, quiet());
     CHECK_FALSE(fs::exists(off + "/tensorboard"));
 }
@@ -333,14 +320,14 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
         list << "img" << i << ".png lbl" << i << ".png\n";
     }
     list.close();
-    nlohmann::json c = tiny_run(dir);
-    c["dataset"] = "list";
-    c["data_root"] = dir + "/data";
-    c["val_split"] = "val.txt";
-    c["classes"] = 3;
-    PSPNet model(model_config(c));
+    RunConfig c = tiny_run(dir);
+    c.data.format = "list";
+    c.data.root = dir + "/data";
+    c.data.val_split = "val.txt";
+    c.model.classes = 3;
+    PSPNet model(c.model);
     nlohmann::json e;
-    std::string printed = capture_output(dir + "/printed.txt", [&] { e = evaluate_run(model, c, dir, false); });
+    std::string printed = capture_output(dir + "/printed.txt", [&] { e = evaluate_run(model, c, false); });
     CHECK(printed.find("warning: every label pixel") == 0);  // said even by the quiet evaluations during training
     REQUIRE(e.contains("warning"));
     CHECK(e["warning"].get<std::string>().find("every label pixel of the 2 evaluated images") != std::string::npos);
@@ -348,13 +335,13 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
     CHECK(e["labelled_pixels"] == 0);
 
     // training on it says so once (its loss is 0 whatever the weights are), instead of a quiet loss of 0
-    nlohmann::json t = c;
-    t["train_split"] = "val.txt";
-    t["batch_size"] = 2;
-    t["log_every"] = 1;
-    t["train_h"] = 41;
-    t["train_w"] = 41;
-    t["run_dir"] = dir + "/run";
+    RunConfig t = c;
+    t.data.train_split = "val.txt";
+    t.train.batch_size = 2;
+    t.train.log_every = 1;
+    t.data.train_h = 41;
+    t.data.train_w = 41;
+    t.run_dir = dir + "/run";
     TrainOptions loud = quiet();
     loud.verbose = true;
     TrainResult r;
@@ -366,10 +353,10 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
     CHECK(printed.find("saw no labelled pixel", first + 1) == std::string::npos);  // once, not every log line
 
     // a set with labels has no warning
-    nlohmann::json scenes = tiny_run(dir);
-    scenes["max_eval_images"] = 1;
-    PSPNet model8(model_config(scenes));
-    nlohmann::json ok = evaluate_run(model8, scenes, dir, false);
+    RunConfig scenes = tiny_run(dir);
+    scenes.eval.max_images = 1;
+    PSPNet model8(scenes.model);
+    nlohmann::json ok = evaluate_run(model8, scenes, false);
     CHECK_FALSE(ok.contains("warning"));
     CHECK(ok["labelled_pixels"].get<int64_t>() == 73 * 73);
 }
@@ -377,23 +364,23 @@ TEST_CASE("eval: a set whose labels are all ignore_label gets a warning, not a m
 TEST_CASE("eval: object-class accuracy only where object classes are defined, and they must be classes") {
     std::string dir = "build/test_runs/object_classes";
     fs::remove_all(dir);
-    nlohmann::json c = tiny_run(dir);
-    c["max_eval_images"] = 1;
-    c["save_predictions"] = 0;
-    PSPNet model(model_config(c));
-    CHECK_FALSE(evaluate_run(model, c, dir, false).contains("object_class_accuracy"));
-    c["object_classes"] = {5, 6, 7};
-    CHECK(evaluate_run(model, c, dir, false).contains("object_class_accuracy"));
-    c["object_classes"] = {5, 6, 9};
-    CHECK_THROWS_WITH_AS(evaluate_run(model, c, dir, false),
-                         doctest::Contains("object_classes lists class 9, which is not one of the 8 classes"), Error);
+    RunConfig c = tiny_run(dir);
+    c.eval.max_images = 1;
+    c.eval.save_predictions = 0;
+    PSPNet model(c.model);
+    CHECK_FALSE(evaluate_run(model, c, false).contains("object_class_accuracy"));
+    c.eval.object_classes = {5, 6, 7};
+    CHECK(evaluate_run(model, c, false).contains("object_class_accuracy"));
+    c.eval.object_classes = {5, 6, 9};
+    CHECK_THROWS_WITH_AS(evaluate_run(model, c, false),
+                         doctest::Contains("'object_classes' holds 9, which is not a class"), Error);
 }
 
 TEST_CASE("train: a missing ContextScenes data_root says to run make data") {
-    nlohmann::json c = tiny_run("build/test_runs/no_data");
-    c["dataset"] = "voc";
-    c["data_root"] = "build/test_runs/nowhere/datasets/contextscenes";
+    RunConfig c = tiny_run("build/test_runs/no_data");
+    c.data.format = "voc";
+    c.data.root = "build/test_runs/nowhere/datasets/contextscenes";
     CHECK_THROWS_WITH_AS(open_config_dataset(c, true), doctest::Contains("`make data`"), Error);
-    c["data_root"] = "build/test_runs/nowhere/datasets/contextscenes/";
+    c.data.root = "build/test_runs/nowhere/datasets/contextscenes/";
     CHECK_THROWS_WITH_AS(train(c, quiet()), doctest::Contains("`make data`"), Error);
 }

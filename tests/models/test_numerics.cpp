@@ -19,9 +19,12 @@
 #include "models/pspnet/numerics.h"
 #include "models/pspnet/pspnet.h"
 #include "models/pspnet/trainer.h"
+#include "tests/models/tiny_model.h"
 
 using namespace strata;
 using namespace strata::pspnet;
+using strata::testing::quiet;
+using strata::testing::tiny_run;
 namespace fs = std::filesystem;
 
 namespace {
@@ -29,27 +32,17 @@ namespace {
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-nlohmann::json tiny_run(const std::string& run_dir, std::vector<std::string> more = {}) {
-    std::vector<std::string> keys = {"dataset=contextscenes", "classes=8", "scene_size=73", "scene_min_gap=0",
-                                     "scene_train=32", "scene_val=4", "depth=18", "blocks=[1,1,0,0]",
-                                     "width=0.125", "train_h=73", "train_w=73", "batch_size=4", "iterations=10",
-                                     "base_lr=0.02", "workers=0", "log_every=2", "save_every=0",
-                                     "save_predictions=2", "run_dir=" + run_dir};
-    keys.insert(keys.end(), more.begin(), more.end());
-    return load_config("", keys);
-}
-
-TrainOptions quiet() {
-    TrainOptions o;
-    o.verbose = false;
-    o.evaluate = false;
+// The config's weights options for a train's weights=: missing and unexpected tensors reported, not refused.
+WeightsOptions lenient(const RunConfig& c) {
+    WeightsOptions o = c.weights.options;
+    o.strict = false;
     return o;
 }
 
 // The tiny model's state saved to `path`, with `edit` applied to a copy of its tensors first.
-void save_tiny_weights(const std::string& path, const nlohmann::json& config,
+void save_tiny_weights(const std::string& path, const RunConfig& config,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit = {}) {
-    PSPNet model(model_config(config));
+    PSPNet model(config.model);
     std::map<std::string, Tensor> state;
     for (auto& [name, t] : model.state_dict()) state[name] = t.clone();
     if (edit) edit(state);
@@ -110,23 +103,23 @@ TEST_CASE("count_nonfinite: NaN, -NaN, +-Inf counted with the first index; large
 TEST_CASE("load_weights: an Inf in layer0.0.weight is an error naming the tensor; the option loads it") {
     fs::create_directories("build/test_runs");
     std::string path = "build/test_runs/inf_weights.safetensors";
-    nlohmann::json c = tiny_run("build/test_runs/unused");
+    RunConfig c = tiny_run("build/test_runs/unused");
     save_tiny_weights(path, c, [](std::map<std::string, Tensor>& s) {
         s.at("layer0.0.weight").f32()[3] = kInf;
         s.at("layer0.0.weight").f32()[5] = kNaN;
     });
-    PSPNet model(model_config(c));
+    PSPNet model(c.model);
     std::vector<float> before = values_of(model, "layer0.0.weight");
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)),
                          doctest::Contains("'layer0.0.weight' holds 2 non-finite values of"), Error);
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, true)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, c.weights.options),
                          doctest::Contains("(the first, at index 3, is inf). The file is damaged or comes from a "
                                            "diverged run; nothing was loaded. Set allow_nonfinite_weights=true"),
                          Error);
     CHECK(values_of(model, "layer0.0.weight") == before);  // a refused file changes nothing
 
-    c["allow_nonfinite_weights"] = true;
-    WeightsReport r = load_weights(path, model, weights_options(c, true));
+    c.weights.options.allow_nonfinite = true;
+    WeightsReport r = load_weights(path, model, c.weights.options);
     CHECK(r.exact());
     CHECK(count_nonfinite(model.state_dict().front().second).count == 2);
 }
@@ -136,15 +129,15 @@ TEST_CASE("train: weights= with an Inf is refused before training; resume from a
     fs::remove_all(dir);
     fs::create_directories(dir);
     std::string path = dir + "/inf.safetensors";
-    nlohmann::json c = tiny_run(dir, {"iterations=2"});
+    RunConfig c = tiny_run(dir, {"iterations=2"});
     save_tiny_weights(path, c, [](std::map<std::string, Tensor>& s) { s.at("layer0.0.weight").f32()[0] = kInf; });
-    c["weights"] = path;
+    c.weights.path = path;
     CHECK_THROWS_WITH_AS(train(c, quiet()), doctest::Contains("'layer0.0.weight' holds 1 non-finite value"), Error);
     CHECK_FALSE(fs::exists(dir + "/checkpoints"));
 
     // a run's checkpoint poisoned afterwards: --resume refuses it, naming the tensor
-    c["weights"] = "";
-    c["save_every"] = 1;
+    c.weights.path = "";
+    c.train.save_every = 1;
     TrainOptions stop = quiet();
     stop.stop_after = 1;
     train(c, stop);
@@ -165,10 +158,10 @@ TEST_CASE("train: a non-finite BN statistic stops the run at its first step, nam
     std::string dir = "build/test_runs/inf_buffer";
     fs::remove_all(dir);
     fs::create_directories(dir);
-    nlohmann::json c = tiny_run(dir, {"iterations=3", "save_every=1", "allow_nonfinite_weights=true"});
+    RunConfig c = tiny_run(dir, {"iterations=3", "save_every=1", "allow_nonfinite_weights=true"});
     save_tiny_weights(dir + "/w.safetensors", c,
                       [](std::map<std::string, Tensor>& s) { s.at("layer0.1.running_var").f32()[1] = kInf; });
-    c["weights"] = dir + "/w.safetensors";
+    c.weights.path = dir + "/w.safetensors";
     CHECK_THROWS_WITH_AS(train(c, quiet()),
                          doctest::Contains("training diverged at iteration 1: 'layer0.1.running_var' holds 1"),
                          Error);
@@ -180,7 +173,7 @@ TEST_CASE("train: base_lr=1e3 stops at the first non-finite value, and the newes
     fs::remove_all(dir);
     // The fixed-order GEMM makes the run the same on every machine, so it diverges at the same step everywhere
     // (late enough to have saved checkpoints before).
-    nlohmann::json c = tiny_run(dir, {"base_lr=1000", "iterations=20", "save_every=1", "reproducible=true"});
+    RunConfig c = tiny_run(dir, {"base_lr=1000", "iterations=20", "save_every=1", "reproducible=true"});
     std::string message;
     try {
         train(c, quiet());
@@ -204,8 +197,8 @@ TEST_CASE("train: base_lr=1e3 stops at the first non-finite value, and the newes
 TEST_CASE("save_checkpoint: a model holding NaN is not saved and the previous checkpoint stays") {
     std::string dir = "build/test_runs/nan_save";
     fs::remove_all(dir);
-    nlohmann::json c = tiny_run(dir);
-    PSPNet model(model_config(c));
+    RunConfig c = tiny_run(dir);
+    PSPNet model(c.model);
     std::vector<Tensor> params = model.parameters();
     SGD optimizer(params, SGDOptions{});
     TrainingPosition pos;
@@ -225,19 +218,19 @@ TEST_CASE("load_weights: a file that matches no model tensor is an error naming 
     fs::create_directories("build/test_runs");
     std::string path = "build/test_runs/unmatched.safetensors";
     save_safetensors(path, {{"backbone.conv1.weight", zeros({2, 2})}, {"backbone.fc.bias", zeros({2})}});
-    nlohmann::json c = tiny_run("build/test_runs/unused");
-    PSPNet model(model_config(c));
+    RunConfig c = tiny_run("build/test_runs/unused");
+    PSPNet model(c.model);
     std::string expected = "weights '" + path + "' match none of the model's";
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)), doctest::Contains(expected.c_str()),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)), doctest::Contains(expected.c_str()),
                          Error);
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)),
                          doctest::Contains("Names in the file: backbone.conv1.weight, backbone.fc.bias. Names in "
                                            "the model: layer0.0.weight, layer0.1.weight"),
                          Error);
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(c, false)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, lenient(c)),
                          doctest::Contains("allow_unmatched_weights=true"), Error);
-    c["allow_unmatched_weights"] = true;
-    WeightsReport r = load_weights(path, model, weights_options(c, false));
+    c.weights.options.allow_unmatched = true;
+    WeightsReport r = load_weights(path, model, lenient(c));
     CHECK(r.loaded.empty());
     CHECK(r.unexpected == std::vector<std::string>{"backbone.conv1.weight", "backbone.fc.bias"});
     CHECK(r.missing.size() == model.state_dict().size());
@@ -246,19 +239,19 @@ TEST_CASE("load_weights: a file that matches no model tensor is an error naming 
 TEST_CASE("load_weights: fine-tuning to another class count skips and names the heads' tensors") {
     fs::create_directories("build/test_runs");
     std::string path = "build/test_runs/eight_classes.safetensors";
-    nlohmann::json eight = tiny_run("build/test_runs/unused");
+    RunConfig eight = tiny_run("build/test_runs/unused");
     save_tiny_weights(path, eight, [](std::map<std::string, Tensor>& s) {
         s["extra.tensor"] = zeros({3});
         s.erase("layer0.1.bias");
     });
-    PSPNet source(model_config(eight));
-    nlohmann::json five = tiny_run("build/test_runs/unused", {"classes=5"});
-    PSPNet model(model_config(five));
+    PSPNet source(eight.model);
+    RunConfig five = tiny_run("build/test_runs/unused", {"classes=5"});
+    PSPNet model(five.model);
 
     // without the option: a hard error naming the tensor, both shapes and the option
     std::string message;
     try {
-        load_weights(path, model, weights_options(five, false));
+        load_weights(path, model, lenient(five));
     } catch (const Error& e) {
         message = e.what();
     }
@@ -266,8 +259,8 @@ TEST_CASE("load_weights: fine-tuning to another class count skips and names the 
     CHECK(message.find("in the file but [5, ") != std::string::npos);
     CHECK(message.find("weights_skip_mismatched=true") != std::string::npos);
 
-    five["weights_skip_mismatched"] = true;
-    WeightsReport r = load_weights(path, model, weights_options(five, false));
+    five.weights.options.skip_mismatched = true;
+    WeightsReport r = load_weights(path, model, lenient(five));
     REQUIRE(!r.skipped.empty());
     for (const SkippedTensor& s : r.skipped) {
         CAPTURE(s.name);
@@ -284,7 +277,7 @@ TEST_CASE("load_weights: fine-tuning to another class count skips and names the 
     CHECK(text.find(r.skipped[0].name + " [8, ") != std::string::npos);
 
     // eval and infer load strictly: the same file is refused there, naming what does not match
-    CHECK_THROWS_WITH_AS(load_weights(path, model, weights_options(five, true)),
+    CHECK_THROWS_WITH_AS(load_weights(path, model, five.weights.options),
                          doctest::Contains("Missing from the file: layer0.1.bias. Not in the model: extra.tensor"),
                          Error);
 }

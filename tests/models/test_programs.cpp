@@ -169,7 +169,7 @@ TEST_CASE("programs: mistakes give one clear line and a non-zero exit code") {
 TEST_CASE("programs: make_contextscenes writes the dataset configs/contextscenes.json trains on") {
     REQUIRE_MESSAGE(fs::exists("build/bin/make_contextscenes"), "build the programs first (make test does)");
     // its defaults are read from the config, so `make data` and `make train` cannot disagree
-    nlohmann::json c = strata::pspnet::load_config("configs/contextscenes.json", {});
+    nlohmann::json c = strata::pspnet::to_json(strata::pspnet::load_config("configs/contextscenes.json", {}));
     ProgramResult r = run_program("build/bin/make_contextscenes --help");
     CHECK(r.code == 0);
     for (std::string expected :

@@ -23,34 +23,22 @@
 #include "models/pspnet/config.h"
 #include "models/pspnet/run_folder.h"
 #include "models/pspnet/trainer.h"
+#include "tests/models/tiny_model.h"
 
 using namespace strata;
 using namespace strata::pspnet;
 namespace fs = std::filesystem;
 
 using strata::testing::ProgramResult;
+using strata::testing::quiet;
 using strata::testing::run_program;
 
 namespace {
 
-const std::string kTiny = "dataset=contextscenes classes=8 scene_size=73 scene_min_gap=0 scene_train=32 scene_val=4 "
-                          "depth=18 blocks=[1,1,0,0] width=0.125 train_h=73 train_w=73 batch_size=4 workers=0 "
-                          "log_every=1 save_every=0 save_predictions=0";
-
-nlohmann::json tiny_run(const std::string& run_dir, int64_t iterations) {
-    std::vector<std::string> overrides;
-    std::istringstream words(kTiny);
-    for (std::string w; words >> w;) overrides.push_back(w);
-    overrides.push_back("run_dir=" + run_dir);
-    overrides.push_back("iterations=" + std::to_string(iterations));
-    return load_config("", overrides);
-}
-
-TrainOptions quiet() {
-    TrainOptions o;
-    o.verbose = false;
-    o.evaluate = false;
-    return o;
+// the trainer tests' tiny run with `iterations`, a log line per step, semseg's base_lr and no panels
+RunConfig tiny_run(const std::string& run_dir, int64_t iterations) {
+    return strata::testing::tiny_run(run_dir, {"iterations=" + std::to_string(iterations), "log_every=1",
+                                               "base_lr=0.01", "save_predictions=0"});
 }
 
 TrainOptions resuming() {
@@ -100,7 +88,7 @@ TEST_CASE("run folder: resume refuses an iteration out of range and files from a
     const std::string dir = "build/test_runs/rundir_validate", ckpt = dir + "/checkpoints/";
     stopped_run(dir, 4, 2);
     const nlohmann::json good = read_json(ckpt + "iter_2.json");
-    nlohmann::json c = tiny_run(dir, 4);
+    RunConfig c = tiny_run(dir, 4);
 
     SUBCASE("a negative iteration") {
         nlohmann::json bad = good;
@@ -110,7 +98,7 @@ TEST_CASE("run folder: resume refuses an iteration out of range and files from a
         CHECK_MESSAGE(contains(e, "'iteration' must be an integer >= 0, got -5"), e);
     }
     SUBCASE("an iteration beyond the run's iterations") {
-        c["iterations"] = 1;
+        c.train.iterations = 1;
         std::string e = error_of([&] { train(c, resuming()); });
         CHECK_MESSAGE(contains(e, "is at iteration 2 but the run has iterations = 1"), e);
     }
@@ -136,7 +124,7 @@ TEST_CASE("run folder: resume refuses an iteration out of range and files from a
 TEST_CASE("run folder: a lost optimizer state is an error unless --reset-optimizer") {
     const std::string dir = "build/test_runs/rundir_optimizer", optim = dir + "/checkpoints/iter_2.optim.safetensors";
     stopped_run(dir, 3, 2);
-    nlohmann::json c = tiny_run(dir, 3);
+    RunConfig c = tiny_run(dir, 3);
     SUBCASE("empty") { std::ofstream(optim, std::ios::trunc); }
     SUBCASE("missing") { fs::remove(optim); }
     SUBCASE("no momentum buffers") { save_safetensors(optim, {}, {{"iteration", "2"}}); }
@@ -178,7 +166,7 @@ TEST_CASE("run folder: an atomic write is fsynced before its rename") {
 TEST_CASE("run folder: a save that fails on a full disk removes its partial files and says what it needs") {
     const std::string dir = "build/test_runs/rundir_full", ckpt = dir + "/checkpoints/";
     fs::remove_all(dir);
-    PSPNet model(model_config(tiny_run(dir, 4)));
+    PSPNet model(tiny_run(dir, 4).model);
     SGD optimizer(model.parameters(), SGDOptions{});
     TrainingPosition pos;
     pos.iteration = 2;
@@ -224,7 +212,7 @@ TEST_CASE("run folder: a second training on the same run_dir is refused") {
     const std::string dir = "build/test_runs/rundir_lock";
     fs::remove_all(dir);
     fs::create_directories(dir);
-    nlohmann::json c = tiny_run(dir, 1);
+    RunConfig c = tiny_run(dir, 1);
     {
         RunFolderLock other(dir);  // a training already running there
         std::string e = error_of([&] { train(c, quiet()); });
@@ -240,11 +228,11 @@ TEST_CASE("run folder: SIGTERM saves a checkpoint and exits with 143, and the ru
     const std::string dir = "build/test_runs/rundir_sigterm", log = dir + ".log";
     fs::remove_all(dir);
     fs::create_directories(dir);
+    write_json(dir + ".json", to_json(tiny_run(dir, 100000)));
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        std::string cmd = "exec build/bin/train iterations=100000 --no-eval " + kTiny + " run_dir=" + dir + " > " +
-                          log + " 2>&1";
+        std::string cmd = "exec build/bin/train " + dir + ".json --no-eval > " + log + " 2>&1";
         execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
         _exit(127);
     }

@@ -9,28 +9,16 @@
 #include "framework/check.h"
 #include "models/pspnet/config.h"
 #include "models/pspnet/trainer.h"
+#include "tests/models/tiny_model.h"
 #include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::pspnet;
+using strata::testing::quiet;
+using strata::testing::tiny_run;
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json tiny_run(const std::string& run_dir) {
-    return load_config("", {"dataset=contextscenes", "classes=8", "scene_size=73", "scene_min_gap=0",
-                            "scene_train=32", "scene_val=4", "depth=18", "blocks=[1,1,0,0]", "width=0.125",
-                            "train_h=73", "train_w=73", "batch_size=4", "iterations=10", "base_lr=0.02",
-                            "workers=0", "log_every=2", "save_every=0", "save_predictions=2",
-                            "run_dir=" + run_dir});
-}
-
-TrainOptions quiet() {
-    TrainOptions o;
-    o.verbose = false;
-    o.evaluate = false;
-    return o;
-}
 
 }  // namespace
 
@@ -44,8 +32,8 @@ TEST_CASE("train: the fixed-seed 10-step loss trajectory") {
     // the other ops) is plain C++ built with -ffp-contract=off (Makefile), so the compiler's choice of -march or
     // vectorisation does not fuse a * b + c differently either. Regenerate deliberately (print r.losses) when a
     // change is meant to alter the numerics.
-    nlohmann::json c = tiny_run(dir);
-    c["reproducible"] = true;
+    RunConfig c = tiny_run(dir);
+    c.reproducible = true;
     TrainResult r = train(c, quiet());
     REQUIRE(r.losses.size() == 10);
     const std::vector<float> expected = {3.08281922f, 2.6511426f,  2.4673419f,  2.27595639f, 2.36982632f,
@@ -63,10 +51,10 @@ TEST_CASE("train: the reproducible trajectory is the same for 1, 2, 3 and 4 thre
         CAPTURE(threads);
         std::string dir = "build/test_runs/trajectory_threads";
         fs::remove_all(dir);
-        nlohmann::json c = tiny_run(dir);
-        c["reproducible"] = true;
-        c["iterations"] = 4;
-        c["threads"] = threads;
+        RunConfig c = tiny_run(dir);
+        c.reproducible = true;
+        c.train.iterations = 4;
+        c.threads = threads;
         strata::testing::ThreadCountScope restore(threads);  // train() sets the count; this puts the old one back
         TrainResult r = train(c, quiet());
         if (first.empty()) first = r.losses;
@@ -78,9 +66,9 @@ TEST_CASE("train: an interrupted run resumed from its checkpoint gives the same 
     std::string a = "build/test_runs/straight", b = "build/test_runs/resumed";
     fs::remove_all(a);
     fs::remove_all(b);
-    nlohmann::json ca = tiny_run(a), cb = tiny_run(b);
-    ca["iterations"] = 6;
-    cb["iterations"] = 6;
+    RunConfig ca = tiny_run(a), cb = tiny_run(b);
+    ca.train.iterations = 6;
+    cb.train.iterations = 6;
     TrainResult straight = train(ca, quiet());
     TrainOptions stop = quiet();
     stop.stop_after = 3;
@@ -105,8 +93,8 @@ TEST_CASE("train: an interrupted run resumed from its checkpoint gives the same 
 TEST_CASE("train: the run folder holds the config, metrics, checkpoints, weights and the evaluation") {
     std::string dir = "build/test_runs/folder";
     fs::remove_all(dir);
-    nlohmann::json c = tiny_run(dir);
-    c["iterations"] = 4;
+    RunConfig c = tiny_run(dir);
+    c.train.iterations = 4;
     TrainOptions o = quiet();
     o.evaluate = true;
     TrainResult r = train(c, o);
@@ -123,10 +111,10 @@ TEST_CASE("train: the run folder holds the config, metrics, checkpoints, weights
 }
 
 TEST_CASE("train: a crop that is not 8k+1 is refused with the fix") {
-    nlohmann::json c = tiny_run("build/test_runs/badcrop");
-    c["train_h"] = 72;
+    RunConfig c = tiny_run("build/test_runs/badcrop");
+    c.data.train_h = 72;
     CHECK_THROWS_WITH_AS(train(c, quiet()), doctest::Contains("must be of the form 8k+1"), Error);
     c = tiny_run("build/test_runs/badclasses");
-    c["classes"] = 21;
+    c.model.classes = 21;
     CHECK_THROWS_WITH_AS(train(c, quiet()), doctest::Contains("has 8 classes; set classes=8"), Error);
 }

@@ -1,11 +1,15 @@
-// A tiny PSPNet in eval mode and random images, for the tests of prediction and evaluation.
+// A tiny PSPNet in eval mode and random images, for the tests of prediction and evaluation, and the tiny training
+// run of the trainer's tests.
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "data/image.h"
 #include "framework/random.h"
 #include "models/pspnet/pspnet.h"
+#include "models/pspnet/trainer.h"
 
 namespace strata::testing {
 
@@ -27,6 +31,26 @@ inline Image random_image(int h, int w, uint64_t seed) {
     Image im(h, w, 3);
     for (auto& v : im.data) v = uint8_t(g.randint(256));
     return im;
+}
+
+// ContextScenes at 73 x 73 (8 classes, 32 training images), ResNet-18 blocks [1,1,0,0] at 1/8 width, batches of 4,
+// 10 iterations at base_lr 0.02, loading in the training thread, into run_dir; `more` (key=value) on top.
+inline pspnet::RunConfig tiny_run(const std::string& run_dir, std::vector<std::string> more = {}) {
+    std::vector<std::string> keys = {"dataset=contextscenes", "classes=8", "scene_size=73", "scene_min_gap=0",
+                                     "scene_train=32", "scene_val=4", "depth=18", "blocks=[1,1,0,0]",
+                                     "width=0.125", "train_h=73", "train_w=73", "batch_size=4", "iterations=10",
+                                     "base_lr=0.02", "workers=0", "log_every=2", "save_every=0",
+                                     "save_predictions=2", "run_dir=" + run_dir};
+    keys.insert(keys.end(), more.begin(), more.end());
+    return pspnet::load_config("", keys);
+}
+
+// Training without progress lines or the final evaluation.
+inline pspnet::TrainOptions quiet() {
+    pspnet::TrainOptions o;
+    o.verbose = false;
+    o.evaluate = false;
+    return o;
 }
 
 }  // namespace strata::testing
