@@ -35,12 +35,20 @@ CXXFLAGS := -std=c++20 -O2 $(ARCH) -ffp-contract=off -fPIC -fopenmp -Wall -Wextr
             -I$(BLAS_INC_DIR) -MMD -MP
 LDFLAGS  := -fopenmp -L$(BLAS_LIB_DIR) -Wl,-rpath,$(BLAS_LIB_DIR)
 LDLIBS   := -lopenblas -lpng -ljpeg -lpthread
+# Plugins (framework/plugin.h): dlopen, and the programs export their symbols for the plugins they load to link to.
+LDLIBS   += -ldl
+LDFLAGS  += -rdynamic
 
 ifeq ($(CUDA),auto)
   CUDA := $(if $(wildcard $(NVCC)),1,0)
 endif
 
 BUILD := build
+# strata.h includes every layers/<op>.h through this generated header, so a new op needs no edit there. It is written
+# at every make run, before anything compiles, and only rewritten when the list of headers changed. strata.h names
+# it by this path (build/, whatever BUILD is).
+LAYERS_HEADER := build/gen/strata_layers.h
+$(if $(shell tools/layers_header.sh $(LAYERS_HEADER) >/dev/null || echo failed),$(error tools/layers_header.sh failed))
 # Every .cpp that defines main() is a program (built into build/bin/<name>); the rest form the library.
 SRC_DIRS     := framework layers data models/pspnet
 ALL_SRCS     := $(wildcard $(addsuffix /*.cpp,$(SRC_DIRS)))

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "framework/check.h"
+#include "framework/plugin.h"
 #include "models/pspnet/config.h"
 
 namespace strata::pspnet {
@@ -28,6 +29,7 @@ bool is_run_folder(const fs::path& dir) {
 CommandLine parse_command_line(int argc, char** argv, const std::set<std::string>& flags,
                                const std::set<std::string>& options, const std::string& usage) {
     CommandLine cl;
+    argc = take_plugin_options(argc, argv);  // --plugin PATH, --list-layers: every program's (framework/plugin.h)
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--help" || a == "-h") {
@@ -77,10 +79,12 @@ std::string run_folder_of(const CommandLine& cl) {
 
 nlohmann::json load_program_config(const CommandLine& cl) {
     std::string run = run_folder_of(cl);
-    if (run.empty()) return load_config(cl.config_path, cl.overrides);
     // the run's own settings; run_dir follows the folder (the run may have been moved since it was trained)
-    return load_config((fs::path(run) / "config.json").string(), cl.overrides, {{"run_dir", run}},
-                       "the run folder " + run);
+    nlohmann::json config = run.empty() ? load_config(cl.config_path, cl.overrides)
+                                        : load_config((fs::path(run) / "config.json").string(), cl.overrides,
+                                                      {{"run_dir", run}}, "the run folder " + run);
+    load_plugins(config["plugins"].get<std::vector<std::string>>());
+    return config;
 }
 
 int run_program(int (*body)(int, char**), int argc, char** argv) {

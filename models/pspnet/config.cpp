@@ -153,6 +153,7 @@ std::vector<KeySpec> make_schema() {
         // ---- running ----
         key(R, "device", kString, "cpu", "where to run: cpu, cuda, cuda:N, or auto (a GPU when there is one)"),
         at_least(key(R, "threads", kInt, 0, "CPU threads (0 = all cores)"), 0),
+        key(R, "plugins", kStringList, Json::array(), "plugins to load (.so files, docs/plugins.md), as --plugin does"),
         key(R, "reproducible", kBool, false, "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
         non_empty(key(R, "run_dir", kString, "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
