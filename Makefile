@@ -201,3 +201,51 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- plugins (docs/plugins.md) ----
+# make plugin SRC=path/to/my_layer.cpp builds build/plugins/my_layer.so from it, plus path/to/my_layer.cu (its CUDA
+# twin) when there is one and CUDA=1. The .so is not linked against Strata: its Strata symbols are the loading
+# program's (programs link with -rdynamic), so there is one registry per program. -fvisibility=hidden keeps the
+# plugin's own symbols to itself; STRATA_PLUGIN exports the entry point.
+PLUGIN_DIR      := $(BUILD)/plugins
+PLUGIN_CXXFLAGS := -std=c++20 -O2 -ffp-contract=off -fPIC -fopenmp -fvisibility=hidden -I$(CURDIR)
+PLUGIN_NVFLAGS  := -std=c++20 -O2 $(NVCC_ARCH) -Xcompiler -fPIC,-fvisibility=hidden -I$(CURDIR)
+PLUGIN_HEADERS  := strata.h $(LAYERS_HEADER) $(wildcard framework/*.h layers/*.h cuda/*.h cuda/emu/*.h)
+EXAMPLE_PLUGINS := $(patsubst plugins/examples/%.cpp,$(PLUGIN_DIR)/%.so,$(wildcard plugins/examples/*.cpp))
+
+# $(call build_plugin,<source .cpp>,<output .so>): the commands docs/plugins.md gives
+define build_plugin
+	@mkdir -p $(dir $(2))
+	$(if $(and $(filter 1,$(CUDA)),$(wildcard $(basename $(1)).cu)),\
+	  $(NVCC) $(PLUGIN_NVFLAGS) -c $(basename $(1)).cu -o $(2).cu.o && \
+	  $(CXX) $(PLUGIN_CXXFLAGS) -shared $(1) $(2).cu.o -o $(2) -L$(CUDA_HOME)/lib64 -Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64 -lcudart,\
+	  $(CXX) $(PLUGIN_CXXFLAGS) -shared $(1) -o $(2))
+endef
+comma := ,
+
+plugin:
+	@test -n "$(SRC)" || { echo "usage: make plugin SRC=path/to/my_layer.cpp (docs/plugins.md)"; exit 1; }
+	$(call build_plugin,$(SRC),$(PLUGIN_DIR)/$(basename $(notdir $(SRC))).so)
+
+$(PLUGIN_DIR)/%.so: plugins/examples/%.cpp $(wildcard plugins/examples/*.h plugins/examples/*.cu) $(PLUGIN_HEADERS)
+	$(call build_plugin,$<,$@)
+
+# The plugins the tests load: the deliberately bad ones of tests/plugins/ (each refused for one reason), and the
+# hard_swish example built CPU-only (for the test program, which has no CUDA backend) and with its .cu compiled for
+# the emulator (for the emulated-CUDA test program: CPU/CUDA parity through a plugin).
+TEST_PLUGIN_DIR := $(BUILD)/tests/plugins
+TEST_PLUGINS    := $(patsubst tests/plugins/%.cpp,$(TEST_PLUGIN_DIR)/%.so,$(wildcard tests/plugins/*.cpp)) \
+                   $(TEST_PLUGIN_DIR)/hard_swish_cpu.so $(EXAMPLE_PLUGINS)
+$(TEST_PLUGIN_DIR)/%.so: tests/plugins/%.cpp $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
+$(TEST_PLUGIN_DIR)/hard_swish_cpu.so: plugins/examples/hard_swish.cpp plugins/examples/hard_swish.h $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
+$(TEST_PLUGIN_DIR)/hard_swish_emulated.so: plugins/examples/hard_swish.cpp plugins/examples/hard_swish.cu \
+                                           plugins/examples/hard_swish.h $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -DCUEMU -Wno-unknown-pragmas -shared -x c++ $(filter %.cpp %.cu,$^) -o $@
+$(TEST_BIN): | $(TEST_PLUGINS)
+$(CUDA_EMU_TESTS): | $(TEST_PLUGIN_DIR)/hard_swish_emulated.so
+.PHONY: plugin
