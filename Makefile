@@ -230,13 +230,13 @@ plugin:
 $(PLUGIN_DIR)/%.so: plugins/examples/%.cpp $(wildcard plugins/examples/*.h plugins/examples/*.cu) $(PLUGIN_HEADERS)
 	$(call build_plugin,$<,$@)
 
-# The plugins the tests load: the deliberately bad ones of tests/plugins/ (each refused for one reason), and the
+# The plugins the tests load: the deliberately bad ones of tests/plugins/bad/ (each refused for one reason), and the
 # hard_swish example built CPU-only (for the test program, which has no CUDA backend) and with its .cu compiled for
 # the emulator (for the emulated-CUDA test program: CPU/CUDA parity through a plugin).
 TEST_PLUGIN_DIR := $(BUILD)/tests/plugins
-TEST_PLUGINS    := $(patsubst tests/plugins/%.cpp,$(TEST_PLUGIN_DIR)/%.so,$(wildcard tests/plugins/*.cpp)) \
+TEST_PLUGINS    := $(patsubst tests/plugins/bad/%.cpp,$(TEST_PLUGIN_DIR)/%.so,$(wildcard tests/plugins/bad/*.cpp)) \
                    $(TEST_PLUGIN_DIR)/hard_swish_cpu.so $(EXAMPLE_PLUGINS)
-$(TEST_PLUGIN_DIR)/%.so: tests/plugins/%.cpp $(PLUGIN_HEADERS)
+$(TEST_PLUGIN_DIR)/%.so: tests/plugins/bad/%.cpp $(PLUGIN_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
 $(TEST_PLUGIN_DIR)/hard_swish_cpu.so: plugins/examples/hard_swish.cpp plugins/examples/hard_swish.h $(PLUGIN_HEADERS)
