@@ -33,7 +33,9 @@ CommandLine parse_command_line(int argc, char** argv, const std::set<std::string
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--help" || a == "-h") {
-            std::cout << usage << "\n" << config_help()
+            std::cout << usage << "\n--plugin PATH loads a plugin (repeatable), --list-layers lists the registered layers, "
+                                   "kernels and plugins (docs/plugins.md)\n"
+                      << config_help()
                       << "\nErrors say what was wrong and how to fix it; with STRATA_DEBUG=1 they also name the source "
                          "line that raised them.\n";
             std::exit(0);
