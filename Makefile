@@ -10,6 +10,7 @@
 #   make deps       install the Debian packages the build needs (as root), or print the command
 #   make fuzz       build the libFuzzer targets of fuzz/ with clang and run each for FUZZ_SECONDS (fuzz/README.md)
 #   make fixtures   regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not part of the tests)
+#   make plugin SRC=path/to/my_layer.cpp   build a run-time plugin, build/plugins/my_layer.so (docs/plugins.md)
 #   make clean
 #
 #   CUDA=auto|0|1   build the CUDA backend from cuda/ (auto: when nvcc is found)
