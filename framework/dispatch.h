@@ -71,15 +71,18 @@ std::function<void()> fill_kernel_slot(KernelTable<Fn>& table, DeviceType type, 
     };
 }
 
-// Throws when the slot is taken (tests); REGISTER_KERNEL ends the program instead (it runs before main()).
+// Throws when the slot is taken, or when another table has the same name (a kernel put there would never be
+// called); REGISTER_KERNEL ends the program instead (it runs before main()).
 template <typename Fn>
 void register_kernel(KernelTable<Fn>& table, DeviceType type, Fn fn, const std::string& owner) {
+    add_registration("kernel table", table.name, owner, [] {}, &table);
     add_registration("kernel", kernel_registration_name(table.name, type), owner, fill_kernel_slot(table, type, fn));
 }
 
 struct KernelRegistrar {
     template <typename Fn>
     KernelRegistrar(KernelTable<Fn>& table, DeviceType type, Fn fn, const char* file) {
+        add_registration_or_exit("kernel table", table.name, file, [] {}, &table);
         add_registration_or_exit("kernel", kernel_registration_name(table.name, type), file,
                                  fill_kernel_slot(table, type, fn));
     }

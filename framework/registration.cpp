@@ -41,25 +41,30 @@ const Registration* find_committed(const std::string& kind, const std::string& n
     return nullptr;
 }
 
+bool same_object(const Registration& a, const Registration& b) { return a.identity && a.identity == b.identity; }
+
 }  // namespace
 
 void add_registration(const std::string& kind, const std::string& name, const std::string& owner,
-                      std::function<void()> apply) {
+                      std::function<void()> apply, const void* identity) {
     Staging& s = staging();
     if (s.active) {
-        s.entries.push_back({{kind, name, s.owner}, std::move(apply)});
+        s.entries.push_back({{kind, name, s.owner, identity}, std::move(apply)});
         return;
     }
-    Registration r{kind, name, owner};
-    if (const Registration* old = find_committed(kind, name)) STRATA_FAIL(twice_message(*old, r));
+    Registration r{kind, name, owner, identity};
+    if (const Registration* old = find_committed(kind, name)) {
+        if (same_object(*old, r)) return;
+        STRATA_FAIL(twice_message(*old, r));
+    }
     apply();
     committed().push_back(std::move(r));
 }
 
 void add_registration_or_exit(const std::string& kind, const std::string& name, const std::string& owner,
-                              std::function<void()> apply) {
+                              std::function<void()> apply, const void* identity) {
     try {
-        add_registration(kind, name, owner, std::move(apply));
+        add_registration(kind, name, owner, std::move(apply), identity);
     } catch (const Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         std::_Exit(1);  // static initialisation is not over: no exit handlers may run on half-built globals
@@ -84,11 +89,12 @@ std::vector<std::string> staged_conflicts() {
     const std::vector<Staged>& e = staging().entries;
     for (size_t i = 0; i < e.size(); ++i) {
         if (const Registration* old = find_committed(e[i].what.kind, e[i].what.name)) {
-            out.push_back(twice_message(*old, e[i].what));
+            if (!same_object(*old, e[i].what)) out.push_back(twice_message(*old, e[i].what));
             continue;
         }
         for (size_t j = 0; j < i; ++j)
-            if (e[j].what.kind == e[i].what.kind && e[j].what.name == e[i].what.name) {
+            if (e[j].what.kind == e[i].what.kind && e[j].what.name == e[i].what.name &&
+                !same_object(e[j].what, e[i].what)) {
                 out.push_back(twice_message(e[j].what, e[i].what));
                 break;
             }
@@ -99,11 +105,14 @@ std::vector<std::string> staged_conflicts() {
 size_t commit_staged() {
     std::vector<Staged> entries = std::move(staging().entries);
     staging() = Staging{};
+    size_t count = 0;
     for (Staged& e : entries) {
+        if (find_committed(e.what.kind, e.what.name)) continue;  // the same object again (checked by staged_conflicts)
         e.apply();
         committed().push_back(std::move(e.what));
+        ++count;
     }
-    return entries.size();
+    return count;
 }
 
 void discard_staged() { staging() = Staging{}; }

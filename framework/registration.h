@@ -25,12 +25,15 @@ struct Registration {
     std::string kind;   // "layer", "kernel", "backend"
     std::string name;   // "relu", "relu_forward on cpu", "cuda"
     std::string owner;  // the source file that registered it ("layers/relu.cpp"), or "plugin <path>"
+    // For a name that several files may register for the same object (a kernel table, filled by layers/relu.cpp
+    // and cuda/relu.cu): the object. The same name with the same identity is no clash, and registered once.
+    const void* identity = nullptr;
 };
 
 // Registers (kind, name) for `owner` and runs apply(), or stages both while a plugin loads. A pair already taken is
 // an Error naming both owners: "layer 'relu' is registered twice: by layers/relu.cpp and by plugin x.so".
 void add_registration(const std::string& kind, const std::string& name, const std::string& owner,
-                      std::function<void()> apply);
+                      std::function<void()> apply, const void* identity = nullptr);
 
 // Every committed registration, in the order they were made.
 const std::vector<Registration>& registrations();
@@ -40,7 +43,7 @@ std::string registration_owner(const std::string& kind, const std::string& name)
 // Registrar side of add_registration for static initialisers: a duplicate there cannot be thrown to anyone, so it
 // prints "error: <message>" and ends the program (exit code 1) before main() starts.
 void add_registration_or_exit(const std::string& kind, const std::string& name, const std::string& owner,
-                              std::function<void()> apply);
+                              std::function<void()> apply, const void* identity = nullptr);
 
 // ---- staging, for the plugin loader ----
 // From begin_staging(owner) on, add_registration records (with that owner) instead of applying.

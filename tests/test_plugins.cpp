@@ -78,11 +78,16 @@ TEST_CASE("registry: a kernel, layer or backend registered twice is an error nam
     KernelTable<relu_forward_fn> other{"relu_forward"};
     relu_forward_fn fn = [](float*, const float*, int64_t) {};
     RegistrySnapshot before = RegistrySnapshot::take();
-    CHECK_THROWS_WITH_AS(register_kernel(other, DeviceType::CPU, fn, "my_relu.cpp"),
+    CHECK_THROWS_WITH_AS(register_kernel(relu_forward, DeviceType::CPU, fn, "my_relu.cpp"),
                          doctest::Contains("kernel 'relu_forward on cpu' is registered twice: by layers/relu.cpp and by "
                                            "my_relu.cpp"),
                          Error);
-    CHECK_FALSE(other.has(DeviceType::CPU));
+    // a second table of the same name: a kernel put there, for any device, would never be called
+    CHECK_THROWS_WITH_AS(register_kernel(other, DeviceType::CUDA, fn, "my_relu.cu"),
+                         doctest::Contains("kernel table 'relu_forward' is registered twice: by layers/relu.cpp and by "
+                                           "my_relu.cu"),
+                         Error);
+    CHECK_FALSE(other.has(DeviceType::CUDA));
     CHECK_THROWS_WITH_AS(register_layer("conv2d", nullptr, "my_conv.cpp"),
                          doctest::Contains("layer 'conv2d' is registered twice: by layers/conv2d.cpp and by my_conv.cpp"),
                          Error);
