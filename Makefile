@@ -10,6 +10,7 @@
 #   make deps       install the Debian packages the build needs (as root), or print the command
 #   make fuzz       build the libFuzzer targets of fuzz/ with clang and run each for FUZZ_SECONDS (fuzz/README.md)
 #   make fixtures   regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not part of the tests)
+#   make plugin SRC=path/to/my_layer.cpp   build a run-time plugin, build/plugins/my_layer.so (docs/plugins.md)
 #   make clean
 #
 #   CUDA=auto|0|1   build the CUDA backend from cuda/ (auto: when nvcc is found)
@@ -39,12 +40,20 @@ LDLIBS   := -lopenblas -lpng -ljpeg -lpthread
 MPI_CXXFLAGS := $(shell mpicxx --showme:compile 2>/dev/null)
 MPI_LDLIBS   := $(filter-out -lmpi_cxx,$(shell mpicxx --showme:link 2>/dev/null))
 LDLIBS   += $(MPI_LDLIBS)
+# Plugins (framework/plugin.h): dlopen, and the programs export their symbols for the plugins they load to link to.
+LDLIBS   += -ldl
+LDFLAGS  += -rdynamic
 
 ifeq ($(CUDA),auto)
   CUDA := $(if $(wildcard $(NVCC)),1,0)
 endif
 
 BUILD := build
+# strata.h includes every layers/<op>.h through this generated header, so a new op needs no edit there. It is written
+# at every make run, before anything compiles, and only rewritten when the list of headers changed. strata.h names
+# it by this path (build/, whatever BUILD is).
+LAYERS_HEADER := build/gen/strata_layers.h
+$(if $(shell tools/layers_header.sh $(LAYERS_HEADER) >/dev/null || echo failed),$(error tools/layers_header.sh failed))
 # Every .cpp that defines main() is a program (built into build/bin/<name>); the rest form the library.
 SRC_DIRS     := framework layers data models/pspnet mpi
 ALL_SRCS     := $(wildcard $(addsuffix /*.cpp,$(SRC_DIRS)))
@@ -201,3 +210,51 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- plugins (docs/plugins.md) ----
+# make plugin SRC=path/to/my_layer.cpp builds build/plugins/my_layer.so from it, plus path/to/my_layer.cu (its CUDA
+# twin) when there is one and CUDA=1. The .so is not linked against Strata: its Strata symbols are the loading
+# program's (programs link with -rdynamic), so there is one registry per program. -fvisibility=hidden keeps the
+# plugin's own symbols to itself; STRATA_PLUGIN exports the entry point.
+PLUGIN_DIR      := $(BUILD)/plugins
+PLUGIN_CXXFLAGS := -std=c++20 -O2 -ffp-contract=off -fPIC -fopenmp -fvisibility=hidden -I$(CURDIR)
+PLUGIN_NVFLAGS  := -std=c++20 -O2 $(NVCC_ARCH) -Xcompiler -fPIC,-fvisibility=hidden -I$(CURDIR)
+PLUGIN_HEADERS  := strata.h $(LAYERS_HEADER) $(wildcard framework/*.h layers/*.h cuda/*.h cuda/emu/*.h)
+EXAMPLE_PLUGINS := $(patsubst plugins/examples/%.cpp,$(PLUGIN_DIR)/%.so,$(wildcard plugins/examples/*.cpp))
+
+# $(call build_plugin,<source .cpp>,<output .so>): the commands docs/plugins.md gives
+define build_plugin
+	@mkdir -p $(dir $(2))
+	$(if $(and $(filter 1,$(CUDA)),$(wildcard $(basename $(1)).cu)),\
+	  $(NVCC) $(PLUGIN_NVFLAGS) -c $(basename $(1)).cu -o $(2).cu.o && \
+	  $(CXX) $(PLUGIN_CXXFLAGS) -shared $(1) $(2).cu.o -o $(2) -L$(CUDA_HOME)/lib64 -Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64 -lcudart,\
+	  $(CXX) $(PLUGIN_CXXFLAGS) -shared $(1) -o $(2))
+endef
+comma := ,
+
+plugin:
+	@test -n "$(SRC)" || { echo "usage: make plugin SRC=path/to/my_layer.cpp (docs/plugins.md)"; exit 1; }
+	$(call build_plugin,$(SRC),$(PLUGIN_DIR)/$(basename $(notdir $(SRC))).so)
+
+$(PLUGIN_DIR)/%.so: plugins/examples/%.cpp $(wildcard plugins/examples/*.h plugins/examples/*.cu) $(PLUGIN_HEADERS)
+	$(call build_plugin,$<,$@)
+
+# The plugins the tests load: the deliberately bad ones of tests/plugins/bad/ (each refused for one reason), and the
+# hard_swish example built CPU-only (for the test program, which has no CUDA backend) and with its .cu compiled for
+# the emulator (for the emulated-CUDA test program: CPU/CUDA parity through a plugin).
+TEST_PLUGIN_DIR := $(BUILD)/tests/plugins
+TEST_PLUGINS    := $(patsubst tests/plugins/bad/%.cpp,$(TEST_PLUGIN_DIR)/%.so,$(wildcard tests/plugins/bad/*.cpp)) \
+                   $(TEST_PLUGIN_DIR)/hard_swish_cpu.so $(EXAMPLE_PLUGINS)
+$(TEST_PLUGIN_DIR)/%.so: tests/plugins/bad/%.cpp $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
+$(TEST_PLUGIN_DIR)/hard_swish_cpu.so: plugins/examples/hard_swish.cpp plugins/examples/hard_swish.h $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
+$(TEST_PLUGIN_DIR)/hard_swish_emulated.so: plugins/examples/hard_swish.cpp plugins/examples/hard_swish.cu \
+                                           plugins/examples/hard_swish.h $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -DCUEMU -Wno-unknown-pragmas -shared -x c++ $(filter %.cpp %.cu,$^) -o $@
+$(TEST_BIN): | $(TEST_PLUGINS)
+$(CUDA_EMU_TESTS): | $(TEST_PLUGIN_DIR)/hard_swish_emulated.so
+.PHONY: plugin

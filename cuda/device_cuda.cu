@@ -212,7 +212,7 @@ const DeviceBackend kCudaBackend = {
 };
 
 struct RegisterCudaBackend {
-    RegisterCudaBackend() { register_backend(DeviceType::CUDA, &kCudaBackend); }
+    RegisterCudaBackend() { register_backend(DeviceType::CUDA, &kCudaBackend, __FILE__); }
 } register_cuda_backend;
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "data/contextscenes.h"
 #include "framework/check.h"
+#include "framework/plugin.h"
 #include "models/pspnet/config.h"
 
 using namespace strata;
@@ -54,6 +55,7 @@ int64_t parse_int(const std::string& key, const std::string& value) {
 
 int main(int argc, char** argv) {
     try {
+        argc = take_plugin_options(argc, argv);  // --plugin PATH, --list-layers: every program's (framework/plugin.h)
         std::string config_path = kDefaultConfig;
         int first = 1;
         if (argc > 1 && std::string(argv[1]).find('=') == std::string::npos && argv[1][0] != '-') {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "framework/check.h"
+#include "framework/registration.h"
 
 namespace strata {
 
@@ -135,10 +136,16 @@ const DeviceBackend kCpuBackend = {
 
 const DeviceBackend* g_backends[kNumDeviceTypes] = {&kCpuBackend, nullptr};
 
+// The CPU backend is in the table from the start (constant-initialised: tensors made during static initialisation
+// need it); this only records its owner, so that another CPU backend is refused as a duplicate.
+struct NoteCpuBackend {
+    NoteCpuBackend() { add_registration_or_exit("backend", "cpu", __FILE__, [] {}); }
+} note_cpu_backend;
+
 }  // namespace
 
-void register_backend(DeviceType type, const DeviceBackend* b) {
-    g_backends[int(type)] = b;
+void register_backend(DeviceType type, const DeviceBackend* b, const std::string& owner) {
+    add_registration_or_exit("backend", device_type_name(type), owner, [type, b] { g_backends[int(type)] = b; });
 }
 
 bool has_backend(DeviceType type) {

@@ -49,8 +49,9 @@ struct DeviceBackend {
 // "auto" falls back to the CPU. "cuda" without a usable GPU is an error that says why and suggests device=cpu.
 Device select_device(const std::string& setting, std::string* note = nullptr);
 
-// Installs the backend for a device type (cuda/ calls this from a static registrar).
-void register_backend(DeviceType type, const DeviceBackend* backend);
+// Installs the backend for a device type (cuda/ calls this from a static registrar, owner = its __FILE__). A device
+// type that has a backend already is an error naming both owners, and ends the program (it runs before main()).
+void register_backend(DeviceType type, const DeviceBackend* backend, const std::string& owner);
 // The backend for a device; fails with a clear message if this build has none.
 const DeviceBackend& backend(DeviceType type);
 bool has_backend(DeviceType type);

@@ -11,7 +11,8 @@
 //     REGISTER_KERNEL(relu_forward, DeviceType::CUDA, relu_forward_cuda);
 //
 // and the op calls `relu_forward[x.device()](y, x, n)`. A missing slot fails loudly, naming the devices that do
-// have the kernel; there is never a silent fallback to another device.
+// have the kernel; there is never a silent fallback to another device. A slot filled twice (two files, or a plugin
+// and a file, giving "relu_forward" a CPU kernel) is an error naming both (framework/registration.h).
 //
 // NOTE: tables are constant-initialised (constexpr constructor, `constinit` at the definition), so registrars
 // running during static initialisation in any order always find them ready.
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "framework/device.h"
+#include "framework/registration.h"
 
 namespace strata {
 
@@ -59,11 +61,30 @@ struct RegisteredKernel {
 const std::vector<RegisteredKernel>& registered_kernels();
 void note_registered_kernel(const char* name, DeviceType type);
 
-struct KernelRegistrar {
-    template <typename Fn>
-    KernelRegistrar(KernelTable<Fn>& table, DeviceType type, Fn fn) {
+// The registration of one kernel is "<table> on <device>", checked and staged like every other (registration.h).
+std::string kernel_registration_name(const char* table, DeviceType type);
+template <typename Fn>
+std::function<void()> fill_kernel_slot(KernelTable<Fn>& table, DeviceType type, Fn fn) {
+    return [&table, type, fn] {
         table.slots[int(type)] = fn;
         note_registered_kernel(table.name, type);
+    };
+}
+
+// Throws when the slot is taken, or when another table has the same name (a kernel put there would never be
+// called); REGISTER_KERNEL ends the program instead (it runs before main()).
+template <typename Fn>
+void register_kernel(KernelTable<Fn>& table, DeviceType type, Fn fn, const std::string& owner) {
+    add_registration("kernel table", table.name, owner, [] {}, &table);
+    add_registration("kernel", kernel_registration_name(table.name, type), owner, fill_kernel_slot(table, type, fn));
+}
+
+struct KernelRegistrar {
+    template <typename Fn>
+    KernelRegistrar(KernelTable<Fn>& table, DeviceType type, Fn fn, const char* file) {
+        add_registration_or_exit("kernel table", table.name, file, [] {}, &table);
+        add_registration_or_exit("kernel", kernel_registration_name(table.name, type), file,
+                                 fill_kernel_slot(table, type, fn));
     }
 };
 
@@ -72,4 +93,4 @@ struct KernelRegistrar {
 #define STRATA_CONCAT_INNER(a, b) a##b
 #define STRATA_CONCAT(a, b) STRATA_CONCAT_INNER(a, b)
 #define REGISTER_KERNEL(table, device_type, fn) \
-    static ::strata::KernelRegistrar STRATA_CONCAT(kernel_registrar_, __LINE__)(table, device_type, fn)
+    static ::strata::KernelRegistrar STRATA_CONCAT(kernel_registrar_, __LINE__)(table, device_type, fn, __FILE__)

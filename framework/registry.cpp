@@ -5,6 +5,7 @@
 #include <map>
 
 #include "framework/check.h"
+#include "framework/registration.h"
 
 namespace strata {
 
@@ -103,10 +104,12 @@ void Attrs::check_all_used() const {
 
 // ---- registry ----
 
-void register_layer(const std::string& name, LayerFactory factory) {
-    auto& r = registry();
-    STRATA_CHECK(!r.count(name), "layer '", name, "' is registered twice (two files or plugins use the same name)");
-    r[name] = factory;
+void register_layer(const std::string& name, LayerFactory factory, const std::string& owner) {
+    add_registration("layer", name, owner, [name, factory] { registry()[name] = factory; });
+}
+
+LayerRegistrar::LayerRegistrar(const char* name, LayerFactory factory, const char* file) {
+    add_registration_or_exit("layer", name, file, [name = std::string(name), factory] { registry()[name] = factory; });
 }
 
 bool has_layer(const std::string& name) { return registry().count(name) > 0; }

@@ -51,7 +51,8 @@ private:
 
 using LayerFactory = std::shared_ptr<Module> (*)(Attrs& attrs);
 
-void register_layer(const std::string& name, LayerFactory factory);  // a duplicate name is an error
+// A name registered before (by a file or a plugin) is an error naming both owners (framework/registration.h).
+void register_layer(const std::string& name, LayerFactory factory, const std::string& owner);
 std::shared_ptr<Module> create_layer(const std::string& name, const nlohmann::json& attrs = nlohmann::json::object());
 // {"type": "conv2d", ...attributes}: the form used in config files.
 std::shared_ptr<Module> create_layer_from_spec(const nlohmann::json& spec);
@@ -59,10 +60,10 @@ std::vector<std::string> layer_names();  // sorted
 bool has_layer(const std::string& name);
 
 struct LayerRegistrar {
-    LayerRegistrar(const char* name, LayerFactory factory) { register_layer(name, factory); }
+    LayerRegistrar(const char* name, LayerFactory factory, const char* file);
 };
 
 }  // namespace strata
 
 #define REGISTER_LAYER(name, factory) \
-    static ::strata::LayerRegistrar STRATA_CONCAT(layer_registrar_, __LINE__)(name, factory)
+    static ::strata::LayerRegistrar STRATA_CONCAT(layer_registrar_, __LINE__)(name, factory, __FILE__)

@@ -609,12 +609,19 @@ inline std::vector<std::string> op_coverage_gaps(DeviceType device) {
             if (name == c.op || (prefix && name.rfind(c.op + "_", 0) == 0)) return true;
         return false;
     };
+    // a plugin's ops are tested by the plugin's own tests (tests/test_plugins.cpp loads hard_swish into this program)
+    auto from_plugin = [](const std::string& kind, const std::string& name) {
+        return registration_owner(kind, name).rfind("plugin ", 0) == 0;
+    };
     std::vector<std::string> gaps;
     if (device == DeviceType::CPU)
         for (const std::string& layer : layer_names())
-            if (!is_not_an_op(layer) && !covered(layer, false)) gaps.push_back("layer " + layer);
+            if (!is_not_an_op(layer) && !from_plugin("layer", layer) && !covered(layer, false))
+                gaps.push_back("layer " + layer);
     for (const RegisteredKernel& k : registered_kernels())
-        if (k.device == device && !is_not_an_op(k.name) && !covered(k.name, true)) gaps.push_back("kernel " + k.name);
+        if (k.device == device && !is_not_an_op(k.name) &&
+            !from_plugin("kernel", kernel_registration_name(k.name.c_str(), k.device)) && !covered(k.name, true))
+            gaps.push_back("kernel " + k.name);
     return gaps;
 }
 

@@ -141,7 +141,10 @@ TEST_CASE("registry: layers are built by name with checked attributes") {
                          doctest::Contains("missing required attribute 'features'"), Error);
     CHECK_THROWS_WITH_AS(create_layer("test_affine", {{"features", "four"}}),
                          doctest::Contains("attribute 'features' must be an integer, got \"four\""), Error);
-    CHECK_THROWS_WITH_AS(register_layer("test_affine", make_affine), doctest::Contains("registered twice"), Error);
+    CHECK_THROWS_WITH_AS(register_layer("test_affine", make_affine, "my_test.cpp"),
+                         doctest::Contains("layer 'test_affine' is registered twice: by tests/test_module.cpp and by "
+                                           "my_test.cpp"),
+                         Error);
 }
 
 TEST_CASE("registry: a sequential block from a JSON spec") {

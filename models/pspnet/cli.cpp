@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "framework/check.h"
+#include "framework/plugin.h"
 
 namespace strata::pspnet {
 
@@ -27,10 +28,13 @@ bool is_run_folder(const fs::path& dir) {
 CommandLine parse_command_line(int argc, char** argv, const std::set<std::string>& flags,
                                const std::set<std::string>& options, const std::string& usage) {
     CommandLine cl;
+    argc = take_plugin_options(argc, argv);  // --plugin PATH, --list-layers: every program's (framework/plugin.h)
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--help" || a == "-h") {
-            std::cout << usage << "\n" << config_help()
+            std::cout << usage << "\n--plugin PATH loads a plugin (repeatable), --list-layers lists the registered layers, "
+                                   "kernels and plugins (docs/plugins.md)\n"
+                      << config_help()
                       << "\nErrors say what was wrong and how to fix it; with STRATA_DEBUG=1 they also name the source "
                          "line that raised them.\n";
             std::exit(0);
@@ -76,10 +80,12 @@ std::string run_folder_of(const CommandLine& cl) {
 
 RunConfig load_program_config(const CommandLine& cl) {
     std::string run = run_folder_of(cl);
-    if (run.empty()) return load_config(cl.config_path, cl.overrides);
     // the run's own settings; run_dir follows the folder (the run may have been moved since it was trained)
-    return load_config((fs::path(run) / "config.json").string(), cl.overrides, {{"run_dir", run}},
-                       "the run folder " + run);
+    RunConfig config = run.empty() ? load_config(cl.config_path, cl.overrides)
+                                   : load_config((fs::path(run) / "config.json").string(), cl.overrides,
+                                                 {{"run_dir", run}}, "the run folder " + run);
+    load_plugins(config.plugins);
+    return config;
 }
 
 int run_program(int (*body)(int, char**), int argc, char** argv) {

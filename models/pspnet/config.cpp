@@ -157,6 +157,8 @@ std::vector<KeySpec> make_schema() {
         // ---- running ----
         key(R, "device", FIELD(device), "cpu", "where to run: cpu, cuda, cuda:N, or auto (a GPU when there is one)"),
         at_least(key(R, "threads", FIELD(threads), 0, "CPU threads (0 = all cores)"), 0),
+        key(R, "plugins", FIELD(plugins), Json::array(),
+            "plugins to load (.so files, docs/plugins.md), as --plugin does"),
         key(R, "reproducible", FIELD(reproducible), false,
             "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
         non_empty(key(R, "run_dir", FIELD(run_dir), "runs/pspnet",

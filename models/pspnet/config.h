@@ -81,6 +81,7 @@ struct RunConfig {
     std::string device, run_dir;           // device: cpu, cuda, cuda:N, auto
     int threads;                           // 0: all cores
     bool reproducible;                     // GEMMs on the fixed-order kernel
+    std::vector<std::string> plugins;      // shared objects to load before the model is built (docs/plugins.md)
 };
 
 // ---- the schema ----

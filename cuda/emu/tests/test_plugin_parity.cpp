@@ -1,0 +1,34 @@
+// The hard_swish example plugin's CUDA twin (plugins/examples/hard_swish.cu) against its CPU kernel, through the
+// plugin loader: the emulated build of the plugin (cuda/cuda.mk: build/tests/plugins/hard_swish_emulated.so) is
+// loaded into this program, whose CUDA backend is the emulator. Here rather than in cuda/tests/ because only the
+// plain emulated program can load that build (the sanitizer programs have their own emulator build, the real one
+// no emulator). Both kernels compute the same float expression, so forward and gradient agree bit for bit.
+#include <doctest/doctest.h>
+
+#include "cuda/tests/helpers.h"
+#include "cuda/tests/op_parity.h"
+#include "framework/plugin.h"
+#include "framework/registration.h"
+#include "framework/registry.h"
+#include "framework/tensor.h"
+
+using namespace strata;
+
+TEST_CASE("plugins: hard_swish's CUDA twin matches its CPU kernel bit for bit (emulated, loaded as a plugin)") {
+    if (skip_unless_cuda()) return;
+    load_plugin("build/tests/plugins/hard_swish_emulated.so");
+    std::shared_ptr<Module> hs = create_layer("hard_swish");
+    auto op = [&](const Tensor& x) { return hs->forward(x); };
+    // both flat pieces, the curve, the kinks themselves, and more elements than one block
+    Tensor x = rand_uniform({3, 5, 17, 19}, -6.0f, 6.0f);
+    std::vector<float> v = x.to_vector();
+    v[0] = -3.0f, v[1] = 3.0f, v[2] = 0.0f;
+    x = from_vector(v, x.shape());
+    Tensor dy = randn(x.shape());
+    ForwardBackward cpu = run_forward_backward(op, x, dy, kCPU);
+    ForwardBackward gpu = run_forward_backward(op, x, dy, kCuda0);
+    CHECK(bitwise_difference(gpu.y, cpu.y) == "");
+    CHECK(bitwise_difference(gpu.dx, cpu.dx) == "");
+    CHECK(registration_owner("kernel", "hard_swish_forward on cuda") ==
+          "plugin build/tests/plugins/hard_swish_emulated.so");
+}
