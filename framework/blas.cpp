@@ -14,10 +14,12 @@ namespace strata {
 
 namespace {
 std::atomic<bool> g_reproducible{false};
+std::atomic<int64_t> g_flops{0};
 }  // namespace
 
 void set_reproducible_gemm(bool on) { g_reproducible = on; }
 bool reproducible_gemm() { return g_reproducible; }
+int64_t gemm_flop_count() { return g_flops.load(std::memory_order_relaxed); }
 
 void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -61,6 +63,7 @@ void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M == 0 || N == 0) return;
+    g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
     if (reproducible_gemm()) {
         gemm_fixed_order(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

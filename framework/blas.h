@@ -30,6 +30,10 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The FLOPs (2*M*N*K per call) every gemm_cpu call of this process has done so far: the nominal work of the
+// convolutions and linear layers, which the benchmarks divide by time. One relaxed atomic add per call.
+int64_t gemm_flop_count();
+
 // Process-wide, like the thread count: every later gemm_cpu call runs the fixed-order kernel while it is on.
 void set_reproducible_gemm(bool on);
 bool reproducible_gemm();
