@@ -4,6 +4,7 @@
 //
 //     make bench-pspnet [QUICK=1]          (builds this program and runs it)
 //     build/bench/pspnet_bench [--quick] [--rounds R] [--steps S] [--case NAME] [--python PATH]
+//     build/bench/pspnet_bench --profile --case NAME [--steps S]   (Strata alone, with the per-kernel profile)
 //
 // Cases: psp18w32 train and forward at batch 8 x 97x97, PSPNet-50 train at 2 x 225x225, forward at 2 x 473x473 and
 // train at 2 x 473x473. For each case the bench alternates R rounds of (one Strata process, one PyTorch process);
@@ -38,6 +39,7 @@
 #include "framework/blas.h"
 #include "framework/optimizer.h"
 #include "framework/parallel.h"
+#include "framework/profile.h"
 #include "framework/random.h"
 #include "layers/add.h"
 #include "layers/cross_entropy.h"
@@ -75,7 +77,7 @@ double median(std::vector<double> v) {
 }
 
 // The child: one case, `steps` timed steps after a warm-up; prints the line pspnet_torch.py prints.
-int run_case(const Case& c, int steps) {
+int run_case(const Case& c, int steps, bool profile) {
     manual_seed(0);
     PSPNetConfig mc;
     mc.backbone.depth = c.depth;
@@ -91,6 +93,7 @@ int run_case(const Case& c, int steps) {
     std::vector<double> times;
     double gflop = 0;
     for (int s = 0; s <= steps; ++s) {
+        if (s == 1 && profile) set_profiling(true);  // the report (at exit) covers the timed steps
         int64_t flops0 = gemm_flop_count();
         double t0 = bench::seconds_now();
         if (c.train) {
@@ -198,13 +201,14 @@ bool torch_available(const std::string& python) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false;
+    bool quick = false, profile = false;
     int rounds = 0, steps = 0;
     std::string only, python = "/usr/bin/python3", child_case;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         bool more = i + 1 < argc;
         if (a == "--quick") quick = true;
+        else if (a == "--profile") profile = true;
         else if (a == "--rounds" && more) rounds = std::max(1, std::atoi(argv[++i]));
         else if (a == "--steps" && more) steps = std::max(1, std::atoi(argv[++i]));
         else if (a == "--case" && more) only = argv[++i];
@@ -212,7 +216,7 @@ int main(int argc, char** argv) {
         else if (a == "--run" && more) only = child_case = argv[++i];
         else {
             std::fprintf(stderr, "pspnet_bench: unknown argument '%s'\nusage: pspnet_bench [--quick] [--rounds R] "
-                         "[--steps S] [--case NAME] [--python PATH]\n", a.c_str());
+                         "[--steps S] [--case NAME] [--python PATH] [--profile]\n", a.c_str());
             return 2;
         }
     }
@@ -225,7 +229,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "\n");
         return 2;
     }
-    if (!child_case.empty()) return run_case(cases.front(), steps > 0 ? steps : cases.front().steps);
+    if (!child_case.empty() || profile)
+        return run_case(cases.front(), steps > 0 ? steps : cases.front().steps, profile);
 
     const int threads = num_threads();
     bench::print_machine(threads);

@@ -2,6 +2,7 @@
 #include "framework/blas.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +10,7 @@
 
 #include "framework/check.h"
 #include "framework/parallel.h"
+#include "framework/profile.h"
 
 namespace strata {
 
@@ -60,10 +62,11 @@ void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
     });
 }
 
-void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
+namespace {
+
+// The kernel that computes gemm_cpu: the fixed-order one in reproducible mode, else OpenBLAS.
+void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (reproducible_gemm()) {
         gemm_fixed_order(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -73,6 +76,22 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
                  "gemm_cpu: sizes exceed the 32-bit range of cblas (M=", M, ", N=", N, ", K=", K, ")");
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(M),
                 int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+}  // namespace
+
+void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
+    if (profiling()) {
+        // time the call (unless it is one of several running in parallel) and credit it to the calling kernel
+        double t0 = profile_clock();
+        gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        profile_gemm(omp_in_parallel() ? 0.0 : profile_clock() - t0, 2 * M * N * K);
+        return;
+    }
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace strata

@@ -154,6 +154,7 @@ std::vector<KeySpec> make_schema() {
         key(R, "device", kString, "cpu", "where to run: cpu, cuda, cuda:N, or auto (a GPU when there is one)"),
         at_least(key(R, "threads", kInt, 0, "CPU threads (0 = all cores)"), 0),
         key(R, "reproducible", kBool, false, "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
+        key(R, "profile", kBool, false, "print seconds and GFLOP/s per kernel and the share outside GEMM at exit"),
         non_empty(key(R, "run_dir", kString, "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
         at_least(key(R, "log_every", kInt, 20, "log a metrics line every N iterations"), 1),

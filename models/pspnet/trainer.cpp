@@ -17,6 +17,7 @@
 #include "framework/check.h"
 #include "framework/optimizer.h"
 #include "framework/parallel.h"
+#include "framework/profile.h"
 #include "framework/random.h"
 #include "framework/safetensors.h"
 #include "layers/add.h"
@@ -150,6 +151,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     RunFolderLock lock(run_dir);
     if (int threads = c["threads"]; threads > 0) set_num_threads(threads);
     ReproducibleGemmScope gemm_mode(c["reproducible"]);
+    if (c["profile"]) set_profiling(true);
     std::string device_note;
     Device device = select_device(c["device"], &device_note);
     if (options.verbose && !device_note.empty()) std::cerr << device_note << "\n";
