@@ -52,8 +52,11 @@ __attribute__((target("avx512f"))) inline float fma_probe_avx512(int64_t iters) 
     for (int64_t i = 0; i < iters; ++i)
 #pragma GCC unroll 12
         for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], mul, add);
+    float out[16], sum = 0;
     for (int j = 1; j < 12; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-    return _mm512_reduce_add_ps(acc[0]);
+    _mm512_storeu_ps(out, acc[0]);
+    for (float v : out) sum += v;
+    return sum;
 }
 
 inline bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }

@@ -3,7 +3,7 @@
 // one's peak resident memory.
 //
 //     make bench-pspnet [QUICK=1]          (builds this program and runs it)
-//     build/bench/pspnet_bench [--quick] [--rounds R] [--steps S] [--case NAME] [--python PATH]
+//     build/bench/pspnet_bench [--quick] [--rounds R] [--steps S] [--case NAME] [--python PATH] [--gemm G]
 //     build/bench/pspnet_bench --profile --case NAME [--steps S]   (Strata alone, with the per-kernel profile)
 //
 // Cases: psp18w32 train and forward at batch 8 x 97x97, PSPNet-50 train at 2 x 225x225, forward at 2 x 473x473 and
@@ -11,8 +11,8 @@
 // each process builds the model, runs one warm-up step and S timed steps, and reports its times; its peak RSS
 // (getrusage of the finished child) is the case's memory, the model and its steps included (for PyTorch, the
 // ~230 MB that importing torch costs as well). Both run the same thread count (STRATA_NUM_THREADS, else all
-// cores). The PyTorch side is bench/pspnet_torch.py, the same architecture (see its header), run with Debian's
-// python3-torch; without it the bench prints Strata's figures alone.
+// cores), with OMP_WAIT_POLICY=PASSIVE unless set. The PyTorch side is bench/pspnet_torch.py, the same
+// architecture (see its header), run with Debian's python3-torch; without it the bench prints Strata's alone.
 //
 // A training step is what the trainer does per iteration: forward with the aux head, loss = CE + 0.4 CE_aux,
 // zero_grad, backward, SGD step (momentum 0.9, weight decay 1e-4). A forward pass is eval mode under NoGradGuard.
@@ -37,6 +37,7 @@
 #include "bench/machine.h"
 #include "framework/autograd.h"
 #include "framework/blas.h"
+#include "framework/gemm.h"
 #include "framework/optimizer.h"
 #include "framework/parallel.h"
 #include "framework/profile.h"
@@ -213,10 +214,11 @@ int main(int argc, char** argv) {
         else if (a == "--steps" && more) steps = std::max(1, std::atoi(argv[++i]));
         else if (a == "--case" && more) only = argv[++i];
         else if (a == "--python" && more) python = argv[++i];
+        else if (a == "--gemm" && more) set_gemm_choice(parse_gemm_choice(argv[++i]));
         else if (a == "--run" && more) only = child_case = argv[++i];
         else {
             std::fprintf(stderr, "pspnet_bench: unknown argument '%s'\nusage: pspnet_bench [--quick] [--rounds R] "
-                         "[--steps S] [--case NAME] [--python PATH] [--profile]\n", a.c_str());
+                         "[--steps S] [--case NAME] [--python PATH] [--gemm strata|openblas] [--profile]\n", a.c_str());
             return 2;
         }
     }
@@ -232,8 +234,13 @@ int main(int argc, char** argv) {
     if (!child_case.empty() || profile)
         return run_case(cases.front(), steps > 0 ? steps : cases.front().steps, profile);
 
+    // Both sides use libgomp, whose threads spin between parallel regions; on a shared machine that loses whole
+    // time slices (docs/PERFORMANCE.md), so the children wait passively, as Strata's programs do, unless told.
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     const int threads = num_threads();
     bench::print_machine(threads);
+    std::printf("Strata:   gemm=%s (%s kernel); OMP_WAIT_POLICY=%s for both sides\n", gemm_choice_name(gemm_choice()),
+                gemm_isa_name(best_gemm_isa()), std::getenv("OMP_WAIT_POLICY"));
     const double avx2 = bench::fma_peak_gflops(false, threads), avx512 = bench::fma_peak_gflops(true, threads);
     const double peak = std::max(avx2, avx512);
     std::printf("FMA peak: AVX2 %.1f GFLOP/s, AVX-512 %.1f GFLOP/s (%d threads, measured now)\n", avx2, avx512,
@@ -253,7 +260,10 @@ int main(int argc, char** argv) {
         int n_rounds = rounds > 0 ? rounds : quick ? 1 : c.rounds;
         Side strata_side, torch_side;
         for (int r = 0; r < n_rounds; ++r) {
-            add(strata_side, run_child({self, "--run", c.name, "--steps", std::to_string(n_steps)}), "Strata", c);
+            add(strata_side,
+                run_child({self, "--run", c.name, "--steps", std::to_string(n_steps), "--gemm",
+                           gemm_choice_name(gemm_choice())}),
+                "Strata", c);
             if (torch)
                 add(torch_side, run_child({python, script, c.name, std::to_string(n_steps), std::to_string(threads)}),
                     "PyTorch", c);

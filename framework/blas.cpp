@@ -1,4 +1,4 @@
-// gemm_cpu on OpenBLAS, and the fixed-order kernel of reproducible mode (see blas.h).
+// gemm_cpu on Strata's packed kernel or OpenBLAS, and the fixed-order kernel of reproducible mode (see blas.h).
 #include "framework/blas.h"
 
 #include <cblas.h>
@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "framework/check.h"
+#include "framework/gemm.h"
 #include "framework/parallel.h"
 #include "framework/profile.h"
 
@@ -16,11 +17,22 @@ namespace strata {
 
 namespace {
 std::atomic<bool> g_reproducible{false};
+std::atomic<GemmChoice> g_choice{GemmChoice::kStrata};
 std::atomic<int64_t> g_flops{0};
 }  // namespace
 
 void set_reproducible_gemm(bool on) { g_reproducible = on; }
 bool reproducible_gemm() { return g_reproducible; }
+void set_gemm_choice(GemmChoice choice) { g_choice = choice; }
+GemmChoice gemm_choice() { return g_choice; }
+const char* gemm_choice_name(GemmChoice choice) { return choice == GemmChoice::kStrata ? "strata" : "openblas"; }
+
+GemmChoice parse_gemm_choice(const std::string& name) {
+    if (name == "strata") return GemmChoice::kStrata;
+    if (name == "openblas") return GemmChoice::kOpenBLAS;
+    STRATA_FAIL("gemm: unknown GEMM '", name, "'; the choices are strata (Strata's packed kernel) and openblas");
+}
+
 int64_t gemm_flop_count() { return g_flops.load(std::memory_order_relaxed); }
 
 void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -64,11 +76,16 @@ void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
 namespace {
 
-// The kernel that computes gemm_cpu: the fixed-order one in reproducible mode, else OpenBLAS.
+// The kernel that computes gemm_cpu: the fixed-order one in reproducible mode, else the chosen one.
 void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (reproducible_gemm()) {
         gemm_fixed_order(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (gemm_choice() == GemmChoice::kStrata) {
+        static const GemmIsa isa = best_gemm_isa();
+        gemm_packed(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     const int64_t kMax = 0x7fffffff;  // cblas takes int sizes

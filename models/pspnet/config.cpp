@@ -154,6 +154,8 @@ std::vector<KeySpec> make_schema() {
         key(R, "device", kString, "cpu", "where to run: cpu, cuda, cuda:N, or auto (a GPU when there is one)"),
         at_least(key(R, "threads", kInt, 0, "CPU threads (0 = all cores)"), 0),
         key(R, "reproducible", kBool, false, "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
+        one_of(key(R, "gemm", kString, "strata", "CPU GEMM: strata (own kernels, by CPU features) or openblas"),
+               {"strata", "openblas"}),
         key(R, "profile", kBool, false, "print seconds and GFLOP/s per kernel and the share outside GEMM at exit"),
         non_empty(key(R, "run_dir", kString, "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "framework/check.h"
+#include "framework/blas.h"
 #include "framework/parallel.h"
 #include "framework/profile.h"
 #include "framework/safetensors.h"
@@ -179,6 +180,7 @@ nlohmann::json evaluate_run(PSPNet& model, const nlohmann::json& c, const std::s
 TrainedModel load_trained_model(const nlohmann::json& config) {
     if (int threads = config["threads"]; threads > 0) set_num_threads(threads);
     if (config["profile"]) set_profiling(true);
+    set_gemm_choice(parse_gemm_choice(config["gemm"]));
     std::string weights = config["weights"];
     if (weights.empty()) weights = config["run_dir"].get<std::string>() + "/model.safetensors";
     STRATA_CHECK(std::filesystem::exists(weights), "no weights at '", weights,
