@@ -3,13 +3,14 @@
 // Loop nest, outermost first (BLIS's names):
 //   jc  over N in blocks of NC columns        B's block (KC x NC, 2-4 MiB) stays in L3
 //   pc  over K in blocks of KC                B's block is packed once per (jc, pc): NR-wide column panels
-//   ic  over M in blocks of MC rows           A's block (MC x KC, ~150 KiB) is packed per task: MR-tall row panels,
-//                                             alpha folded in; it stays in L2
+//   ic  over M in blocks of MC rows           A's block (MC x KC, ~150 KiB) is packed: MR-tall row panels, alpha
+//                                             folded in; it stays in L2
 //   jr  over the NR-wide panels of B's block  one panel (KC x NR, 32 KiB for NR = 32) stays in L1
 //   ir  over the MR-tall panels of A's block
 //        micro-kernel: an MR x NR tile of C in registers, KC rank-1 updates, then one pass over C's tile
-// The tasks handed to the threads are (ic block, chunk of jr panels) pairs, so that a GEMM with few rows (M = 64,
-// a stem convolution) still keeps every core busy.
+// Threads: C is cut into one strip per thread (columns when there are enough, so that a GEMM with few rows, M = 64
+// in a stem convolution, still keeps every core busy; else rows), and each thread runs the loop nest above on its
+// strip with its own packed blocks: one parallel region per call, no barrier inside.
 //
 // Summation order: each element of C is sum over pc blocks (in increasing k) of the block's partial sum, itself
 // accumulated with one fma per k in increasing k. Independent of the thread count, but not the same bits as
@@ -173,6 +174,48 @@ void scale_c(float* C, int64_t ldc, int64_t M, int64_t N, float beta) {
         for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
+// The loop nest on one part of C: rows i_base .. i_base+M, columns j_base .. j_base+N of the whole product.
+void gemm_part(const KernelSpec& spec, const Operand& a, const Operand& b, int64_t M, int64_t N, int64_t K,
+               int64_t i_base, int64_t j_base, float beta, float* C, int64_t ldc, float alpha) {
+    const int64_t MR = spec.mr, NR = spec.nr;
+    thread_local std::vector<float> a_block, b_block;
+    a_block.resize(size_t(kMC * kKC));
+    b_block.resize(size_t(kKC * (kNC + NR)));
+    alignas(64) float edge[12 * 32];  // a partial tile of C, computed whole here, then its valid part copied
+    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
+        const int64_t nc = std::min(kNC, N - j0), panels = (nc + NR - 1) / NR;
+        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+            const int64_t kc = std::min(kKC, K - k0);
+            const bool first = k0 == 0;  // the first K block applies beta; later ones add to C
+            pack_b(b_block.data(), b, k0, kc, j_base + j0, nc, NR, 0, panels);
+            for (int64_t i0 = 0; i0 < M; i0 += kMC) {
+                const int64_t mc = std::min(kMC, M - i0);
+                pack_a(a_block.data(), a, i_base + i0, mc, k0, kc, MR, alpha);
+                for (int64_t q = 0; q < panels; ++q) {
+                    const int64_t jj = j0 + q * NR, cols = std::min(NR, N - jj);
+                    const float* bq = b_block.data() + q * NR * kc;
+                    for (int64_t p = 0; p < mc; p += MR) {
+                        const int64_t rows = std::min(MR, mc - p);
+                        const float* ap = a_block.data() + p * kc;
+                        float* c = C + (i_base + i0 + p) * ldc + j_base + jj;
+                        if (rows == MR && cols == NR) {
+                            spec.kernel(kc, ap, bq, c, ldc, beta, !first);
+                            continue;
+                        }
+                        spec.kernel(kc, ap, bq, edge, NR, 0.0f, false);
+                        for (int64_t r = 0; r < rows; ++r)
+                            for (int64_t j = 0; j < cols; ++j) {
+                                float& x = c[r * ldc + j];
+                                const float v = edge[r * NR + j];
+                                x = !first ? v + x : beta != 0.0f ? std::fma(beta, x, v) : v;
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 const char* gemm_isa_name(GemmIsa isa) {
@@ -209,55 +252,25 @@ void gemm_packed(GemmIsa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, 
         return;
     }
     const KernelSpec spec = spec_of(isa);
-    const int64_t MR = spec.mr, NR = spec.nr;
     const Operand a{A, trans_a ? 1 : lda, trans_a ? lda : 1}, b{B, trans_b ? 1 : ldb, trans_b ? ldb : 1};
-    const int threads = num_threads();
-    thread_local std::vector<float> b_block;  // the calling thread's: shared by the tasks of one call
-    b_block.resize(size_t(kKC * (kNC + NR)));
-
-    for (int64_t j0 = 0; j0 < N; j0 += kNC) {
-        const int64_t nc = std::min(kNC, N - j0), panels = (nc + NR - 1) / NR;
-        for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-            const int64_t kc = std::min(kKC, K - k0);
-            const bool first = k0 == 0;  // the first K block applies beta; later ones add to C
-            float* bp = b_block.data();
-            parallel_for(0, panels, 4, [&](int64_t lo, int64_t hi) { pack_b(bp, b, k0, kc, j0, nc, NR, lo, hi); });
-
-            // Tasks: (row block, chunk of B's panels); enough chunks that every thread has work.
-            const int64_t row_blocks = (M + kMC - 1) / kMC;
-            const int64_t chunks = std::min(panels, std::max<int64_t>(1, (threads + row_blocks - 1) / row_blocks));
-            parallel_for(0, row_blocks * chunks, 1, [&](int64_t lo, int64_t hi) {
-                thread_local std::vector<float> a_block;
-                a_block.resize(size_t(kMC * kKC));
-                alignas(64) float edge[12 * 32];  // a partial tile of C, computed whole here then copied
-                for (int64_t t = lo; t < hi; ++t) {
-                    const int64_t i0 = (t / chunks) * kMC, mc = std::min(kMC, M - i0);
-                    const int64_t q0 = (t % chunks) * panels / chunks, q1 = (t % chunks + 1) * panels / chunks;
-                    pack_a(a_block.data(), a, i0, mc, k0, kc, MR, alpha);
-                    for (int64_t q = q0; q < q1; ++q) {
-                        const int64_t jj = j0 + q * NR, cols = std::min(NR, N - jj);
-                        for (int64_t p = 0; p < mc; p += MR) {
-                            const int64_t rows = std::min(MR, mc - p);
-                            const float* ap = a_block.data() + p * kc;
-                            const float* bq = bp + q * NR * kc;
-                            float* c = C + (i0 + p) * ldc + jj;
-                            if (rows == MR && cols == NR) {
-                                spec.kernel(kc, ap, bq, c, ldc, beta, !first);
-                                continue;
-                            }
-                            spec.kernel(kc, ap, bq, edge, NR, 0.0f, false);
-                            for (int64_t r = 0; r < rows; ++r)
-                                for (int64_t j = 0; j < cols; ++j) {
-                                    float& x = c[r * ldc + j];
-                                    const float v = edge[r * NR + j];
-                                    x = !first ? v + x : beta != 0.0f ? std::fma(beta, x, v) : v;
-                                }
-                        }
-                    }
-                }
-            });
+    // One part of C per thread: column strips when there are enough columns, else row strips, cut at multiples
+    // of the tile. Each thread runs the whole loop nest on its part with its own packed blocks, so a call has one
+    // parallel region and no barrier inside (a barrier per block cost whole time slices on a busy machine).
+    const int64_t threads = num_threads();
+    const bool by_columns = N >= threads * spec.nr * 4 || M < threads * spec.mr * 2;
+    const int64_t extent = by_columns ? N : M, unit = by_columns ? spec.nr : spec.mr;
+    const int64_t units = (extent + unit - 1) / unit;
+    const int64_t parts = std::min<int64_t>(threads, units);
+    parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t part = lo; part < hi; ++part) {
+            const int64_t begin = std::min(extent, part * units / parts * unit);
+            const int64_t end = std::min(extent, (part + 1) * units / parts * unit);
+            if (by_columns)
+                gemm_part(spec, a, b, M, end - begin, K, 0, begin, beta, C, ldc, alpha);
+            else
+                gemm_part(spec, a, b, end - begin, N, K, begin, 0, beta, C, ldc, alpha);
         }
-    }
+    });
 }
 
 }  // namespace strata
