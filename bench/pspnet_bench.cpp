@@ -273,9 +273,13 @@ int main(int argc, char** argv) {
         double gflop = t > 0 ? torch_side.gflop : strata_side.gflop;  // the hooks' nominal count when there is one
         auto rate = [&](double sec) { return sec > 0 ? gflop / sec : 0.0; };
         auto pct = [&](double sec) { return sec > 0 && peak > 0 ? 100.0 * rate(sec) / peak : 0.0; };
-        std::printf("%-20s %9.3f %9.3f %6.2f %7.1f %7.1f %8.1f %8.1f %5.0f%% %5.0f%% %8.0f %8.0f\n", c.name, s, t,
-                    s > 0 && t > 0 ? s / t : 0.0, gflop, strata_side.gflop, rate(s), rate(t), pct(s), pct(t),
-                    strata_side.rss_mb, torch_side.rss_mb);
+        if (t > 0)
+            std::printf("%-20s %9.3f %9.3f %6.2f %7.1f %7.1f %8.1f %8.1f %5.0f%% %5.0f%% %8.0f %8.0f\n", c.name, s, t,
+                        s > 0 ? s / t : 0.0, gflop, strata_side.gflop, rate(s), rate(t), pct(s), pct(t),
+                        strata_side.rss_mb, torch_side.rss_mb);
+        else  // no PyTorch figures: dashes in its columns
+            std::printf("%-20s %9.3f %9s %6s %7.1f %7.1f %8.1f %8s %5.0f%% %6s %8.0f %8s\n", c.name, s, "-", "-", gflop,
+                        strata_side.gflop, rate(s), "-", pct(s), "-", strata_side.rss_mb, "-");
         std::fflush(stdout);
     }
     std::printf("\nratio = Strata s / PyTorch s (below 1: Strata ahead). GFLOP = nominal conv work per step (PyTorch's"
