@@ -152,7 +152,7 @@ TrainResult train(const nlohmann::json& c, const TrainOptions& options) {
     if (int threads = c["threads"]; threads > 0) set_num_threads(threads);
     ReproducibleGemmScope gemm_mode(c["reproducible"]);
     if (c["profile"]) set_profiling(true);
-    set_gemm_choice(parse_gemm_choice(c["gemm"]));
+    GemmChoiceScope gemm_pick(parse_gemm_choice(c["gemm"]));
     std::string device_note;
     Device device = select_device(c["device"], &device_note);
     if (options.verbose && !device_note.empty()) std::cerr << device_note << "\n";
