@@ -6,6 +6,7 @@
 #   make            the library (build/libstrata.so) and the programs
 #   make test       install missing packages, build and run the test suite; ends with "N passed, M failed"
 #   make bench      the benchmarks (performance is measured here, never in unit tests)
+#   make bench-pspnet   Strata and PyTorch side by side on PSPNet (QUICK=1: fewer steps, for a busy machine)
 #   make data       write the built-in ContextScenes dataset to datasets/contextscenes in VOC layout
 #   make deps       install the Debian packages the build needs (as root), or print the command
 #   make fuzz       build the libFuzzer targets of fuzz/ with clang and run each for FUZZ_SECONDS (fuzz/README.md)
@@ -94,7 +95,7 @@ DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev lib
 CONFIG ?= configs/contextscenes.json
 ARGS   ?=
 
-.PHONY: all test bench deps fixtures clean example train data fuzz
+.PHONY: all test bench bench-pspnet deps fixtures clean example train data fuzz
 .DEFAULT_GOAL := all
 
 all: $(LIBRARY) $(EXAMPLE_BIN) $(PROGRAMS)
@@ -149,6 +150,10 @@ train: deps
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+bench-pspnet: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BUILD)/bench/pspnet_bench
+	$(BUILD)/bench/pspnet_bench --python $(PYTHON) $(if $(filter 1,$(QUICK)),--quick)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -1,23 +1,39 @@
-// gemm_cpu on OpenBLAS, and the fixed-order kernel of reproducible mode (see blas.h).
+// gemm_cpu on Strata's packed kernel or OpenBLAS, and the fixed-order kernel of reproducible mode (see blas.h).
 #include "framework/blas.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 
 #include "framework/check.h"
+#include "framework/gemm.h"
 #include "framework/parallel.h"
+#include "framework/profile.h"
 
 namespace strata {
 
 namespace {
 std::atomic<bool> g_reproducible{false};
+std::atomic<GemmChoice> g_choice{GemmChoice::kStrata};
+std::atomic<int64_t> g_flops{0};
 }  // namespace
 
 void set_reproducible_gemm(bool on) { g_reproducible = on; }
 bool reproducible_gemm() { return g_reproducible; }
+void set_gemm_choice(GemmChoice choice) { g_choice = choice; }
+GemmChoice gemm_choice() { return g_choice; }
+const char* gemm_choice_name(GemmChoice choice) { return choice == GemmChoice::kStrata ? "strata" : "openblas"; }
+
+GemmChoice parse_gemm_choice(const std::string& name) {
+    if (name == "strata") return GemmChoice::kStrata;
+    if (name == "openblas") return GemmChoice::kOpenBLAS;
+    STRATA_FAIL("gemm: unknown GEMM '", name, "'; the choices are strata (Strata's packed kernel) and openblas");
+}
+
+int64_t gemm_flop_count() { return g_flops.load(std::memory_order_relaxed); }
 
 void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -58,11 +74,18 @@ void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
     });
 }
 
-void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
+namespace {
+
+// The kernel that computes gemm_cpu: the fixed-order one in reproducible mode, else the chosen one.
+void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (reproducible_gemm()) {
         gemm_fixed_order(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (gemm_choice() == GemmChoice::kStrata) {
+        static const GemmIsa isa = best_gemm_isa();
+        gemm_packed(isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     const int64_t kMax = 0x7fffffff;  // cblas takes int sizes
@@ -70,6 +93,22 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
                  "gemm_cpu: sizes exceed the 32-bit range of cblas (M=", M, ", N=", N, ", K=", K, ")");
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(M),
                 int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+}  // namespace
+
+void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
+    if (profiling()) {
+        // time the call (unless it is one of several running in parallel) and credit it to the calling kernel
+        double t0 = profile_clock();
+        gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        profile_gemm(omp_in_parallel() ? 0.0 : profile_clock() - t0, 2 * M * N * K);
+        return;
+    }
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace strata

@@ -1,5 +1,6 @@
-// The one door to GEMM on the CPU: row-major single-precision matrix products, on OpenBLAS's cblas_sgemm or, in
-// reproducible mode, on Strata's own fixed-order kernel.
+// The one door to GEMM on the CPU: row-major single-precision matrix products, on Strata's packed kernel
+// (framework/gemm.h) or OpenBLAS's cblas_sgemm (the `gemm` config key chooses), or, in reproducible mode, on
+// Strata's fixed-order kernel.
 //
 //     C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C[M,N]
 //
@@ -20,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace strata {
 
@@ -29,6 +31,28 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 // The fixed-order kernel itself (what gemm_cpu runs in reproducible mode), exposed for tests and benchmarks.
 void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The FLOPs (2*M*N*K per call) every gemm_cpu call of this process has done so far: the nominal work of the
+// convolutions and linear layers, which the benchmarks divide by time. One relaxed atomic add per call.
+int64_t gemm_flop_count();
+
+// Which fast kernel gemm_cpu runs outside reproducible mode: Strata's packed GEMM with the best micro-kernel this
+// CPU runs (the default: on the machine docs/PERFORMANCE.md was measured on it is faster than Debian's OpenBLAS,
+// whose kernel choice depends on its build and on OPENBLAS_CORETYPE), or OpenBLAS (`gemm=openblas`). Process-wide.
+enum class GemmChoice { kStrata, kOpenBLAS };
+void set_gemm_choice(GemmChoice choice);
+GemmChoice gemm_choice();
+// "strata" or "openblas" (what the `gemm` config key holds); anything else fails with the list.
+GemmChoice parse_gemm_choice(const std::string& name);
+const char* gemm_choice_name(GemmChoice choice);
+
+struct GemmChoiceScope {
+    explicit GemmChoiceScope(GemmChoice choice) : previous(gemm_choice()) { set_gemm_choice(choice); }
+    ~GemmChoiceScope() { set_gemm_choice(previous); }
+    GemmChoiceScope(const GemmChoiceScope&) = delete;
+    GemmChoiceScope& operator=(const GemmChoiceScope&) = delete;
+    GemmChoice previous;
+};
 
 // Process-wide, like the thread count: every later gemm_cpu call runs the fixed-order kernel while it is on.
 void set_reproducible_gemm(bool on);

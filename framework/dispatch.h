@@ -19,14 +19,30 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "framework/device.h"
+#include "framework/profile.h"
 #include "framework/registration.h"
 
 namespace strata {
 
 [[noreturn]] void fail_missing_kernel(const char* kernel, Device device, const std::string& registered);
+
+// What KernelTable's operator[] returns: the kernel, called through a KernelTimer so that `profile=1` sees every
+// kernel call (framework/profile.h); with profiling off the timer does nothing.
+template <typename Fn>
+struct KernelCall {
+    Fn fn;
+    const char* name;
+    template <typename... Args>
+    decltype(auto) operator()(Args&&... args) const {
+        KernelTimer timer(profiling() ? name : nullptr);
+        return fn(std::forward<Args>(args)...);
+    }
+    operator Fn() const { return fn; }
+};
 
 template <typename Fn>
 struct KernelTable {
@@ -35,10 +51,10 @@ struct KernelTable {
 
     constexpr explicit KernelTable(const char* kernel_name) : name(kernel_name) {}
 
-    Fn operator[](Device device) const {
+    KernelCall<Fn> operator[](Device device) const {
         Fn fn = slots[int(device.type)];
         if (!fn) fail_missing_kernel(name, device, registered());
-        return fn;
+        return {fn, name};
     }
     bool has(DeviceType type) const { return slots[int(type)] != nullptr; }
     std::string registered() const {

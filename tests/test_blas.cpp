@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "framework/blas.h"
+#include "framework/gemm.h"
 #include "framework/random.h"
 #include "tests/thread_scope.h"
 
@@ -45,6 +46,24 @@ Operands make_operands(const Case& c, uint64_t seed) {
 float a_at(const Case& c, const Operands& o, int64_t i, int64_t k) { return c.ta ? o.A[k * o.lda + i] : o.A[i * o.lda + k]; }
 float b_at(const Case& c, const Operands& o, int64_t k, int64_t j) { return c.tb ? o.B[j * o.ldb + k] : o.B[k * o.ldb + j]; }
 
+// o.C (computed from C0) against alpha * op(A) op(B) + beta * C0 in double precision, and the padding of C untouched.
+void check_against_reference(const Case& c, const Operands& o, const std::vector<float>& C0, float alpha, float beta) {
+    for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = 0; j < c.N; ++j) {
+            double ref = 0, magnitude = 0;
+            for (int64_t k = 0; k < c.K; ++k) {
+                ref += double(a_at(c, o, i, k)) * b_at(c, o, k, j);
+                magnitude += std::fabs(double(a_at(c, o, i, k)) * b_at(c, o, k, j));
+            }
+            ref = alpha * ref + beta * C0[size_t(i * o.ldc + j)];
+            // float rounding of K products: a few ulps of the sum of their magnitudes
+            REQUIRE(std::fabs(o.C[size_t(i * o.ldc + j)] - ref) <= 1e-6 * (magnitude + std::fabs(ref) + 1));
+        }
+    // the padding between rows of C is never written
+    for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = c.N; j < o.ldc; ++j) REQUIRE(o.C[size_t(i * o.ldc + j)] == C0[size_t(i * o.ldc + j)]);
+}
+
 const Case kCases[] = {{false, false, 7, 70, 19}, {false, true, 5, 130, 33}, {true, false, 9, 17, 64},
                        {true, true, 3, 65, 8},    {false, false, 1, 1, 300}, {false, true, 66, 2, 1}};
 
@@ -60,20 +79,7 @@ TEST_CASE("gemm: OpenBLAS and the fixed-order kernel against a double-precision 
             std::vector<float> C0 = o.C;
             const float alpha = 0.75f, beta = -0.5f;
             gemm_cpu(c.ta, c.tb, c.M, c.N, c.K, alpha, o.A.data(), o.lda, o.B.data(), o.ldb, beta, o.C.data(), o.ldc);
-            for (int64_t i = 0; i < c.M; ++i)
-                for (int64_t j = 0; j < c.N; ++j) {
-                    double ref = 0, magnitude = 0;
-                    for (int64_t k = 0; k < c.K; ++k) {
-                        ref += double(a_at(c, o, i, k)) * b_at(c, o, k, j);
-                        magnitude += std::fabs(double(a_at(c, o, i, k)) * b_at(c, o, k, j));
-                    }
-                    ref = alpha * ref + beta * C0[size_t(i * o.ldc + j)];
-                    // float rounding of K products: a few ulps of the sum of their magnitudes
-                    REQUIRE(std::fabs(o.C[size_t(i * o.ldc + j)] - ref) <= 1e-6 * (magnitude + std::fabs(ref) + 1));
-                }
-            // the padding between rows of C is never written
-            for (int64_t i = 0; i < c.M; ++i)
-                for (int64_t j = c.N; j < o.ldc; ++j) CHECK(o.C[size_t(i * o.ldc + j)] == C0[size_t(i * o.ldc + j)]);
+            check_against_reference(c, o, C0, alpha, beta);
         }
     }
 }
@@ -131,4 +137,48 @@ TEST_CASE("gemm: the reproducible mode is scoped") {
         CHECK(reproducible_gemm());
     }
     CHECK_FALSE(reproducible_gemm());
+}
+
+// Strata's packed GEMM (framework/gemm.h), every micro-kernel this CPU runs: sizes that are not multiples of the
+// register tile (12x32, 6x16, 4x16) nor of the cache blocks (MC 144, KC 256, NC 3072), all transposes, padded
+// leading dimensions, alpha and beta, K = 0.
+const Case kPackedCases[] = {{false, false, 13, 33, 7},    {false, true, 25, 17, 31},  {true, false, 7, 65, 300},
+                             {true, true, 1, 1, 1},        {false, false, 150, 70, 260}, {true, true, 145, 97, 258},
+                             {false, false, 12, 3100, 5},  {false, true, 40, 3073, 3},  {false, false, 5, 9, 0}};
+
+TEST_CASE("gemm: the packed kernels against a double-precision reference at odd shapes") {
+    for (GemmIsa isa : {GemmIsa::kPortable, GemmIsa::kAvx2, GemmIsa::kAvx512}) {
+        if (!gemm_isa_supported(isa)) continue;
+        for (const Case& c : kPackedCases) {
+            INFO(gemm_isa_name(isa), " ta ", c.ta, " tb ", c.tb, " M ", c.M, " N ", c.N, " K ", c.K);
+            for (float beta : {0.0f, -0.5f}) {
+                Operands o = make_operands(c, 5);
+                std::vector<float> C0 = o.C;
+                gemm_packed(isa, c.ta, c.tb, c.M, c.N, c.K, 0.75f, o.A.data(), o.lda, o.B.data(), o.ldb, beta,
+                            o.C.data(), o.ldc);
+                check_against_reference(c, o, C0, 0.75f, beta);
+            }
+        }
+    }
+}
+
+TEST_CASE("gemm: the packed kernels never read C when beta = 0 and give the same bits for 1, 2 and 3 threads") {
+    for (GemmIsa isa : {GemmIsa::kPortable, GemmIsa::kAvx2, GemmIsa::kAvx512}) {
+        if (!gemm_isa_supported(isa)) continue;
+        Case c{false, true, 150, 200, 300};
+        Operands o = make_operands(c, 9);
+        std::vector<float> first;
+        for (int threads : {1, 2, 3}) {
+            INFO(gemm_isa_name(isa), " threads ", threads);
+            ThreadCountScope scope(threads);
+            std::vector<float> C(o.C.size(), std::numeric_limits<float>::quiet_NaN());
+            gemm_packed(isa, c.ta, c.tb, c.M, c.N, c.K, 1.0f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.0f, C.data(),
+                        o.ldc);
+            for (int64_t i = 0; i < c.M; ++i)
+                for (int64_t j = 0; j < c.N; ++j) REQUIRE(std::isfinite(C[size_t(i * o.ldc + j)]));
+            if (first.empty()) first = C;
+            for (int64_t i = 0; i < c.M; ++i)
+                for (int64_t j = 0; j < c.N; ++j) REQUIRE(C[size_t(i * o.ldc + j)] == first[size_t(i * o.ldc + j)]);
+        }
+    }
 }

@@ -11,9 +11,11 @@
 #include <sstream>
 
 #include "data/contextscenes.h"
+#include "framework/blas.h"
 #include "framework/check.h"
 #include "framework/device.h"
 #include "framework/parallel.h"
+#include "framework/profile.h"
 
 namespace strata::pspnet {
 
@@ -161,6 +163,10 @@ std::vector<KeySpec> make_schema() {
             "plugins to load (.so files, docs/plugins.md), as --plugin does"),
         key(R, "reproducible", FIELD(reproducible), false,
             "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
+        one_of(key(R, "gemm", FIELD(gemm), "strata", "CPU GEMM: strata (own kernels, by CPU features) or openblas"),
+               {"strata", "openblas"}),
+        key(R, "profile", FIELD(profile), false,
+            "print seconds and GFLOP/s per kernel and the share outside GEMM at exit"),
         non_empty(key(R, "run_dir", FIELD(run_dir), "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
         // ---- evaluation ----
@@ -558,6 +564,8 @@ std::shared_ptr<Dataset> open_config_dataset(const RunConfig& c, bool train) {
 
 Device use_running_config(const RunConfig& c, bool verbose) {
     if (c.threads > 0) set_num_threads(c.threads);
+    set_gemm_choice(parse_gemm_choice(c.gemm));
+    if (c.profile) set_profiling(true);
     std::string note;
     Device device = select_device(c.device, &note);
     if (verbose && !note.empty()) std::cerr << note << "\n";

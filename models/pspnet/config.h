@@ -81,6 +81,8 @@ struct RunConfig {
     std::string device, run_dir;           // device: cpu, cuda, cuda:N, auto
     int threads;                           // 0: all cores
     bool reproducible;                     // GEMMs on the fixed-order kernel
+    std::string gemm;                      // the CPU GEMM: strata or openblas (framework/blas.h)
+    bool profile;                          // time every kernel, report at exit (framework/profile.h)
     std::vector<std::string> plugins;      // shared objects to load before the model is built (docs/plugins.md)
 };
 
@@ -138,8 +140,8 @@ nlohmann::json to_json(const RunConfig& config);
 // ---- what the programs derive from it ----
 // The train or validation dataset of the config; its class count must agree with classes.
 std::shared_ptr<Dataset> open_config_dataset(const RunConfig& config, bool train);
-// The running part applied: the thread count set and the device chosen (a note on stderr when verbose and auto
-// chose, or a GPU is missing).
+// The running part applied: the thread count, the CPU GEMM and profiling set, and the device chosen (a note on
+// stderr when verbose and auto chose, or a GPU is missing).
 Device use_running_config(const RunConfig& config, bool verbose);
 
 }  // namespace strata::pspnet

@@ -228,6 +228,7 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
     RunFolderLock lock(c.run_dir);
     // Where it runs: threads, device, the GEMM mode, and the seed every random draw derives from.
     ReproducibleGemmScope gemm_mode(c.reproducible);
+    GemmChoiceScope gemm_choice(parse_gemm_choice(c.gemm));  // restored when the run ends, for in-process callers
     const Device device = use_running_config(c, options.verbose);
     manual_seed(uint64_t(t.seed));
 
