@@ -1,7 +1,7 @@
 // Context modules chosen by name (models/pspnet/context.h): ppm and none come with PSPNet, an unknown or unusable
 // name is an error listing the registered ones, a name taken twice names both owners; the aspp example plugin
 // (plugins/examples/aspp.cpp) loads, builds DeepLab v3's ASPP into a PSPNet that runs forward and backward with the
-// right shapes and trains; the programs list the context modules.
+// right shapes and trains; the programs list the context modules and refuse an unknown one.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -147,10 +147,17 @@ TEST_CASE("context: the aspp plugin builds DeepLab v3's ASPP into PSPNet, which 
     CHECK(model.forward(randn({1, 3, 17, 17})).shape() == Shape{1, 3, 17, 17});
 }
 
-TEST_CASE("context: the programs list the context modules, a plugin's with its owner") {
+TEST_CASE("context: the programs list the context modules, a plugin's with its owner, and refuse an unknown one") {
     auto listed = testing::run_program("build/bin/train --plugin " + kAspp + " --list-layers");
     CHECK(listed.code == 0);
     CHECK(listed.output.find("context modules (3):\n  aspp  [plugin " + kAspp + "]\n  none  "
                              "[models/pspnet/context.cpp]\n  ppm  [models/pspnet/context.cpp]\n") != std::string::npos);
     CHECK(listed.output.find("aspp 1.0  " + kAspp) != std::string::npos);
+
+    // the name is checked where the model is built, after the plugins are loaded
+    auto unknown = testing::run_program("build/bin/train dataset=contextscenes classes=8 scene_train=1 scene_val=1 "
+                                        "context=aspx run_dir=build/test_runs/unknown_context");
+    CHECK(unknown.code == 1);
+    CHECK(unknown.output.find("error: unknown context module 'aspx' (config key 'context'); registered: none, ppm") !=
+          std::string::npos);
 }
