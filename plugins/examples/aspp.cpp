@@ -4,11 +4,11 @@
 //   make plugin SRC=plugins/examples/aspp.cpp        -> build/plugins/aspp.so
 //   make train ARGS="context=aspp plugins=[build/plugins/aspp.so] run_dir=runs/aspp"
 //
-//   x (N,C,h,w) ─┬─ 1x1 conv ─────────────────────────────── BN ─ ReLU ─┐
-//                ├─ 3x3 conv, dilation r1 ───────────────── BN ─ ReLU ─┤
-//                ├─ 3x3 conv, dilation r2 ───────────────── BN ─ ReLU ─┼─ concat (5D) ─ 1x1 conv ─ BN ─ ReLU ─> (N,D,h,w)
-//                ├─ 3x3 conv, dilation r3 ───────────────── BN ─ ReLU ─┤
-//                └─ global avg pool ─ 1x1 conv ─ BN ─ ReLU ─ upsample ──┘
+//   x (N,C,h,w) ─┬─ 1x1 conv ────────────────────────── BN ─ ReLU ─┐
+//                ├─ 3x3 conv, dilation r1 ──────────── BN ─ ReLU ─┤
+//                ├─ 3x3 conv, dilation r2 ──────────── BN ─ ReLU ─┼─ concat (5D) ─ 1x1 conv ─ BN ─ ReLU ─> (N,D,h,w)
+//                ├─ 3x3 conv, dilation r3 ──────────── BN ─ ReLU ─┤
+//                └─ global avg pool ─ 1x1 conv ─ BN ─ ReLU ─ up ──┘
 //
 // D = 256 channels per branch, as DeepLab (times the backbone's `width`, like PSPNet's heads). Every conv has no bias
 // (BN follows). The dilated 3x3 convs are padded by their dilation, so every branch keeps the h x w size. The image
