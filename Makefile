@@ -2,7 +2,8 @@
 # from the compiler (-MMD -MP).
 #
 #   make train      set up, build, generate ContextScenes, train a small PSPNet on it and evaluate it
-#                   (CONFIG=configs/<x>.json and ARGS="key=value ..." choose another run)
+#                   (CONFIG=configs/<x>.json and ARGS="key=value ..." choose another run; the example plugins
+#                   are built too: ARGS="context=aspp plugins=[build/plugins/aspp.so] run_dir=runs/aspp")
 #   make            the library (build/libstrata.so) and the programs
 #   make test       install missing packages, build and run the test suite; ends with "N passed, M failed"
 #   make bench      the benchmarks (performance is measured here, never in unit tests)
@@ -143,7 +144,7 @@ data: $(BUILD)/bin/make_contextscenes
 	@$(BUILD)/bin/make_contextscenes configs/contextscenes.json
 
 train: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(EXAMPLE_PLUGINS)
 	@$(MAKE) --no-print-directory data
 	$(BUILD)/bin/train $(CONFIG) $(ARGS)
 
@@ -225,6 +226,8 @@ PLUGIN_DIR      := $(BUILD)/plugins
 PLUGIN_CXXFLAGS := -std=c++20 -O2 -ffp-contract=off -fPIC -fopenmp -fvisibility=hidden -I$(CURDIR)
 PLUGIN_NVFLAGS  := -std=c++20 -O2 $(NVCC_ARCH) -Xcompiler -fPIC,-fvisibility=hidden -I$(CURDIR)
 PLUGIN_HEADERS  := strata.h $(LAYERS_HEADER) $(wildcard framework/*.h layers/*.h cuda/*.h cuda/emu/*.h)
+# models/pspnet's headers: a plugin may supply a model part (plugins/examples/aspp.cpp, a context module)
+PLUGIN_HEADERS  += $(wildcard models/pspnet/*.h)
 EXAMPLE_PLUGINS := $(patsubst plugins/examples/%.cpp,$(PLUGIN_DIR)/%.so,$(wildcard plugins/examples/*.cpp))
 
 # $(call build_plugin,<source .cpp>,<output .so>): the commands docs/plugins.md gives

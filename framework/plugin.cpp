@@ -107,9 +107,12 @@ std::string describe_registry() {
     std::ostringstream out;
     std::map<std::string, std::string> layers, backends;
     std::map<std::string, std::map<std::string, std::string>> kernels;  // kernel -> device -> owner
+    // every other kind ("context module", models/pspnet/context.h): kind -> name -> owner
+    std::map<std::string, std::map<std::string, std::string>> others;
     for (const Registration& r : registrations()) {
         if (r.kind == "layer") layers[r.name] = r.owner;
-        if (r.kind == "backend") backends[r.name] = r.owner;
+        else if (r.kind == "backend") backends[r.name] = r.owner;
+        else if (r.kind != "kernel") others[r.kind][r.name] = r.owner;
         if (r.kind != "kernel") continue;
         size_t on = r.name.rfind(" on ");
         kernels[r.name.substr(0, on)][r.name.substr(on + 4)] = r.owner;
@@ -124,7 +127,12 @@ std::string describe_registry() {
     }
     out << "backends:";
     for (const auto& [name, owner] : backends) out << " " << name << " [" << owner << "]";
-    out << "\nplugins (" << plugins().size() << "):\n";
+    out << "\n";
+    for (const auto& [kind, names] : others) {
+        out << kind << "s (" << names.size() << "):\n";
+        for (const auto& [name, owner] : names) out << "  " << name << "  [" << owner << "]\n";
+    }
+    out << "plugins (" << plugins().size() << "):\n";
     for (const LoadedPlugin& p : plugins())
         out << "  " << p.name << " " << p.version << "  " << p.path << "  (" << p.registrations
             << " registrations)\n";

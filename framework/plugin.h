@@ -89,7 +89,8 @@ const std::vector<LoadedPlugin>& loaded_plugins();
 // This program's STRATA_BUILD_FINGERPRINT.
 std::string build_fingerprint();
 
-// What --list-layers prints: the layers and their owners, the kernels per device, the backends, the plugins.
+// What --list-layers prints: the layers and their owners, the kernels per device, the backends, every other kind of
+// registration by name (the PSPNet programs' context modules), the plugins.
 std::string describe_registry();
 
 // The options every program takes, handled before its own parsing: each "--plugin PATH" (repeatable) is loaded in

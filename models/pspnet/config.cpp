@@ -83,10 +83,11 @@ std::vector<KeySpec> make_schema() {
         one_of(key(M, "output_stride", FIELD(model.backbone.output_stride), 8, "8 (layer3/4 dilated 2/4) or 16"),
                {8, 16}),
         at_least(key(M, "classes", FIELD(model.classes), 21, "number of classes the model predicts"), 1),
-        key(M, "use_ppm", FIELD(model.use_ppm), true,
-            "the pyramid pooling module; false = the dilated-FCN baseline without it"),
+        non_empty(key(M, "context", FIELD(model.context), "ppm",
+                      "the context module before the classifier, by name: ppm (pyramid pooling), none (the "
+                      "dilated-FCN baseline), or one a plugin registers (--list-layers lists them)")),
         at_least(key(M, "bins", FIELD(model.bins), Json::array({1, 2, 3, 6}),
-                     "pyramid pooling bin sizes (non-empty with use_ppm)"), 1),
+                     "pyramid pooling bin sizes (non-empty with context=ppm)"), 1),
         below(at_least(key(M, "dropout", FIELD(model.dropout), 0.1, "dropout before the classifiers"), 0), 1),
         one_of(key(M, "zoom_factor", FIELD(model.zoom_factor), 8,
                    "logits upsampled by this factor (8 = back to the input size)"), {1, 2, 4, 8}),
@@ -134,7 +135,8 @@ std::vector<KeySpec> make_schema() {
         at_least(key(T, "iterations", FIELD(train.iterations), 30000, "training steps"), 1),
         above(key(T, "base_lr", FIELD(train.base_lr), 0.01,
                   "learning rate at step 0 (the backbone's; the heads get head_lr_mult x)"), 0),
-        above(key(T, "head_lr_mult", FIELD(train.head_lr_mult), 10.0, "LR multiplier of the PPM and the heads"), 0),
+        above(key(T, "head_lr_mult", FIELD(train.head_lr_mult), 10.0,
+                  "LR multiplier of the context module (PPM) and the heads"), 0),
         above(key(T, "power", FIELD(train.power), 0.9, "poly: lr = base_lr * (1 - iteration/iterations)^power"), 0),
         below(at_least(key(T, "momentum", FIELD(train.momentum), 0.9, "SGD momentum"), 0), 1),
         at_least(key(T, "weight_decay", FIELD(train.weight_decay), 1e-4, "SGD weight decay (L2)"), 0),
@@ -239,7 +241,15 @@ std::string unknown_key_message(const std::string& key, const std::string& sourc
                " (--help lists every key with its type, default and meaning)");
 }
 
+// Keys that are gone, with what replaced them: an old config gets the fix, not "unknown key".
+const std::map<std::string, std::string> kReplacedKeys = {
+    {"use_ppm", "the context module is chosen by name now: use context=ppm for use_ppm=true (the default) and "
+                "context=none for use_ppm=false (the dilated-FCN baseline)"},
+};
+
 void set_key(Json& config, Origins& origins, const std::string& key, const Json& value, const std::string& source) {
+    auto replaced = kReplacedKeys.find(key);
+    STRATA_CHECK(replaced == kReplacedKeys.end(), source, ": config key '", key, "' was replaced: ", replaced->second);
     const KeySpec* spec = find_key(key);
     if (spec == nullptr) STRATA_FAIL(unknown_key_message(key, source));
     STRATA_CHECK(has_type(spec->type, value), source, ": config key '", key, "' must be ", type_name(spec->type),
@@ -257,9 +267,23 @@ std::pair<std::string, Json> split_override(const std::string& key_value) {
     size_t eq = key_value.find('=');
     STRATA_CHECK(eq != std::string::npos && eq > 0, "command line: expected key=value, got '", key_value, "'");
     std::string text = key_value.substr(eq + 1);
+    std::string key = key_value.substr(0, eq);
     Json value = Json::parse(text, nullptr, false);
     if (value.is_discarded()) value = text;  // not JSON: a plain string such as a path or a device name
-    return {key_value.substr(0, eq), value};
+    // A list of strings may be written without quotes, plugins=[a.so,b.so]: in ARGS="..." or a Makefile recipe the
+    // shell would strip them anyway.
+    const KeySpec* spec = find_key(key);
+    if (value.is_string() && spec && spec->type == KeyType::kStringList && text.size() >= 2 && text.front() == '[' &&
+        text.back() == ']') {
+        value = Json::array();
+        std::stringstream items(text.substr(1, text.size() - 2));
+        for (std::string item; std::getline(items, item, ',');) {
+            item.erase(0, item.find_first_not_of(" "));
+            item.erase(item.find_last_not_of(" ") + 1);
+            if (!item.empty()) value.push_back(item);
+        }
+    }
+    return {key, value};
 }
 
 // Reads a config file; a key given twice in one object is an error (JSON parsers silently keep the last one).
@@ -340,7 +364,7 @@ void check_device(const std::string& d, const Origins& origins) {
 // bin pools it into (at least 2 cells without the PPM): below that the pyramid has nothing to pool.
 int64_t smallest_crop(const PSPNetConfig& m, int64_t* cells) {
     int64_t need = 2;
-    if (m.use_ppm)
+    if (m.context == "ppm")
         for (int64_t b : m.bins) need = std::max(need, b);
     *cells = need;
     return (need - 1) * m.backbone.output_stride + 1;
@@ -359,8 +383,8 @@ void check_crop(const PSPNetConfig& m, const Origins& origins, const std::string
     STRATA_CHECK(size >= least, "config key '", key, "' is ", size, origin_of(origins, key), ", too small: the "
                  "backbone's feature map (1/", os, " of the ", training ? "training crop" : "sliding window", ") would "
                  "be ", (size - 1) / os + 1, " cells across, fewer than ", cells,
-                 m.use_ppm ? " (the largest pyramid bin in bins)" : "", ". Use ", key, " >= ", least,
-                 m.use_ppm ? " (or smaller bins)" : "");
+                 m.context == "ppm" ? " (the largest pyramid bin in bins)" : "", ". Use ", key, " >= ", least,
+                 m.context == "ppm" ? " (or smaller bins)" : "");
 }
 
 // Every value within its key's range: checked on the flat keys (all of them, each of its type) before they fill the
@@ -380,8 +404,11 @@ void check_rules(const RunConfig& c, const Origins& origins) {
     STRATA_CHECK(blocks.empty() || (blocks.size() == 4 && blocks[0] >= 1 && blocks[1] >= 1), "config key 'blocks' is ",
                  Json(blocks).dump(), from("blocks"), ": it must be [] (the standard counts for depth) or 4 block "
                  "counts, the first two at least 1 (layer1 and layer2 hold the stem's output), e.g. blocks=[1,1,0,0]");
-    STRATA_CHECK(!m.use_ppm || !m.bins.empty(), "config key 'bins' is []", from("bins"),
-                 ": the pyramid pooling module needs at least one bin; set bins=[1,2,3,6] or use_ppm=false");
+    STRATA_CHECK(m.context != "ppm" || !m.bins.empty(), "config key 'bins' is []", from("bins"),
+                 ": the pyramid pooling module (context=ppm) needs at least one bin; set bins=[1,2,3,6] or "
+                 "context=none");
+    // The context module's name is checked where the model is built (create_context, models/pspnet/context.h):
+    // plugins, which may register it, are loaded after the config is read.
 
     // the labels against the classes
     int64_t classes = m.classes, ignore = c.data.ignore_label;

@@ -1,37 +1,14 @@
-// PSPNet: backbone + pyramid pooling + classifier + auxiliary head (see pspnet.h).
+// PSPNet: backbone + context module (pyramid pooling) + classifier + auxiliary head (see pspnet.h).
 #include "models/pspnet/pspnet.h"
 
 #include <cmath>
 
 #include "framework/check.h"
-#include "layers/adaptive_avg_pool2d.h"
-#include "layers/concat.h"
 #include "layers/dropout2d.h"
 #include "layers/relu.h"
 #include "layers/upsample_bilinear2d.h"
 
 namespace strata::pspnet {
-
-PPM::PPM(int64_t in_channels, int64_t reduction, const std::vector<int64_t>& bins) {
-    auto features = std::make_shared<Sequential>();  // used as a list: its children are the branches
-    for (int64_t bin : bins) {
-        STRATA_CHECK(bin >= 1, "PPM: bins must be >= 1, got ", bin);
-        features->append(std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-            std::make_shared<AdaptiveAvgPool2d>(Size2(bin)),
-            std::make_shared<Conv2d>(in_channels, reduction, 1, 1, 0, 1, false),
-            std::make_shared<BatchNorm2d>(reduction), std::make_shared<ReLU>()}));
-    }
-    features_ = register_module("features", features);
-    out_channels_ = in_channels + reduction * int64_t(bins.size());
-}
-
-Tensor PPM::forward(const Tensor& x) {
-    Size2 size(x.size(2), x.size(3));
-    std::vector<Tensor> parts = {x};
-    for (auto& [name, branch] : features_->named_children())
-        parts.push_back(upsample_bilinear2d(branch->forward(x), size, true));
-    return concat(parts, 1);
-}
 
 namespace {
 
@@ -54,7 +31,7 @@ PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
     STRATA_CHECK(c.zoom_factor == 1 || c.zoom_factor == 2 || c.zoom_factor == 4 || c.zoom_factor == 8,
                  "PSPNet: zoom_factor must be 1, 2, 4 or 8, got ", c.zoom_factor);
     STRATA_CHECK(c.dropout >= 0 && c.dropout < 1, "PSPNet: dropout must be in [0, 1), got ", c.dropout);
-    // semseg's ResNet initialises its own layers (Kaiming); PSPNet's new layers (ppm, cls, aux) keep PyTorch's
+    // semseg's ResNet initialises its own layers (Kaiming); PSPNet's new layers (context, cls, aux) keep PyTorch's
     // defaults, which Conv2d and BatchNorm2d already give: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BN weight 1, bias 0.
     Backbone b = make_backbone(c.backbone);
     for (Module* stage : {b.layer0.get(), b.layer1.get(), b.layer2.get(), b.layer3.get(), b.layer4.get()})
@@ -66,13 +43,9 @@ PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
     layer4 = register_module("layer4", b.layer4);
 
     int64_t features = b.layer4_channels;
-    if (c.use_ppm) {
-        STRATA_CHECK(!c.bins.empty(), "PSPNet: use_ppm needs at least one bin");
-        STRATA_CHECK(features % int64_t(c.bins.size()) == 0, "PSPNet: the backbone's ", features,
-                     " output channels are not divisible by the ", c.bins.size(), " PPM bins");
-        ppm = register_module("ppm", std::make_shared<PPM>(features, features / int64_t(c.bins.size()), c.bins));
-        features = ppm->out_channels();
-    }
+    ContextModule made = create_context(c.context, features, c);
+    if (made.module) context = register_module(c.context, made.module);
+    features = made.out_channels;
     double width = c.backbone.width;
     cls = register_module("cls", head(features, scaled(512, width), c.classes, c.dropout));
     if (c.aux_weight > 0) aux = register_module("aux", head(b.layer3_channels, scaled(256, width), c.classes, c.dropout));
@@ -91,7 +64,7 @@ PSPNetOutput PSPNet::forward_all(const Tensor& x) {
     f = layer2->forward(f);
     Tensor f3 = layer3->forward(f);
     Tensor f4 = layer4->forward(f3);
-    if (ppm) f4 = ppm->forward(f4);
+    if (context) f4 = context->forward(f4);
 
     PSPNetOutput out;
     out.logits = cls->forward(f4);

@@ -163,7 +163,7 @@ TEST_CASE("config: the rules between keys") {
     CHECK(error_of({"scale_min=2", "scale_max=1"}).find("scale_min must be <= scale_max") != std::string::npos);
     CHECK(error_of({"rotate_min=5", "rotate_max=-5"}).find("rotate_min must be <= rotate_max") != std::string::npos);
     CHECK(error_of({"bins=[]"}).find("needs at least one bin") != std::string::npos);
-    CHECK(error_of({"bins=[]", "use_ppm=false"}).empty());
+    CHECK(error_of({"bins=[]", "context=none"}).empty());
     CHECK(error_of({"blocks=[1,1]"}).find("'blocks' is [1,1]") != std::string::npos);
     CHECK(error_of({"blocks=[0,1,1,1]"}).find("'blocks' is [0,1,1,1]") != std::string::npos);
     CHECK(error_of({"blocks=[1,1,0,0]"}).empty());
@@ -174,7 +174,7 @@ TEST_CASE("config: the rules between keys") {
     CHECK(error_of({"train_h=465", "train_w=465", "output_stride=16"}).empty());
     CHECK(error_of({"train_h=1"}).find("'train_h' is 1 (set on the command line), too small") != std::string::npos);
     CHECK(error_of({"train_w=9"}).find("Use train_w >= 41") != std::string::npos);  // bins up to 6 at stride 8
-    CHECK(error_of({"train_w=9", "use_ppm=false"}).empty());
+    CHECK(error_of({"train_w=9", "context=none"}).empty());
     CHECK(error_of({"train_w=9", "bins=[1,2]"}).empty());
     // the sliding window likewise (only checked when it is used)
     CHECK(error_of({"eval_mode=slide", "test_h=9"}).find("'test_h' is 9") != std::string::npos);
@@ -203,6 +203,30 @@ TEST_CASE("config: a misspelt key suggests the nearest keys instead of listing t
     CHECK(lr == std::vector<std::string>{"base_lr", "head_lr_mult"});
     CHECK(error_of({"xyzzy=1"}).find("no key has a similar name") != std::string::npos);
     CHECK(error_of({"xyzzy=1"}).find("--help lists every key") != std::string::npos);
+}
+
+TEST_CASE("config: use_ppm, replaced by context, is an error that gives the new key") {
+    for (const char* old : {"use_ppm=false", "use_ppm=true"})
+        CHECK(error_of({old}).find("command line: config key 'use_ppm' was replaced: the context module is chosen by "
+                                   "name now: use context=ppm for use_ppm=true (the default) and context=none for "
+                                   "use_ppm=false") != std::string::npos);
+    fs::create_directories("build/test_runs");
+    std::ofstream("build/test_runs/old_ablation.json") << "{\"use_ppm\": false}";
+    CHECK(error_of({}, "build/test_runs/old_ablation.json")
+              .find("build/test_runs/old_ablation.json: config key 'use_ppm' was replaced") != std::string::npos);
+    CHECK(load_config("", {}).model.context == "ppm");
+    CHECK(load_config("", {"context=none"}).model.context == "none");
+    CHECK(error_of({"context="}).find("config key 'context' is \"\"") != std::string::npos);
+}
+
+TEST_CASE("config: a list of strings may be written without quotes on the command line") {
+    CHECK(load_config("", {"plugins=[build/plugins/aspp.so]"}).plugins == std::vector<std::string>{
+                                                                               "build/plugins/aspp.so"});
+    CHECK(load_config("", {"plugins=[a.so, b.so]"}).plugins == std::vector<std::string>{"a.so", "b.so"});
+    CHECK(load_config("", {"plugins=[\"a.so\"]"}).plugins == std::vector<std::string>{"a.so"});
+    CHECK(load_config("", {"plugins=[]"}).plugins.empty());
+    // only for lists of strings: a list of numbers still has to be JSON
+    CHECK(error_of({"bins=[1,x]"}).find("config key 'bins' must be a list of integers") != std::string::npos);
 }
 
 TEST_CASE("config: --help lists every key with its type, default and meaning") {

@@ -97,7 +97,7 @@ TEST_CASE("pspnet: semseg's initialisation: Kaiming in the backbone, PyTorch's d
     CHECK(kaiming.max_abs > 3.5);  // a normal's tail, beyond any uniform's bound
     // the new layers keep nn.Conv2d's reset_parameters: w ~ U(-b, b) with b = 1/sqrt(fan_in), variance b^2/3
     Moments uniform =
-        moments({model.ppm, model.cls, model.aux}, [](double fan_in, double) { return 1 / std::sqrt(fan_in); });
+        moments({model.context, model.cls, model.aux}, [](double fan_in, double) { return 1 / std::sqrt(fan_in); });
     CHECK(std::abs(uniform.mean) < 0.015);
     CHECK(uniform.var == doctest::Approx(1.0 / 3).epsilon(0.03));
     CHECK(uniform.max_abs <= 1);
@@ -165,11 +165,11 @@ TEST_CASE("pspnet: the ResNet-101 layout and the torchvision stem") {
     CHECK(shallow.forward(randn({2, 3, 33, 33})).shape() == Shape{2, 5, 33, 33});
 }
 
-TEST_CASE("pspnet: without the PPM the classifier sees the backbone's features directly") {
+TEST_CASE("pspnet: context=none: without the PPM the classifier sees the backbone's features directly") {
     PSPNetConfig c = tiny(18);
-    c.use_ppm = false;
+    c.context = "none";
     PSPNet model(c);
-    CHECK(model.ppm == nullptr);
+    CHECK(model.context == nullptr);
     for (auto& [name, t] : model.named_parameters()) CHECK(name.rfind("ppm.", 0) != 0);
     CHECK(model.cls->named_parameters()[0].second.size(1) == 32);  // layer4's 512/16 channels, no concat
     CHECK(model.forward(randn({2, 3, 17, 17})).shape() == Shape{2, 5, 17, 17});
