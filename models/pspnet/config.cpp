@@ -159,6 +159,11 @@ std::vector<KeySpec> make_schema() {
         at_least(key(R, "threads", FIELD(threads), 0, "CPU threads (0 = all cores)"), 0),
         key(R, "reproducible", FIELD(reproducible), false,
             "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
+        key(R, "sync_bn", FIELD(sync_bn), true,
+            "data parallel (mpirun): batch norm statistics of the global batch, over every rank"),
+        at_least(key(R, "collective_timeout", FIELD(collective_timeout), 0.0,
+                     "data parallel: seconds a collective waits for the other ranks (0 = STRATA_COLLECTIVE_TIMEOUT "
+                     "or 300)"), 0),
         non_empty(key(R, "run_dir", FIELD(run_dir), "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
         // ---- evaluation ----
