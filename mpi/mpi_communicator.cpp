@@ -6,7 +6,7 @@
 // the deadline passes. A non-blocking collective advances only inside MPI_Test (Open MPI runs it as a schedule of
 // rounds, and a 16 MB all-reduce has hundreds): sleeping between tests made psp18w32's gradient averaging 0.5 s
 // instead of 0.012 s (docs/PERFORMANCE.md). So the rank tests continuously, yielding the core between tests, for
-// the first 50 ms (a transfer); past that it is waiting for a slow peer and alternates a millisecond of tests with
+// as long as the transfer may take (50 ms plus the bytes at 1 GB/s); past that it is waiting for a slow peer and alternates a millisecond of tests with
 // half a millisecond of sleep, leaving the core to that peer (ranks may share cores) while a transfer that starts
 // late still advances at full speed two thirds of the time. A missed deadline throws an Error naming the collective; the
 // request cannot be cancelled, so the job is over: the exception reaches the terminate handler below, or the
@@ -113,25 +113,25 @@ protected:
         MPI_Request request;
         check(MPI_Iallreduce(MPI_IN_PLACE, data, mpi_count(count), mpi_type(type), MPI_SUM, MPI_COMM_WORLD,
                              &request));
-        wait(request);
+        wait(request, count * int64_t(comm_type_size(type)));
     }
     void do_all_gather(void* recv, const void* send, int64_t count, CommType type, Device device) override {
         check_host(device);
         MPI_Request request;
         check(MPI_Iallgather(send, mpi_count(count), mpi_type(type), recv, mpi_count(count), mpi_type(type),
                              MPI_COMM_WORLD, &request));
-        wait(request);
+        wait(request, world_ * count * int64_t(comm_type_size(type)));
     }
     void do_broadcast(void* data, int64_t count, CommType type, Device device, int root) override {
         check_host(device);
         MPI_Request request;
         check(MPI_Ibcast(data, mpi_count(count), mpi_type(type), root, MPI_COMM_WORLD, &request));
-        wait(request);
+        wait(request, count * int64_t(comm_type_size(type)));
     }
     void do_barrier() override {
         MPI_Request request;
         check(MPI_Ibarrier(MPI_COMM_WORLD, &request));
-        wait(request);
+        wait(request, 0);
     }
 
 private:
@@ -148,11 +148,13 @@ private:
         STRATA_CHECK(rc == MPI_SUCCESS, "communicator mpi: rank ", rank_, ": ", current_op(), " failed: ",
                      mpi_error_string(rc));
     }
-    // Polls the request until it completes or the deadline passes.
-    void wait(MPI_Request& request) const {
+    // Polls the request, a collective of `bytes`, until it completes or the deadline passes.
+    void wait(MPI_Request& request, int64_t bytes) const {
         using clock = std::chrono::steady_clock;
         const auto start = clock::now();
         const auto deadline = start + std::chrono::duration<double>(options().timeout_seconds);
+        // how long the transfer itself may take: 50 ms, plus the bytes at 1 GB/s
+        const auto transfer = std::chrono::milliseconds(50) + std::chrono::nanoseconds(bytes);
         for (;;) {
             int done = 0;
             check(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
@@ -165,7 +167,7 @@ private:
                             "ranks are just slow");
             }
             const auto waited = clock::now() - start;
-            if (waited < std::chrono::milliseconds(50) || waited % std::chrono::microseconds(1500) <
+            if (waited < transfer || waited % std::chrono::microseconds(1500) <
                                                               std::chrono::microseconds(1000))
                 std::this_thread::yield();
             else
