@@ -107,10 +107,20 @@ TEST_CASE("data-parallel training: a rank that built another model is refused at
     CHECK_THROWS_WITH_AS(train(c, on(world())), doctest::Contains("model differs from rank 0's"), Error);
 }
 
+TEST_CASE("data-parallel training: sync_bn=false keeps batch norm per rank, where the bin-1 branch cannot train") {
+    // 1 image per rank: the PPM's 1x1 bin has one value per channel on each rank, 2 only over both ranks
+    const std::string dir = fresh_shared_dir("build/test_runs/mpi_dp_local_bn");
+    CHECK_THROWS_WITH_AS(train(tiny_dp_run(dir, {"sync_bn=false"}), on(world())),
+                         doctest::Contains("expected more than 1 value per channel when training"), Error);
+}
+
 TEST_CASE("data-parallel training: a global batch that does not split evenly over the ranks is refused") {
     const std::string dir = fresh_shared_dir("build/test_runs/mpi_dp_odd");
-    CHECK_THROWS_WITH_AS(train(tiny_dp_run(dir, {"batch_size=3"}), on(world())),
+    const double deadline = world()->options().timeout_seconds;
+    CHECK_THROWS_WITH_AS(train(tiny_dp_run(dir, {"batch_size=3", "collective_timeout=19"}), on(world())),
                          doctest::Contains("batch_size=3 is the global batch, split evenly over the 2 ranks"), Error);
+    CHECK(world()->options().timeout_seconds == 19);  // collective_timeout was applied first
+    world()->set_timeout(deadline);
 }
 
 TEST_CASE("data-parallel training: a checkpoint written by 2 ranks resumes in one process and continues") {
