@@ -4,6 +4,7 @@
 #   make train      set up, build, generate ContextScenes, train a small PSPNet on it and evaluate it
 #                   (CONFIG=configs/<x>.json and ARGS="key=value ..." choose another run; the example plugins
 #                   are built too: ARGS="context=aspp plugins=[build/plugins/aspp.so] run_dir=runs/aspp")
+#                   (NP=2: data parallel on 2 MPI ranks of this machine, 1 thread each; docs/distributed.md)
 #   make            the library (build/libstrata.so) and the programs
 #   make test       install missing packages, build and run the test suite; ends with "N passed, M failed"
 #   make bench      the benchmarks (performance is measured here, never in unit tests)
@@ -95,6 +96,13 @@ DEB_PACKAGES := libopenblas-dev libopenblas-openmp-dev libstb-dev libpng-dev lib
 # (make_contextscenes reads its data_root and scene_* settings from that file: one place for them).
 CONFIG ?= configs/contextscenes.json
 ARGS   ?=
+# `make train NP=<n>`: n ranks under mpirun on this machine (as root too, in a container), each with
+# THREADS_PER_RANK threads, unbound, over shared memory only (the flags are explained in docs/distributed.md).
+NP     ?= 1
+THREADS_PER_RANK ?= 1
+MPIRUN_LOCAL = mpirun --allow-run-as-root --oversubscribe --bind-to none -np $(NP) --mca btl self,vader \
+               --mca btl_vader_single_copy_mechanism none \
+               -x STRATA_NUM_THREADS=$(THREADS_PER_RANK) -x OMP_NUM_THREADS=$(THREADS_PER_RANK)
 
 .PHONY: all test bench bench-pspnet deps fixtures clean example train data fuzz
 .DEFAULT_GOAL := all
@@ -146,7 +154,7 @@ data: $(BUILD)/bin/make_contextscenes
 train: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(EXAMPLE_PLUGINS)
 	@$(MAKE) --no-print-directory data
-	$(BUILD)/bin/train $(CONFIG) $(ARGS)
+	$(if $(filter-out 1,$(NP)),$(MPIRUN_LOCAL) )$(BUILD)/bin/train $(CONFIG) $(ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BINS)

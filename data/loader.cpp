@@ -24,6 +24,11 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformConfig transform
     STRATA_CHECK(dataset_, "loader: no dataset");
     STRATA_CHECK(config_.batch_size > 0, "loader: batch_size must be positive, got ", config_.batch_size);
     STRATA_CHECK(config_.workers >= 0, "loader: workers must be 0 or more, got ", config_.workers);
+    STRATA_CHECK(config_.shards >= 1 && config_.shard >= 0 && config_.shard < config_.shards, "loader: shard ",
+                 config_.shard, " of ", config_.shards, " does not exist (shards are 0..shards-1)");
+    STRATA_CHECK(config_.shards == 1 || (config_.drop_last && config_.batch_size % config_.shards == 0),
+                 "loader: the global batch_size ", config_.batch_size, " must split evenly over ", config_.shards,
+                 " shards (with drop_last)");
     STRATA_CHECK(config_.start_step >= 0, "loader: start_step must be 0 or more, got ", config_.start_step);
     int64_t n = dataset_->size(), b = config_.batch_size;
     batches_per_epoch_ = config_.drop_last ? n / b : (n + b - 1) / b;
@@ -71,6 +76,11 @@ Batch Loader::make_batch(int64_t step) const {
     int64_t first = (step % batches_per_epoch_) * config_.batch_size;
     std::vector<int64_t> order = epoch_order(batch.epoch);
     int64_t last = std::min(first + config_.batch_size, int64_t(order.size()));
+    if (config_.shards > 1) {  // this shard's consecutive part of the global batch (full batches: drop_last)
+        const int64_t per_shard = config_.batch_size / config_.shards;
+        first += config_.shard * per_shard;
+        last = first + per_shard;
+    }
     batch.indices.assign(order.begin() + first, order.begin() + last);
 
     std::vector<TransformedSample> samples;

@@ -14,6 +14,10 @@
 // output does not depend on the number of workers or on their timing, and a resumed run that starts the loader at
 // the step where it stopped (LoaderConfig::start_step) sees exactly the batches the uninterrupted run would have.
 //
+// Data parallel (LoaderConfig::shard/shards): every rank computes the same global batch order and takes its own
+// consecutive batch_size / shards samples of each batch, so the ranks' batches together are exactly the batch one
+// process would load, whatever the number of ranks; a step is a global step (checkpoints resume on any world size).
+//
 // Workers: each claims the next step not yet claimed (at most `prefetch` steps ahead of the consumer), builds the
 // whole batch, and files it under its step; next() waits for its step. An error while loading a sample (a bad
 // file) is kept with its batch and thrown by the next() that reaches it. The destructor stops and joins the
@@ -52,6 +56,9 @@ struct LoaderConfig {
     int workers = 1;           // threads preparing batches; 0 prepares each batch inside next()
     int prefetch = 2;          // batches being prepared or waiting at most (at least `workers`)
     int64_t start_step = 0;    // the step of the first batch next() returns (resuming a run)
+    // Data parallel: batch_size is the global batch, and this loader hands out part `shard` of `shards` equal,
+    // consecutive parts of each one (the same shuffle and augmentation on every rank, each rank its own images).
+    int shard = 0, shards = 1;
 };
 
 class Loader {

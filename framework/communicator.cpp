@@ -2,6 +2,7 @@
 // tensor forms, the single-process backend, the backend registry and the choice of the world communicator.
 #include "framework/communicator.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -82,7 +83,20 @@ void Communicator::begin(const char* op, int64_t count, CommType type, int root)
     }
 }
 
+namespace {
+
+// Adds the wall time of its scope to a counter (Communicator::seconds_in_collectives).
+struct ScopeTimer {
+    explicit ScopeTimer(double& total_) : total(total_), start(std::chrono::steady_clock::now()) {}
+    ~ScopeTimer() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+    double& total;
+    std::chrono::steady_clock::time_point start;
+};
+
+}  // namespace
+
 void Communicator::all_reduce_sum(void* data, int64_t count, CommType type, Device device) {
+    ScopeTimer timer(seconds_);
     begin("all_reduce", count, type, 0);
     if (world_size() > 1 && count > 0) do_all_reduce_sum(data, count, type, device);
 }
@@ -91,6 +105,7 @@ void Communicator::all_gather(void* recv, const void* send, int64_t count, CommT
     STRATA_CHECK(world_size() > 1 || device.type == DeviceType::CPU,
                  "communicator: raw all_gather on ", device_name(device), " memory needs a backend that handles it; use "
                  "the tensor form all_gather(comm, tensor)");
+    ScopeTimer timer(seconds_);
     begin("all_gather", count, type, 0);
     if (count == 0) return;
     if (world_size() == 1) std::memmove(recv, send, size_t(count) * comm_type_size(type));
@@ -98,11 +113,13 @@ void Communicator::all_gather(void* recv, const void* send, int64_t count, CommT
 }
 
 void Communicator::broadcast(void* data, int64_t count, CommType type, Device device, int root) {
+    ScopeTimer timer(seconds_);
     begin("broadcast", count, type, root);
     if (world_size() > 1 && count > 0) do_broadcast(data, count, type, device, root);
 }
 
 void Communicator::barrier() {
+    ScopeTimer timer(seconds_);
     begin("barrier", 0, CommType::I64, 0);
     if (world_size() > 1) do_barrier();
 }

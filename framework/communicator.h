@@ -72,6 +72,8 @@ public:
     void set_timeout(double seconds);
     void set_check_order(bool on) { options_.check_order = on; }
     int64_t collectives_called() const { return sequence_; }
+    // Wall time spent inside the collectives so far (transfers and waiting for the other ranks), for benchmarks.
+    double seconds_in_collectives() const { return seconds_; }
 
 protected:
     // The backend's collectives. Called only with world_size() > 1 (the wrappers above do nothing, or copy, for
@@ -89,6 +91,7 @@ private:
 
     Options options_;
     int64_t sequence_ = 0;
+    double seconds_ = 0;
     std::string current_op_;
 };
 

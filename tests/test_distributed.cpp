@@ -68,6 +68,16 @@ TEST_CASE("communicator: a rank that throws ends every rank non-zero within 30 s
     CHECK(r.output.find("rank 0 finished") == std::string::npos);
 }
 
+TEST_CASE("train: a rank that throws at step 3 ends both ranks non-zero within 30 s, naming rank 1 and its error") {
+    ProgramResult r = run_program(
+        "MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh build/tests/mpi_scenarios train_throw build/test_runs/mpi_throw");
+    CAPTURE(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.code != 124);
+    CHECK(r.output.find("strata: rank 1 of 2 failed: bad data at step 3") != std::string::npos);
+    CHECK(r.output.find("finished") == std::string::npos);
+}
+
 TEST_CASE("communicator: a collective past its deadline is a clear error naming it") {
     ProgramResult r = run_program(
         "STRATA_COLLECTIVE_TIMEOUT=1 MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh -x STRATA_COLLECTIVE_TIMEOUT "

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "framework/check.h"
+#include "framework/communicator.h"
 #include "framework/plugin.h"
 
 namespace strata::pspnet {
@@ -99,10 +100,11 @@ int run_program(int (*body)(int, char**), int argc, char** argv) {
     }
     try {
         return body(argc, argv);
-    } catch (const Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 1;
-    } catch (const std::exception& e) {
+    } catch (const std::exception& e) {  // strata::Error and the rest
+        // Under mpirun the other ranks may be waiting in a collective for this one: end them all, with one message
+        // naming this rank and the error (docs/distributed.md).
+        if (launched_by_mpirun() && world_communicator()->world_size() > 1)
+            world_communicator()->fail_all_ranks(e.what());
         std::cerr << "error: " << e.what() << "\n";
         return 1;
     }

@@ -169,6 +169,11 @@ std::vector<KeySpec> make_schema() {
                {"strata", "openblas"}),
         key(R, "profile", FIELD(profile), false,
             "print seconds and GFLOP/s per kernel and the share outside GEMM at exit"),
+        key(R, "sync_bn", FIELD(sync_bn), true,
+            "data parallel (mpirun): batch norm statistics of the global batch, over every rank"),
+        at_least(key(R, "collective_timeout", FIELD(collective_timeout), 0.0,
+                     "data parallel: seconds a collective waits for the other ranks (0 = STRATA_COLLECTIVE_TIMEOUT "
+                     "or 300)"), 0),
         non_empty(key(R, "run_dir", FIELD(run_dir), "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
         // ---- evaluation ----

@@ -77,13 +77,15 @@ struct RunConfig {
     TrainConfig train;
     EvalConfig eval;
     WeightsConfig weights;
-    // where and how the programs run (data-parallel training adds its rank and world size here)
+    // where and how the programs run (the ranks of data-parallel training come from mpirun, not from the config)
     std::string device, run_dir;           // device: cpu, cuda, cuda:N, auto
     int threads;                           // 0: all cores
     bool reproducible;                     // GEMMs on the fixed-order kernel
     std::string gemm;                      // the CPU GEMM: strata or openblas (framework/blas.h)
     bool profile;                          // time every kernel, report at exit (framework/profile.h)
     std::vector<std::string> plugins;      // shared objects to load before the model is built (docs/plugins.md)
+    bool sync_bn;                          // synchronized batch norm when there are several ranks
+    double collective_timeout;             // seconds; 0: the communicator's own deadline
 };
 
 // ---- the schema ----

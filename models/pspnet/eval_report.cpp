@@ -81,13 +81,16 @@ void EvalProgress::finish() {
     wrote_in_place = false;
 }
 
-nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose, Communicator* comm) {
     validate_config(c);  // a config edited in code gets the checks load_config gives a file
+    const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->world_size() : 1;
+    const bool writes = rank == 0;  // rank 0 alone writes and prints
+    verbose = verbose && writes;
     std::shared_ptr<Dataset> val = open_config_dataset(c, false);
     EvalOptions options = c.eval.protocol;
     options.device = model.parameters().front().device();
     EvalOutputPaths out = eval_output_paths(c);
-    if (c.eval.save_predictions > 0) fs::create_directories(out.predictions);
+    if (writes && c.eval.save_predictions > 0) fs::create_directories(out.predictions);
     std::vector<Rgb> palette = val->classes().colors;
     if (palette.empty()) palette = voc_palette();
     const std::vector<std::string>& names = c.data.class_names.empty() ? val->classes().names : c.data.class_names;
@@ -101,14 +104,16 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
     SegmentationMetrics m = evaluate_dataset(
         model, *val, options, max_images, c.data.ignore_label,
         [&](int64_t i, const Sample& s, const LabelMap& pred) {
-            if (i >= c.eval.save_predictions) return;
+            if (!writes || i >= c.eval.save_predictions) return;
             Image panel = prediction_panel(s.image, s.label, pred, palette);
             save_png((fs::path(out.predictions) / (s.name + ".png")).string(),
                      with_legend(panel, s.label, pred, names, palette, c.data.ignore_label));
         },
         [&](int64_t done, int64_t total) {
             if (verbose) progress(done, total);
-        });
+        },
+        rank, ranks);
+    if (ranks > 1) m.sum_over_ranks(*comm);
     progress.finish();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -124,7 +129,7 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
                 "the mIoU would be meaningless. Check label_dir, label_mapping and ignore_label, or evaluate more "
                 "images (max_eval_images)");
         result["warning"] = warning;
-        std::cerr << "warning: " << warning << "\n";
+        if (writes) std::cerr << "warning: " << warning << "\n";
     }
     result["split"] = val->description();
     result["protocol"] = eval_protocol_name(options);
@@ -133,6 +138,8 @@ nlohmann::json evaluate_run(PSPNet& model, const RunConfig& c, bool verbose) {
     result["flip"] = options.flip;
     result["images"] = images;
     result["seconds"] = seconds;
+    if (ranks > 1) result["ranks"] = ranks;
+    if (!writes) return result;
     fs::path json_path(out.json);
     if (json_path.has_parent_path()) fs::create_directories(json_path.parent_path());
     write_file_atomically(out.json, result.dump(2) + "\n");

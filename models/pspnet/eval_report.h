@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "framework/communicator.h"
 #include "models/pspnet/config.h"
 #include "models/pspnet/evaluate.h"
 #include "models/pspnet/pspnet.h"
@@ -40,7 +41,10 @@ EvalOutputPaths eval_output_paths(const RunConfig& config);
 // eval_output_paths(), prints the per-class table when verbose, and returns the result. When no label pixel of the
 // evaluated images is a class (all are ignore_label), it says so on stderr and in the result's "warning" instead
 // of presenting the meaningless mIoU.
-nlohmann::json evaluate_run(PSPNet& model, const RunConfig& config, bool verbose);
+// Data parallel (comm with several ranks): each rank evaluates its consecutive share of the images, the counts
+// are summed over the ranks, so the mIoU is exactly one process's; every rank returns the result and rank 0 alone
+// writes the JSON and its own share's panels and prints. Every rank must call it.
+nlohmann::json evaluate_run(PSPNet& model, const RunConfig& config, bool verbose, Communicator* comm = nullptr);
 
 // A trained model ready to predict, for the eval and infer programs: the config's threads, the model it describes
 // with weights= (default <run_dir>/model.safetensors) loaded strictly, on the config's device, in eval mode.

@@ -418,19 +418,23 @@ LabelMap argmax_labels(const Tensor& probabilities) {
 SegmentationMetrics evaluate_dataset(PSPNet& model, const Dataset& dataset, const EvalOptions& options,
                                      int64_t max_images, int ignore_label,
                                      const std::function<void(int64_t, const Sample&, const LabelMap&)>& on_prediction,
-                                     const std::function<void(int64_t, int64_t)>& progress) {
+                                     const std::function<void(int64_t, int64_t)>& progress, int shard,
+                                     int shards) {
+    STRATA_CHECK(shards >= 1 && shard >= 0 && shard < shards, "evaluate: shard ", shard, " of ", shards,
+                 " does not exist");
     STRATA_CHECK(dataset.has_labels(), "evaluate: ", dataset.description(), " has no labels to evaluate against");
     check_eval_options(options, model.config().backbone.output_stride);  // once, before the first image
     bool was_training = model.is_training();
     model.eval();
     SegmentationMetrics metrics(model.config().classes, ignore_label);
     int64_t n = max_images > 0 ? std::min(max_images, dataset.size()) : dataset.size();
-    for (int64_t i = 0; i < n; ++i) {
+    const int64_t begin = shard * n / shards, end = (shard + 1) * n / shards;
+    for (int64_t i = begin; i < end; ++i) {
         Sample s = dataset.get(i);
         LabelMap pred = predict_labels_of(model, s.image, options, s.name);
         metrics.add(pred.data.data(), s.label.data.data(), int64_t(pred.data.size()));
         if (on_prediction) on_prediction(i, s, pred);
-        if (progress) progress(i + 1, n);
+        if (progress) progress(i + 1 - begin, end - begin);
     }
     model.train(was_training);
     return metrics;

@@ -98,10 +98,14 @@ LabelMap argmax_labels(const Tensor& probabilities);
 
 // Runs the model over a dataset (the first max_images, 0 = all) and accumulates the metrics. on_prediction, if
 // given, sees each sample with its prediction (for writing pictures). progress, if given, is called per image.
+// Data parallel: with shards > 1 only part `shard` of the images is evaluated, consecutive images
+// [shard * n / shards, (shard + 1) * n / shards), so the shards together hold each image once (sum the metrics with
+// SegmentationMetrics::sum_over_ranks); on_prediction gets the image's index in the whole set.
 SegmentationMetrics evaluate_dataset(PSPNet& model, const Dataset& dataset, const EvalOptions& options,
                                      int64_t max_images, int ignore_label,
                                      const std::function<void(int64_t, const Sample&, const LabelMap&)>& on_prediction,
-                                     const std::function<void(int64_t, int64_t)>& progress = nullptr);
+                                     const std::function<void(int64_t, int64_t)>& progress = nullptr, int shard = 0,
+                                     int shards = 1);
 
 // input | label | prediction side by side, label and prediction colourised with `palette` (255 shown as white).
 Image prediction_panel(const Image& image, const LabelMap& label, const LabelMap& prediction,

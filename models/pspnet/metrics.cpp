@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "framework/check.h"
+#include "framework/communicator.h"
 
 namespace strata::pspnet {
 
@@ -26,6 +27,20 @@ void SegmentationMetrics::add(const int32_t* pred, const int32_t* label, int64_t
         predicted_[size_t(p)]++;
         if (l == p) intersection_[size_t(l)]++;
     }
+    for (int64_t c = 0; c < classes_; ++c)
+        union_count_[size_t(c)] = predicted_[size_t(c)] + target_[size_t(c)] - intersection_[size_t(c)];
+}
+
+void SegmentationMetrics::sum_over_ranks(Communicator& comm) {
+    std::vector<std::vector<int64_t>*> counts = {&intersection_, &target_, &predicted_, &confusion_};
+    std::vector<int64_t> packed;
+    for (const auto* v : counts) packed.insert(packed.end(), v->begin(), v->end());
+    Tensor t = from_vector_i64(packed, {int64_t(packed.size())});
+    all_reduce_sum(comm, t);
+    packed = t.to_vector_i64();
+    size_t k = 0;
+    for (auto* v : counts)
+        for (int64_t& x : *v) x = packed[k++];
     for (int64_t c = 0; c < classes_; ++c)
         union_count_[size_t(c)] = predicted_[size_t(c)] + target_[size_t(c)] - intersection_[size_t(c)];
 }

@@ -17,6 +17,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace strata {
+class Communicator;
+}
+
 namespace strata::pspnet {
 
 struct SegmentationMetrics {
@@ -25,6 +29,11 @@ struct SegmentationMetrics {
     // Adds one batch: pred and label hold n class indices each (label may contain the ignore label). A prediction
     // outside [0, classes) is an error; a label outside [0, classes) that is not the ignore label too.
     void add(const int32_t* pred, const int32_t* label, int64_t n);
+
+    // Data-parallel evaluation: replaces the counts by their sums over the ranks (intersection, union, target,
+    // predictions, confusion; one all_reduce of integers), so that each rank's metrics are those of every rank's
+    // images together, exactly as one process would count them. Every rank must call it.
+    void sum_over_ranks(Communicator& comm);
 
     int64_t classes() const { return classes_; }
     std::vector<double> iou() const;

@@ -8,13 +8,22 @@
 // finishes the step, saves a checkpoint and returns. A resumed run continues from the newest checkpoint with the
 // losses of an uninterrupted one. The run folder is locked meanwhile (run_folder.h). At the end the weights go to
 // <run_dir>/model.safetensors and the model is evaluated.
+//
+// Data parallel (started by mpirun, docs/distributed.md): batch_size is the global batch, split evenly over the
+// ranks; every rank checks that it built rank 0's model and takes rank 0's weights (and, on resume, its checkpoint);
+// each loads its own part of every global batch; batch norm is synchronized (sync_bn); each rank's loss is weighted
+// so that the averaged gradient is exactly the gradient of the global batch's loss; the gradients are averaged in
+// buckets after the backward; validation is sharded and its counts summed. Rank 0 alone writes the run folder.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "framework/communicator.h"
 #include "models/pspnet/config.h"
 
 namespace strata::pspnet {
@@ -25,6 +34,10 @@ struct TrainOptions {
     bool evaluate = true;       // evaluate on the validation split at the end
     bool verbose = true;        // progress on stderr
     bool reset_optimizer = false;  // resume with zero momentum instead of the checkpoint's optimizer state
+    // The ranks of data-parallel training; null: world_communicator() (mpirun's ranks, else one process).
+    std::shared_ptr<Communicator> comm = nullptr;
+    // Called before each step with the number of steps done (tests inject failures with it).
+    std::function<void(int64_t)> before_step = nullptr;
 };
 
 struct TrainResult {

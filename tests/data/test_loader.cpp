@@ -152,3 +152,36 @@ TEST_CASE("loader: a worker's error reaches next(), and the loader shuts down cl
                     LoaderConfig{.batch_size = 8, .workers = 3, .prefetch = 6});
     }
 }
+
+TEST_CASE("loader: the shards of a global batch are the one-process batch split in order, for every world size") {
+    ContextScenesConfig scenes;
+    scenes.train_count = 12;
+    auto ds = open_context_scenes(scenes, "train");
+    TransformConfig t = train_transforms(33, 33);
+    Loader whole(ds, t, LoaderConfig{.batch_size = 4, .seed = 9, .workers = 0});
+    std::vector<Batch> reference;
+    for (int i = 0; i < 4; ++i) reference.push_back(whole.next());  // 3 per epoch: crosses into epoch 1
+    for (int shards : {2, 4}) {
+        const int64_t per = 4 / shards;
+        for (int shard = 0; shard < shards; ++shard) {
+            Loader part(ds, t, LoaderConfig{.batch_size = 4, .seed = 9, .workers = 1, .start_step = 1,
+                                            .shard = shard, .shards = shards});
+            CHECK(part.batches_per_epoch() == 3);
+            for (int step = 1; step < 4; ++step) {
+                Batch b = part.next(), &r = reference[size_t(step)];
+                CAPTURE(shards);
+                CAPTURE(shard);
+                CAPTURE(step);
+                CHECK(b.step == step);
+                CHECK(b.indices == std::vector<int64_t>(r.indices.begin() + shard * per,
+                                                        r.indices.begin() + (shard + 1) * per));
+                CHECK(b.images.to_vector() == r.images.narrow(0, shard * per, per).to_vector());
+                CHECK(b.labels.to_vector_i64() == r.labels.narrow(0, shard * per, per).to_vector_i64());
+            }
+        }
+    }
+    CHECK_THROWS_WITH_AS(Loader(ds, t, LoaderConfig{.batch_size = 4, .shard = 0, .shards = 3}),
+                         doctest::Contains("global batch_size 4 must split evenly over 3 shards"), Error);
+    CHECK_THROWS_WITH_AS(Loader(ds, t, LoaderConfig{.batch_size = 4, .shard = 2, .shards = 2}),
+                         doctest::Contains("shard 2 of 2 does not exist"), Error);
+}

@@ -3,7 +3,8 @@
 # tests/mpi/mpirun2.sh (a timeout, root allowed, oversubscribed, shared memory only).
 #
 #   $(BUILD)/tests/strata_mpi_tests       doctest program of tests/mpi/test_*.cpp (the communicator, synchronized
-#                                         batch norm); its own main prints one "N passed, M failed" for both ranks
+#                                         batch norm, the data-parallel helpers and trainer); its own main prints one
+#                                         "N passed, M failed" for both ranks
 #   $(BUILD)/tests/strata_mpi_tests_np2   the script `make test` runs: the program above on 2 ranks
 #   $(BUILD)/tests/mpi_scenarios          failure scenarios, started on 2 ranks by tests/test_distributed.cpp (part
 #                                         of strata_tests, which therefore needs it built)

@@ -4,18 +4,42 @@
 //             with one message naming rank 1 and the error
 //   deadline  rank 1 joins the first all-reduce 20 s late; rank 0's deadline (STRATA_COLLECTIVE_TIMEOUT, set by the
 //             test) expires first: a clear error naming the collective and its sequence number
+//   train_throw <run_dir>
+//             data-parallel training of the tiny PSPNet where rank 1 throws before step 3, run as the train program
+//             runs (pspnet::run_program catches the error): every rank must exit non-zero soon, naming rank 1
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "framework/check.h"
 #include "framework/communicator.h"
+#include "models/pspnet/cli.h"
+#include "tests/models/tiny_model.h"
 
 using namespace strata;
 
+namespace {
+
+int train_throw(int argc, char** argv) {
+    pspnet::RunConfig c = testing::tiny_run(argc > 2 ? argv[2] : "build/test_runs/mpi_throw",
+                                            {"batch_size=2", "iterations=5"});
+    pspnet::TrainOptions o = testing::quiet();
+    o.before_step = [](int64_t done) {
+        if (done == 2 && world_communicator()->rank() == 1) STRATA_FAIL("bad data at step 3");
+    };
+    pspnet::train(c, o);
+    std::printf("rank %d finished\n", world_communicator()->rank());
+    return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     std::string scenario = argc > 1 ? argv[1] : "";
+    // before any communicator exists: run_program may restart the process (cli.cpp)
+    if (scenario == "train_throw") return pspnet::run_program(train_throw, argc, argv);
     auto comm = world_communicator();
     Tensor t = ones({4});
     if (scenario == "throw") {
@@ -27,7 +51,7 @@ int main(int argc, char** argv) {
         if (comm->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(20));
         all_reduce_sum(*comm, t);
     } else {
-        std::fprintf(stderr, "usage: mpi_scenarios throw|deadline\n");
+        std::fprintf(stderr, "usage: mpi_scenarios throw|deadline|train_throw <run_dir>\n");
         return 2;
     }
     std::printf("rank %d finished\n", comm->rank());
