@@ -12,14 +12,14 @@
 // (GradientBucketer with buckets of 25 MiB, the trainer's, or 4 MiB: each bucket's all-reduce launched during the
 // backward when its gradients are final; finish() after the backward waits for what is left). psp18w32's 17 MB of
 // gradients are one 25 MiB bucket, final only at the end of the backward, so there only the packing moves into the
-// backward; 4 MiB buckets let the all-reduces overlap. Per step, on rank 0: "collectives in fwd/bwd" is the time inside the communicator during
-// forward and backward (synchronized batch norm's exchanges and waiting there for the other rank, plus starting and
-// testing the buckets when overlapped); "waiting" is a barrier after the backward (how much later the other rank
-// finished it); "grad averaging" is the gradient averaging that is left after that barrier: average_gradients
-// itself (all-reduces and packing through host memory), or finish() (the communication not hidden by the
-// backward, and unpacking). "after" minus "overlap" in that column is the communication the overlap hid. Each
-// figure is the median of the timed steps after one warm-up step; the ranks start each step together (a barrier,
-// not counted). OpenMP waits passively, as in the programs. --quick runs the small model only.
+// backward; 4 MiB buckets let the all-reduces overlap. Per step, on rank 0: "collectives in fwd/bwd" is the time
+// inside the communicator during forward and backward (synchronized batch norm's exchanges and waiting there for
+// the other rank, plus starting and testing the buckets when overlapped); "waiting" is a barrier after the backward
+// (how much later the other rank finished it); "grad averaging" is the gradient averaging that is left after that
+// barrier: average_gradients itself (all-reduces and packing through host memory), or finish() (the communication
+// not hidden by the backward, and unpacking). "after" minus "overlap" in that column is the communication the
+// overlap hid. Each figure is the median of the timed steps after one warm-up step; the ranks start each step
+// together (a barrier, not counted). OpenMP waits passively, as in the programs. --quick runs the small model only.
 #include <unistd.h>
 
 #include <algorithm>
