@@ -129,7 +129,13 @@ GradientBucketer::GradientBucketer(Communicator& comm, std::vector<Tensor> param
     });
 }
 
-GradientBucketer::~GradientBucketer() = default;
+GradientBucketer::~GradientBucketer() {
+    // Destroyed with buckets in flight (the backward threw: the job is ending): the transport may still write into
+    // their buffers, so they are kept alive until the process exits.
+    static std::vector<Tensor> in_flight_at_exit;
+    for (Bucket& b : buckets_)
+        if (b.request.pending()) in_flight_at_exit.push_back(b.buffer);
+}
 
 std::vector<std::vector<int>> GradientBucketer::bucket_parameters() const {
     std::vector<std::vector<int>> out;
