@@ -6,13 +6,20 @@
 // Started without mpirun it measures 1 rank (the threads of STRATA_NUM_THREADS, all cores by default) in this
 // process, then starts itself on 2 ranks of 1 thread through mpirun (the flags of tests/mpi/mpirun2.sh) and prints
 // their figures. A step is the trainer's: forward with the aux head, CE + 0.4 CE_aux, backward, the gradients
-// averaged over the ranks in 25 MiB buckets after the backward (average_gradients), SGD; on 2 ranks every batch
-// norm is synchronized and each rank has half of the global batch. Per step, on rank 0: "BN exchanges" is the time
-// inside batch norm's collectives during forward and backward (the statistics, and waiting there for the other
-// rank); "waiting" is a barrier before the gradient averaging (how much later the other rank finished its
-// backward); "grad averaging" is average_gradients itself (the all-reduces and packing the gradients through host
-// memory). Each figure is the median of the timed steps after one warm-up step; the ranks start each step together
-// (a barrier, not counted). OpenMP waits passively, as in the programs. --quick runs the small model only.
+// averaged over the ranks in 25 MiB buckets, SGD; on 2 ranks every batch norm is synchronized and each rank has
+// half of the global batch. The 2 ranks run each case three times: "after", the gradients averaged after the
+// backward (average_gradients: every all-reduce exposed), and "overlap 25M" / "overlap 4M", as the trainer does it
+// (GradientBucketer with buckets of 25 MiB, the trainer's, or 4 MiB: each bucket's all-reduce launched during the
+// backward when its gradients are final; finish() after the backward waits for what is left). psp18w32's 17 MB of
+// gradients are one 25 MiB bucket, final only at the end of the backward, so there only the packing moves into the
+// backward; 4 MiB buckets let the all-reduces overlap. Per step, on rank 0: "collectives in fwd/bwd" is the time
+// inside the communicator during forward and backward (synchronized batch norm's exchanges and waiting there for
+// the other rank, plus starting and testing the buckets when overlapped); "waiting" is a barrier after the backward
+// (how much later the other rank finished it); "grad averaging" is the gradient averaging that is left after that
+// barrier: average_gradients itself (all-reduces and packing through host memory), or finish() (the communication
+// not hidden by the backward, and unpacking). "after" minus "overlap" in that column is the communication the
+// overlap hid. Each figure is the median of the timed steps after one warm-up step; the ranks start each step
+// together (a barrier, not counted). OpenMP waits passively, as in the programs. --quick runs the small model only.
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,9 +28,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "framework/check.h"
 #include "framework/communicator.h"
 #include "framework/data_parallel.h"
 #include "framework/optimizer.h"
@@ -61,7 +70,9 @@ struct Timing {
     double step = 0, bn = 0, waiting = 0, gradients = 0;  // seconds per step (medians)
 };
 
-Timing run(const Case& c, const std::shared_ptr<Communicator>& comm) {
+// bucket_mib 0: average_gradients after the backward; else a GradientBucketer of buckets of that size.
+Timing run(const Case& c, const std::shared_ptr<Communicator>& comm, int64_t bucket_mib) {
+    const bool overlap = bucket_mib > 0;
     const int world = comm->world_size();
     const int64_t batch = c.global_batch / world;
     manual_seed(0);
@@ -87,11 +98,14 @@ Timing run(const Case& c, const std::shared_ptr<Communicator>& comm) {
         PSPNetOutput out = model.forward_all(x);
         Tensor loss = cross_entropy(out.logits, labels) + cross_entropy(out.aux_logits, labels) * 0.4f;
         opt.zero_grad();
+        std::unique_ptr<GradientBucketer> buckets;
+        if (overlap) buckets = std::make_unique<GradientBucketer>(*comm, model.parameters(), bucket_mib << 20);
         loss.backward();
         double c1 = comm->seconds_in_collectives(), w0 = now();
         comm->barrier();
         double g0 = now();
-        average_gradients(*comm, model.parameters());
+        if (overlap) buckets->finish();
+        else average_gradients(*comm, model.parameters());
         double g1 = now();
         opt.step();
         if (s == 0) continue;  // the warm-up step: the allocator's cache and OpenBLAS
@@ -110,13 +124,13 @@ std::vector<Case> cases(bool quick) {
 }
 
 void print_header() {
-    std::printf("%-22s %-12s %8s %9s %13s %9s %15s\n", "case", "ranks x thr", "s/step", "images/s", "BN exchanges",
-                "waiting", "grad averaging");
+    std::printf("%-22s %-18s %8s %9s %23s %9s %15s\n", "case", "ranks x thr", "s/step", "images/s",
+                "collectives in fwd/bwd", "waiting", "grad averaging");
 }
 
-void print_row(const Case& c, int ranks, int threads, const Timing& t) {
-    std::printf("%-22s %-12s %8.3f %9.2f %11.3f s %7.3f s %13.3f s\n", c.name,
-                (std::to_string(ranks) + " x " + std::to_string(threads)).c_str(), t.step,
+void print_row(const Case& c, int ranks, int threads, const char* mode, const Timing& t) {
+    std::printf("%-22s %-18s %8.3f %9.2f %21.3f s %7.3f s %13.3f s\n", c.name,
+                (std::to_string(ranks) + " x " + std::to_string(threads) + " " + mode).c_str(), t.step,
                 double(c.global_batch) / t.step, t.bn, t.waiting, t.gradients);
     std::fflush(stdout);
 }
@@ -134,15 +148,18 @@ int main(int argc, char** argv) {
     std::shared_ptr<Communicator> comm = world_communicator();
     if (comm->world_size() > 1) {  // started by the run below: each case on every rank, rank 0 reports
         for (const Case& c : cases(quick)) {
-            Timing t = run(c, comm);
-            if (comm->rank() == 0) print_row(c, comm->world_size(), num_threads(), t);
+            for (int64_t bucket_mib : {0, 25, 4}) {
+                Timing t = run(c, comm, bucket_mib);
+                std::string mode = bucket_mib == 0 ? "after" : str("overlap ", bucket_mib, "M");
+                if (comm->rank() == 0) print_row(c, comm->world_size(), num_threads(), mode.c_str(), t);
+            }
         }
         return 0;
     }
     std::printf("data-parallel training: the same global batch on 1 rank x %d threads and on 2 ranks x 1 thread\n",
                 num_threads());
     print_header();
-    for (const Case& c : cases(quick)) print_row(c, 1, num_threads(), run(c, comm));
+    for (const Case& c : cases(quick)) print_row(c, 1, num_threads(), "", run(c, comm, 0));
     // 2 ranks of 1 thread: this program again, under mpirun
     std::string command = "mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 --mca btl self,vader "
                           "--mca btl_vader_single_copy_mechanism none -x STRATA_NUM_THREADS=1 -x OMP_NUM_THREADS=1 " +

@@ -13,6 +13,7 @@ namespace strata {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local GradReadyHook g_grad_ready_hook;
 uint64_t g_next_sequence = 0;
 }  // namespace
 
@@ -20,6 +21,11 @@ bool grad_enabled() { return g_grad_enabled; }
 
 NoGradGuard::NoGradGuard() : previous(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = previous; }
+
+GradReadyHookGuard::GradReadyHookGuard(GradReadyHook hook) : previous(std::move(g_grad_ready_hook)) {
+    g_grad_ready_hook = std::move(hook);
+}
+GradReadyHookGuard::~GradReadyHookGuard() { g_grad_ready_hook = std::move(previous); }
 
 bool any_requires_grad(const std::vector<Tensor>& inputs) {
     if (!g_grad_enabled) return false;
@@ -101,10 +107,14 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
 
     if (!root.grad_fn()) {  // backward on a leaf: its gradient is the seed
         accumulate_into_leaf(root.impl(), grad);
+        if (g_grad_ready_hook) g_grad_ready_hook(root);
         return;
     }
 
-    // 1. Find every node reachable from the root and count, for each, how many edges point at it.
+    // 1. Find every node reachable from the root and count, for each, how many edges point at it; with a
+    //    gradient-ready hook, also how many edges point at each leaf.
+    const GradReadyHook& hook = g_grad_ready_hook;
+    std::unordered_map<TensorImpl*, int> leaf_edges;
     std::unordered_map<Node*, int> dependencies;
     std::vector<Node*> stack = {root.grad_fn().get()};
     dependencies[root.grad_fn().get()] = 0;
@@ -112,6 +122,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
         Node* n = stack.back();
         stack.pop_back();
         for (const Edge& e : n->inputs) {
+            if (hook && e.leaf) ++leaf_edges[e.leaf.get()];
             if (!e.fn) continue;
             auto it = dependencies.find(e.fn.get());
             if (it == dependencies.end()) {
@@ -166,9 +177,12 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                     if (!pending[next].defined()) pending[next] = zeros(next->out_shape, DType::F32, grad.device());
                     ready.push(next);
                 }
-            } else if (grads[i].defined()) {
-                check_gradient(*node, i, grads[i]);
-                accumulate_into_leaf(e.leaf.get(), grads[i]);
+            } else {
+                if (grads[i].defined()) {
+                    check_gradient(*node, i, grads[i]);
+                    accumulate_into_leaf(e.leaf.get(), grads[i]);
+                }
+                if (hook && --leaf_edges[e.leaf.get()] == 0) hook(Tensor(e.leaf));
             }
         }
     }

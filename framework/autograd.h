@@ -70,6 +70,22 @@ void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, Ba
 // The engine behind Tensor::backward().
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 
+// The gradient-ready hook, for overlapping work with the rest of a backward (data-parallel training launches each
+// bucket's all-reduce from it: framework/data_parallel.h). During a backward on this thread the hook is called once
+// per leaf reached by the graph, as soon as the leaf's gradient is final in this backward: after the last node that
+// delivers a gradient to it has run, so a leaf used twice is called once, after both contributions are summed into
+// .grad. The leaf's .grad may be undefined there (every consumer returned "no gradient"). Leaves the graph does not
+// reach are never called. The engine counts the edges into each leaf only while a hook is installed: no cost
+// otherwise. A guard installs a hook for its scope and restores the previous one.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+struct GradReadyHookGuard {
+    explicit GradReadyHookGuard(GradReadyHook hook);
+    ~GradReadyHookGuard();
+    GradReadyHookGuard(const GradReadyHookGuard&) = delete;
+    GradReadyHookGuard& operator=(const GradReadyHookGuard&) = delete;
+    GradReadyHook previous;
+};
+
 // A readable listing of the graph behind `t`, one node per line (for debugging and teaching).
 std::string print_graph(const Tensor& t);
 

@@ -124,6 +124,41 @@ void Communicator::barrier() {
     if (world_size() > 1) do_barrier();
 }
 
+CollectiveRequest Communicator::all_reduce_sum_start(void* data, int64_t count, CommType type, Device device) {
+    ScopeTimer timer(seconds_);
+    begin("all_reduce", count, type, 0);
+    CollectiveRequest request;
+    request.op = current_op_;
+    request.bytes = count * int64_t(comm_type_size(type));
+    request.started = std::chrono::steady_clock::now();
+    if (world_size() > 1 && count > 0) request.handle = do_all_reduce_sum_start(data, count, type, device);
+    return request;
+}
+
+bool Communicator::test(CollectiveRequest& request) {
+    if (!request.pending()) return true;
+    ScopeTimer timer(seconds_);
+    if (do_test(request.handle)) request.handle = -1;
+    return !request.pending();
+}
+
+void Communicator::wait(CollectiveRequest& request) {
+    if (!request.pending()) return;
+    ScopeTimer timer(seconds_);
+    do_wait(request, request.started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                           std::chrono::duration<double>(options_.timeout_seconds)));
+    request.handle = -1;
+}
+
+int64_t Communicator::do_all_reduce_sum_start(void* data, int64_t count, CommType type, Device device) {
+    do_all_reduce_sum(data, count, type, device);
+    return -1;
+}
+
+bool Communicator::do_test(int64_t) { return true; }
+
+void Communicator::do_wait(const CollectiveRequest&, std::chrono::steady_clock::time_point) {}
+
 void Communicator::fail_all_ranks(const std::string& message) {
     std::fprintf(stderr, "strata: rank %d of %d failed: %s\n", rank(), world_size(), message.c_str());
     std::fflush(stderr);

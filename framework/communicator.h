@@ -19,6 +19,7 @@
 //     cause, then every rank exits non-zero). The MPI backend also routes uncaught exceptions there.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,6 +35,16 @@ namespace strata {
 enum class CommType { F32, F64, I64 };
 size_t comm_type_size(CommType type);
 const char* comm_type_name(CommType type);
+
+// A non-blocking collective in flight (Communicator::all_reduce_sum_start). Its buffer must stay alive and untouched
+// until wait() returns.
+struct CollectiveRequest {
+    int64_t handle = -1;  // the backend's; -1 once complete (or never started)
+    std::string op;       // "all_reduce #12 (340 F32 values)", for errors
+    int64_t bytes = 0;
+    std::chrono::steady_clock::time_point started;  // the deadline counts from here
+    bool pending() const { return handle >= 0; }
+};
 
 class Communicator {
 public:
@@ -64,6 +75,17 @@ public:
     void broadcast(void* data, int64_t count, CommType type, Device device, int root);
     void barrier();
 
+    // The non-blocking all_reduce_sum: starts it and returns at once; the result is in `data` after wait(). It takes
+    // its sequence number (and the order check) when it starts, so every rank must start it at the same point of its
+    // sequence of collectives; other collectives may run while it is in flight (MPI allows several outstanding
+    // collectives as long as every rank issues them in the same order). test() advances it and says whether it is
+    // complete (some transports, Open MPI's among them, progress a collective only inside MPI calls); wait() blocks
+    // until it completes, or throws past the deadline counted from its start, with the same error as the blocking
+    // form. One rank: complete at once.
+    CollectiveRequest all_reduce_sum_start(void* data, int64_t count, CommType type, Device device);
+    bool test(CollectiveRequest& request);
+    void wait(CollectiveRequest& request);
+
     // Ends the job: prints "strata: rank R of W failed: <message>" to stderr once, then makes every rank exit with
     // a non-zero code (MPI_Abort under MPI; exit() in a single process). Never returns.
     [[noreturn]] virtual void fail_all_ranks(const std::string& message);
@@ -83,6 +105,11 @@ protected:
     virtual void do_all_gather(void* recv, const void* send, int64_t count, CommType type, Device device) = 0;
     virtual void do_broadcast(void* data, int64_t count, CommType type, Device device, int root) = 0;
     virtual void do_barrier() = 0;
+    // The non-blocking all_reduce: returns a handle >= 0 for do_test/do_wait, or -1 when it completed already. The
+    // default runs the blocking form. do_wait throws past `deadline` an error naming request.op.
+    virtual int64_t do_all_reduce_sum_start(void* data, int64_t count, CommType type, Device device);
+    virtual bool do_test(int64_t handle);
+    virtual void do_wait(const CollectiveRequest& request, std::chrono::steady_clock::time_point deadline);
     // "all_reduce #12 (340 F32 values)": the collective in progress, for error messages.
     const std::string& current_op() const { return current_op_; }
 

@@ -2,6 +2,7 @@
 #include "framework/data_parallel.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "framework/check.h"
@@ -98,51 +99,109 @@ void broadcast_state(Communicator& comm, Module& model, int root) {
     }
 }
 
+GradientBucketer::GradientBucketer(Communicator& comm, std::vector<Tensor> parameters, int64_t bucket_bytes)
+    : comm_(comm), parameters_(std::move(parameters)) {
+    STRATA_CHECK(bucket_bytes > 0, "GradientBucketer: bucket_bytes must be > 0, got ", bucket_bytes);
+    if (comm_.world_size() == 1) return;
+    const int n = int(parameters_.size());
+    bucket_of_.assign(size_t(n), 0);
+    slot_of_.assign(size_t(n), 0);
+    ready_.assign(size_t(n), false);
+    for (int i = n - 1; i >= 0; --i) {
+        const Tensor& p = parameters_[size_t(i)];
+        STRATA_CHECK(p.dtype() == DType::F32, "GradientBucketer: parameter ", i, " is ", dtype_name(p.dtype()),
+                     "; gradients are averaged as F32");
+        STRATA_CHECK(index_.emplace(p.impl(), i).second, "GradientBucketer: parameter ", i,
+                     " is in the list twice; pass each parameter once");
+        if (buckets_.empty() || (buckets_.back().elements + p.numel()) * 4 > bucket_bytes)
+            buckets_.emplace_back();
+        Bucket& b = buckets_.back();
+        bucket_of_[size_t(i)] = int(buckets_.size() - 1);
+        slot_of_[size_t(i)] = int(b.parameters.size());
+        b.parameters.push_back(i);
+        b.offsets.push_back(b.elements);
+        b.elements += p.numel();
+    }
+    for (Bucket& b : buckets_) b.buffer = zeros({b.elements + int64_t(b.parameters.size())});
+    hook_ = std::make_unique<GradReadyHookGuard>([this](const Tensor& leaf) {
+        auto it = index_.find(leaf.impl());
+        if (it != index_.end() && !finished_) on_ready(it->second);
+    });
+}
+
+GradientBucketer::~GradientBucketer() {
+    // Destroyed with buckets in flight (the backward threw: the job is ending): the transport may still write into
+    // their buffers, so they are kept alive until the process exits.
+    static std::vector<Tensor> in_flight_at_exit;
+    for (Bucket& b : buckets_)
+        if (b.request.pending()) in_flight_at_exit.push_back(b.buffer);
+}
+
+std::vector<std::vector<int>> GradientBucketer::bucket_parameters() const {
+    std::vector<std::vector<int>> out;
+    for (const Bucket& b : buckets_) out.push_back(b.parameters);
+    return out;
+}
+
+void GradientBucketer::on_ready(int parameter) {
+    if (ready_[size_t(parameter)]) return;
+    ready_[size_t(parameter)] = true;
+    ++num_ready_;
+    Bucket& b = buckets_[size_t(bucket_of_[size_t(parameter)])];
+    const int slot = slot_of_[size_t(parameter)];
+    float* data = b.buffer.f32();
+    const Tensor& p = parameters_[size_t(parameter)];
+    Tensor g = p.grad();
+    if (g.defined()) {
+        Tensor host = g.contiguous().to(kCPU);
+        std::copy(host.f32(), host.f32() + p.numel(), data + b.offsets[size_t(slot)]);
+        data[b.elements + slot] = 1.0f;
+    }
+    ++b.ready;
+    launch_ready_buckets();
+    // the buckets in flight advance only inside the transport's calls
+    for (size_t k = 0; k < next_launch_; ++k) comm_.test(buckets_[k].request);
+}
+
+void GradientBucketer::launch_ready_buckets() {
+    while (next_launch_ < buckets_.size() &&
+           buckets_[next_launch_].ready == int(buckets_[next_launch_].parameters.size())) {
+        Bucket& b = buckets_[next_launch_++];
+        ready_at_launch_.push_back(num_ready_);
+        if (!finished_) ++launched_in_backward_;
+        b.request = comm_.all_reduce_sum_start(b.buffer.raw(), b.buffer.numel(), CommType::F32, kCPU);
+    }
+}
+
+void GradientBucketer::finish() {
+    STRATA_CHECK(!finished_, "GradientBucketer: finish() called twice; make one bucketer per backward");
+    finished_ = true;
+    hook_.reset();
+    if (comm_.world_size() == 1) return;
+    for (int i = 0; i < int(parameters_.size()); ++i) on_ready(i);  // the ones the backward did not reach: zeros
+    const auto start = std::chrono::steady_clock::now();
+    for (Bucket& b : buckets_) comm_.wait(b.request);
+    seconds_waiting_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const float scale = 1.0f / float(comm_.world_size());
+    for (Bucket& b : buckets_) {
+        const float* data = b.buffer.f32();
+        for (size_t j = 0; j < b.parameters.size(); ++j) {
+            if (data[b.elements + int64_t(j)] == 0) continue;  // no rank had a gradient
+            const Tensor& p = parameters_[size_t(b.parameters[j])];
+            std::vector<float> values(data + b.offsets[j], data + b.offsets[j] + p.numel());
+            for (float& v : values) v *= scale;
+            Tensor mean = from_vector(values, p.shape(), p.device());
+            Tensor g = p.grad();
+            if (g.defined()) g.copy_(mean);
+            else Tensor(p).set_grad(mean);
+        }
+    }
+}
+
 void average_gradients(Communicator& comm, const std::vector<Tensor>& parameters, int64_t bucket_bytes) {
     STRATA_CHECK(bucket_bytes > 0, "average_gradients: bucket_bytes must be > 0, got ", bucket_bytes);
-    if (comm.world_size() == 1) return;
-    const float scale = 1.0f / float(comm.world_size());
-    // Buckets of consecutive parameters; each bucket is one host buffer of [gradients..., one flag per parameter
-    // (1 where this rank has a gradient)].
-    size_t begin = 0;
-    while (begin < parameters.size()) {
-        size_t end = begin;
-        int64_t elements = 0;
-        do {
-            elements += parameters[end].numel();
-            ++end;
-        } while (end < parameters.size() && (elements + parameters[end].numel()) * 4 <= bucket_bytes);
-        const int64_t flags = int64_t(end - begin);
-        Tensor bucket = zeros({elements + flags});
-        float* data = bucket.f32();
-        int64_t offset = 0;
-        for (size_t i = begin; i < end; ++i) {
-            const Tensor& p = parameters[i];
-            Tensor g = p.grad();
-            if (g.defined()) {
-                std::vector<float> values = g.to_vector();
-                std::copy(values.begin(), values.end(), data + offset);
-                data[elements + int64_t(i - begin)] = 1.0f;
-            }
-            offset += p.numel();
-        }
-        all_reduce_sum(comm, bucket);
-        offset = 0;
-        for (size_t i = begin; i < end; ++i) {
-            const Tensor& p = parameters[i];
-            const int64_t n = p.numel();
-            if (data[elements + int64_t(i - begin)] > 0) {
-                std::vector<float> values(data + offset, data + offset + n);
-                for (float& v : values) v *= scale;
-                Tensor mean = from_vector(values, p.shape(), p.device());
-                Tensor g = p.grad();
-                if (g.defined()) g.copy_(mean);
-                else Tensor(p).set_grad(mean);
-            }
-            offset += n;
-        }
-        begin = end;
-    }
+    GradientBucketer buckets(comm, parameters, bucket_bytes);
+    buckets.finish();
 }
 
 }  // namespace strata

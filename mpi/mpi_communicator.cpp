@@ -12,6 +12,9 @@
 // request cannot be cancelled, so the job is over: the exception reaches the terminate handler below, or the
 // program's own handler calls fail_all_ranks.
 //
+// The non-blocking all_reduce (all_reduce_sum_start) keeps its MPI_Request under a handle until test() sees it
+// complete or wait() polls it as above, with the deadline counted from its start.
+//
 // Failures: fail_all_ranks prints one line naming the rank and the cause and calls MPI_Abort, which makes mpirun
 // kill every rank (they exit non-zero). The communicator installs a std::terminate handler that does the same for
 // an exception nobody caught, so a rank that throws never leaves the others waiting in a collective.
@@ -25,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <thread>
 
 #include "framework/check.h"
@@ -133,6 +137,31 @@ protected:
         check(MPI_Ibarrier(MPI_COMM_WORLD, &request));
         wait(request, 0);
     }
+    int64_t do_all_reduce_sum_start(void* data, int64_t count, CommType type, Device device) override {
+        check_host(device);
+        MPI_Request request;
+        check(MPI_Iallreduce(MPI_IN_PLACE, data, mpi_count(count), mpi_type(type), MPI_SUM, MPI_COMM_WORLD,
+                             &request));
+        const int64_t handle = next_handle_++;
+        requests_[handle] = request;
+        return handle;
+    }
+    bool do_test(int64_t handle) override {
+        auto it = requests_.find(handle);
+        STRATA_CHECK(it != requests_.end(), "communicator mpi: unknown request ", handle);
+        int done = 0;
+        int rc = MPI_Test(&it->second, &done, MPI_STATUS_IGNORE);
+        STRATA_CHECK(rc == MPI_SUCCESS, "communicator mpi: rank ", rank_, ": testing a collective failed: ",
+                     mpi_error_string(rc));
+        if (done) requests_.erase(it);
+        return done != 0;
+    }
+    void do_wait(const CollectiveRequest& request, std::chrono::steady_clock::time_point deadline) override {
+        auto it = requests_.find(request.handle);
+        STRATA_CHECK(it != requests_.end(), "communicator mpi: unknown request ", request.handle);
+        poll(it->second, request.bytes, request.op, deadline);
+        requests_.erase(it);
+    }
 
 private:
     void check_host(Device device) const {
@@ -148,19 +177,27 @@ private:
         STRATA_CHECK(rc == MPI_SUCCESS, "communicator mpi: rank ", rank_, ": ", current_op(), " failed: ",
                      mpi_error_string(rc));
     }
-    // Polls the request, a collective of `bytes`, until it completes or the deadline passes.
+    // Waits for a blocking collective: polls it from now until the deadline.
     void wait(MPI_Request& request, int64_t bytes) const {
+        const auto now = std::chrono::steady_clock::now();
+        poll(request, bytes, current_op(), now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                    std::chrono::duration<double>(options().timeout_seconds)));
+    }
+    // Polls the request `op`, a collective of `bytes`, until it completes or the deadline passes.
+    void poll(MPI_Request& request, int64_t bytes, const std::string& op,
+              std::chrono::steady_clock::time_point deadline) const {
         using clock = std::chrono::steady_clock;
         const auto start = clock::now();
-        const auto deadline = start + std::chrono::duration<double>(options().timeout_seconds);
         // how long the transfer itself may take: 50 ms, plus the bytes at 1 GB/s
         const auto transfer = std::chrono::milliseconds(50) + std::chrono::nanoseconds(bytes);
         for (;;) {
             int done = 0;
-            check(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+            int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+            STRATA_CHECK(rc == MPI_SUCCESS, "communicator mpi: rank ", rank_, ": ", op, " failed: ",
+                         mpi_error_string(rc));
             if (done) return;
             if (clock::now() > deadline) {
-                STRATA_FAIL("communicator mpi: rank ", rank_, ": ", current_op(), " did not complete within ",
+                STRATA_FAIL("communicator mpi: rank ", rank_, ": ", op, " did not complete within ",
                             options().timeout_seconds, " s: another rank has not joined it (it failed, is slower "
                             "than the deadline, or calls collectives in a different order; STRATA_COLLECTIVE_DEBUG=1 "
                             "checks the order). Raise the deadline with STRATA_COLLECTIVE_TIMEOUT=<seconds> if the "
@@ -176,6 +213,8 @@ private:
     }
 
     int rank_ = 0, world_ = 1;
+    std::map<int64_t, MPI_Request> requests_;  // the non-blocking collectives in flight, by handle
+    int64_t next_handle_ = 0;
 };
 
 CommunicatorRegistrar register_mpi("mpi", [](Communicator::Options options, std::shared_ptr<Communicator>) {

@@ -200,3 +200,57 @@ TEST_CASE("autograd: print_graph lists the nodes") {
     CHECK(g.find("relu -> [2]") != std::string::npos);
     CHECK(g.find("leaf [2]") != std::string::npos);
 }
+
+TEST_CASE("autograd: the gradient-ready hook fires once per leaf, after its last contribution") {
+    // h = w * x;  L = sum((h * v) * w): w is used by the first and the last node, v in the middle, u not at all.
+    //   dL/dv = h * w = [3, 16];  dL/dx = v * w * w = [5, 24];  dL/dw = h * v + v * w * x = [30, 96]
+    // The engine runs the nodes in reverse: the last times (first contribution to w), the middle one (v final),
+    // then the first (w's second contribution; w and x final).
+    Tensor w = from_vector({1, 2}, {2}).requires_grad_();
+    Tensor x = from_vector({3, 4}, {2}).requires_grad_();
+    Tensor v = from_vector({5, 6}, {2}).requires_grad_();
+    Tensor u = from_vector({7, 8}, {2}).requires_grad_();
+    Tensor loss = total(times(times(times(w, x), v), w));
+    struct Event {
+        std::string leaf;
+        std::vector<float> grad;
+        int times_calls;
+    };
+    std::vector<Event> events;
+    auto name_of = [&](const Tensor& t) {
+        for (auto [name, leaf] : {std::pair{"w", w}, {"x", x}, {"v", v}, {"u", u}})
+            if (t.is_same(leaf)) return std::string(name);
+        return std::string("?");
+    };
+    g_times_backward_calls = 0;
+    {
+        GradReadyHookGuard guard([&](const Tensor& leaf) {
+            events.push_back({name_of(leaf), leaf.grad().to_vector(), g_times_backward_calls});
+        });
+        loss.backward();
+    }
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].leaf == "v");
+    CHECK(events[0].grad == std::vector<float>{3, 16});
+    CHECK(events[0].times_calls == 2);  // before the first times node ran: before the backward ended
+    CHECK(events[1].leaf == "w");
+    CHECK(events[1].grad == std::vector<float>{30, 96});  // both contributions in
+    CHECK(events[2].leaf == "x");
+    CHECK(events[2].grad == std::vector<float>{5, 24});
+    CHECK(events[1].times_calls == 3);
+    // the guard is gone: a backward calls no hook
+    total(times(u, u)).backward();
+    CHECK(events.size() == 3);
+}
+
+TEST_CASE("autograd: the gradient-ready hook on a backward from a leaf") {
+    Tensor x = from_vector({1, 2}, {2}).requires_grad_();
+    int calls = 0;
+    GradReadyHookGuard guard([&](const Tensor& leaf) {
+        ++calls;
+        CHECK(leaf.is_same(x));
+        CHECK(leaf.grad().to_vector() == std::vector<float>{1, 1});
+    });
+    x.backward(ones({2}));
+    CHECK(calls == 1);
+}

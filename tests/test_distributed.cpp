@@ -9,6 +9,7 @@
 
 #include "framework/check.h"
 #include "framework/communicator.h"
+#include "framework/data_parallel.h"
 #include "layers/batchnorm2d.h"
 #include "tests/models/run_program.h"
 
@@ -30,6 +31,28 @@ TEST_CASE("communicator: without mpirun the world is one rank and every collecti
     CHECK(all.to_vector() == std::vector<float>{1.f, 2.f});
     world->barrier();
     CHECK_THROWS_WITH_AS(broadcast(*world, t, 1), doctest::Contains("the ranks are 0..0"), Error);
+}
+
+TEST_CASE("communicator: on one rank a non-blocking all_reduce is complete at once and the bucketer changes nothing") {
+    auto single = make_single_process_communicator();
+    Tensor t = from_vector({1.f, 2.f}, {2});
+    CollectiveRequest request = single->all_reduce_sum_start(t.raw(), 2, CommType::F32, kCPU);
+    CHECK_FALSE(request.pending());
+    CHECK(single->test(request));
+    single->wait(request);
+    CHECK(t.to_vector() == std::vector<float>{1.f, 2.f});
+    CHECK(single->collectives_called() == 1);
+
+    Tensor p = from_vector({3.f}, {1}).requires_grad_();
+    Tensor q = from_vector({4.f}, {1}).requires_grad_();
+    GradientBucketer buckets(*single, {p, q}, 4);
+    p.backward(from_vector({5.f}, {1}));
+    buckets.finish();
+    CHECK(p.grad().to_vector() == std::vector<float>{5.f});
+    CHECK_FALSE(q.grad().defined());
+    CHECK(buckets.num_buckets() == 0);
+    CHECK(single->collectives_called() == 1);
+    CHECK_THROWS_WITH_AS(buckets.finish(), doctest::Contains("finish() called twice"), Error);
 }
 
 TEST_CASE("communicator: synchronized batch norm over one rank is plain batch norm") {
@@ -82,6 +105,17 @@ TEST_CASE("communicator: a collective past its deadline is a clear error naming 
     ProgramResult r = run_program(
         "STRATA_COLLECTIVE_TIMEOUT=1 MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh -x STRATA_COLLECTIVE_TIMEOUT "
         "build/tests/mpi_scenarios deadline");
+    CAPTURE(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.code != 124);
+    CHECK(r.output.find("strata: rank 0 of 2 failed: communicator mpi: rank 0: all_reduce #1 (4 F32 values) did not "
+                        "complete within 1 s") != std::string::npos);
+}
+
+TEST_CASE("communicator: a non-blocking collective waited past its deadline is the same clear error") {
+    ProgramResult r = run_program(
+        "STRATA_COLLECTIVE_TIMEOUT=1 MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh -x STRATA_COLLECTIVE_TIMEOUT "
+        "build/tests/mpi_scenarios deadline_request");
     CAPTURE(r.output);
     CHECK(r.code != 0);
     CHECK(r.code != 124);

@@ -101,11 +101,12 @@ StepLosses training_step(PSPNet& model, SGD& optimizer, const Tensor& images, co
     // every rank sees the same global loss, so a divergence stops every rank with the same error
     STRATA_CHECK(std::isfinite(losses.total), "training diverged at iteration ", iteration + 1, ": loss is ",
                  losses.total, ". ", divergence_advice);
-    // backward, the gradients averaged over the ranks (in buckets, after the backward), then SGD with momentum and
-    // weight decay
+    // backward, the gradients averaged over the ranks (in buckets launched during the backward as their gradients
+    // become final), then SGD with momentum and weight decay
     optimizer.zero_grad();
+    GradientBucketer buckets(comm, model.parameters());
     (weight == 1.0f ? loss : loss * weight).backward();
-    if (world > 1) average_gradients(comm, model.parameters());
+    buckets.finish();
     optimizer.step();
     return losses;
 }

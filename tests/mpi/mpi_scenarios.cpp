@@ -4,6 +4,9 @@
 //             with one message naming rank 1 and the error
 //   deadline  rank 1 joins the first all-reduce 20 s late; rank 0's deadline (STRATA_COLLECTIVE_TIMEOUT, set by the
 //             test) expires first: a clear error naming the collective and its sequence number
+//   deadline_request
+//             the same with the non-blocking all-reduce: rank 0 starts it, works 0.5 s, then waits; the deadline counts
+//             from the start
 //   train_throw <run_dir>
 //             data-parallel training of the tiny PSPNet where rank 1 throws before step 3, run as the train program
 //             runs (pspnet::run_program catches the error): every rank must exit non-zero soon, naming rank 1
@@ -50,8 +53,13 @@ int main(int argc, char** argv) {
     } else if (scenario == "deadline") {
         if (comm->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(20));
         all_reduce_sum(*comm, t);
+    } else if (scenario == "deadline_request") {
+        if (comm->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(20));
+        CollectiveRequest request = comm->all_reduce_sum_start(t.raw(), 4, CommType::F32, kCPU);
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        comm->wait(request);
     } else {
-        std::fprintf(stderr, "usage: mpi_scenarios throw|deadline|train_throw <run_dir>\n");
+        std::fprintf(stderr, "usage: mpi_scenarios throw|deadline|deadline_request|train_throw <run_dir>\n");
         return 2;
     }
     std::printf("rank %d finished\n", comm->rank());
