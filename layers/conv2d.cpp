@@ -43,7 +43,7 @@
 // final after the last K block. So dcol is computed for a chunk of input channels at a time (rows c*R*S of Wᵀ)
 // and folded into dx by col2im before the next chunk: the scratch is bounded by kDxChunkFloats.
 // NOTE: memory without implicit GEMM (CUDA; gemm=openblas; reproducible mode): col holds C*R*S*G*P*Q floats:
-// 531 MB for PSPNet's 3x3 4096->512 classifier conv at 60x60 (with implicit GEMM: the 8 MB dx chunk). The CPU
+// 531 MB for PSPNet's 3x3 4096->512 classifier conv at 60x60 (with implicit GEMM: the 32 MB dx chunk). The CPU
 // allocator caches freed blocks (framework/device.cpp), so the next conv of that size reuses the block.
 #include "layers/conv2d.h"
 
@@ -71,9 +71,10 @@ namespace {
 // levels off from N ~ 700..1000 on (`conv2d_bench --feature 13 --batch 8` shows the effect on whole layers).
 constexpr int64_t kMinGemmColumns = 1024;
 
-// The input gradient's dcol chunk with implicit GEMM: at most this many floats (8 MB), i.e. 64 channels of a 3x3
-// conv at 60x60; the chunk's GEMM (M = 576 rows there) still runs at the kernel's full rate.
-constexpr int64_t kDxChunkFloats = int64_t(1) << 21;
+// The input gradient's dcol chunk with implicit GEMM: at most this many floats (32 MB), i.e. 258 channels of a 3x3
+// conv at 60x60 (M = 2322 rows in the chunk's GEMM). Measured on layer4's 3x3 512->512 conv at 60x60: chunks of
+// 8 MB (64 channels) made its dx ~1.6x slower than one GEMM over all channels, 32 MB within ~10%.
+constexpr int64_t kDxChunkFloats = int64_t(1) << 23;
 
 std::atomic<bool> g_implicit_gemm{true};
 

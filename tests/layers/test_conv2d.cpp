@@ -241,7 +241,7 @@ TEST_CASE("conv2d: implicit GEMM gives the im2col path's bits, on 1 and 3 thread
          {2, 4, 12, 11},
          {5, 4, 2, 3},
          {.stride = Size2(2, 1), .padding = Size2(0, 2), .dilation = Size2(1, 3)}},
-        {"3x3 at 60x60 with 70 channels: two dx chunks", {1, 70, 60, 60}, {3, 70, 3, 3}, {.padding = 1}},
+        {"3x3 at 100x100 with 100 channels: two dx chunks", {1, 100, 100, 100}, {3, 100, 3, 3}, {.padding = 1}},
     };
     for (const Case& c : cases) {
         CAPTURE(c.name);
@@ -270,7 +270,10 @@ TEST_CASE("conv2d: implicit GEMM needs no im2col buffer, only a bounded chunk fo
     Conv2dShape s = conv2d_shape({2, 4096, 60, 60}, {512, 4096, 3, 3}, {.padding = 1});
     CHECK(conv2d_scratch_col(s) == 4096 * 9 * 3600);  // the im2col path: 531 MB
     s.implicit_gemm = true;
-    CHECK(conv2d_dx_chunk_channels(s) == 64);
-    CHECK(conv2d_scratch_col(s) == 64 * 9 * 3600);  // 8 MB
+    CHECK(conv2d_dx_chunk_channels(s) == 258);
+    CHECK(conv2d_scratch_col(s) == 258 * 9 * 3600);  // 32 MB
+    Conv2dShape two_chunks = conv2d_shape({1, 100, 100, 100}, {3, 100, 3, 3}, {.padding = 1});  // (a case above)
+    two_chunks.implicit_gemm = true;
+    CHECK(conv2d_dx_chunk_channels(two_chunks) == 93);
     CHECK(conv2d_use_implicit_gemm(Device{}) == (gemm_choice() == GemmChoice::kStrata && !reproducible_gemm()));
 }
