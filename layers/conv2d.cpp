@@ -58,6 +58,7 @@
 #include "framework/gemm.h"
 #include "framework/parallel.h"
 #include "framework/registry.h"
+#include "layers/conv2d_plan.h"
 
 namespace strata {
 
@@ -78,11 +79,6 @@ constexpr int64_t kDxChunkFloats = int64_t(1) << 23;
 
 std::atomic<bool> g_implicit_gemm{true};
 
-// 1x1 kernel, stride 1, no padding: col_n is x_n itself (dilation is irrelevant for a single tap).
-bool is_pointwise(const Conv2dShape& s) {
-    return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
-}
-
 }  // namespace
 
 bool conv2d_use_implicit_gemm(Device device) {
@@ -98,7 +94,7 @@ int64_t conv2d_dx_chunk_channels(const Conv2dShape& s) {
 }
 
 int64_t conv2d_scratch_col(const Conv2dShape& s) {
-    if (is_pointwise(s) && s.images_per_gemm == 1) return 0;
+    if (conv2d_is_pointwise(s) && s.images_per_gemm == 1) return 0;
     return conv2d_dx_chunk_channels(s) * s.R * s.S * s.images_per_gemm * s.P * s.Q;
 }
 
@@ -173,7 +169,7 @@ void col2im_row(float* dst, const float* src, int64_t stride, ColumnRange c) {
 // and 0 where that position is padding. One row per (c, r, s); the threads split the rows.
 void im2col_cpu(float* col, const float* x, int64_t images, const Conv2dShape& s) {
     const int64_t RS = s.R * s.S, PQ = s.P * s.Q, cols = images * PQ;
-    if (is_pointwise(s)) {
+    if (conv2d_is_pointwise(s)) {
         // (only reached with images > 1) row c of col holds the planes x[g, c] side by side: copy them whole
         parallel_for(0, images * s.C, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
             for (int64_t gc = lo; gc < hi; ++gc) {
@@ -208,7 +204,7 @@ void im2col_cpu(float* col, const float* x, int64_t images, const Conv2dShape& s
 // from padding are dropped. The threads split the (image, channel) planes, which no two of them share.
 void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_t channels, const Conv2dShape& s) {
     const int64_t PQ = s.P * s.Q, cols = images * PQ;
-    if (is_pointwise(s)) {
+    if (conv2d_is_pointwise(s)) {
         // (only reached with images > 1) each x element was copied exactly once: copy the planes back
         parallel_for(0, images * channels, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
             for (int64_t gc = lo; gc < hi; ++gc) {
@@ -351,94 +347,49 @@ void y_to_ycol(float* ycol, const float* y, int64_t images, int64_t K, int64_t P
     });
 }
 
-// y (N, K, P, Q), x (N, C, H, W), weight (K, C*R*S), bias (K) or null; col, ycol: see conv2d.h.
-void conv2d_forward_cpu(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
-                        const Conv2dShape& s) {
-    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
-    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
-        int64_t g = std::min(s.images_per_gemm, s.N - n0);  // images in this GEMM
-        const float* x_g = x + n0 * s.C * s.H * s.W;
-        float* y_g = y + n0 * s.K * PQ;
-        // (K, g*PQ) = weight (K, CRS) · col (CRS, g*PQ); one image's result is already in y's layout. col is x
-        // itself for a pointwise conv of one image, packed from x by the GEMM with implicit GEMM, else built.
-        float* out = g == 1 ? y_g : ycol;
-        if (s.implicit_gemm && !(is_pointwise(s) && g == 1)) {
-            const ColSource src{x_g, &s};
-            gemm_cpu_source(false, s.K, g * PQ, CRS, 1.0f, weight, CRS, GemmPanelSource{pack_col_panel, &src}, 0.0f,
-                            out, g * PQ);
-        } else {
-            const float* cols = x_g;
-            if (!(is_pointwise(s) && g == 1)) {
-                im2col_cpu(col, x_g, g, s);
-                cols = col;
+// db[k] = sum over images and pixels of dy[n, k, :, :]
+void bias_grad_cpu(float* dbias, const float* dy, const Conv2dShape& s) {
+    const int64_t PQ = s.P * s.Q;
+    parallel_for(0, s.K, 16, [&](int64_t lo, int64_t hi) {
+        for (int64_t k = lo; k < hi; ++k) {
+            double sum = 0.0;
+            for (int64_t n = 0; n < s.N; ++n) {
+                const float* d = dy + (n * s.K + k) * PQ;
+                for (int64_t i = 0; i < PQ; ++i) sum += d[i];
             }
-            gemm_cpu(false, false, s.K, g * PQ, CRS, 1.0f, weight, CRS, cols, g * PQ, 0.0f, out, g * PQ);
+            dbias[k] = float(sum);
         }
-        if (g > 1 || bias) ycol_to_y(y_g, out, bias, g, s.K, PQ);
-    }
+    });
 }
 
-// dx (N, C, H, W), dweight (K, C*R*S), dbias (K): each written if non-null. dy (N, K, P, Q), x, weight as in the
-// forward; col, ycol: see conv2d.h.
+// out (K, images*PQ) = weight (K, CRS) · col(x), col packed from x by the GEMM
+void forward_implicit_cpu(float* out, const float* weight, const float* x, int64_t images, const Conv2dShape& s) {
+    const int64_t CRS = s.C * s.R * s.S, cols = images * s.P * s.Q;
+    const ColSource src{x, &s};
+    gemm_cpu_source(false, s.K, cols, CRS, 1.0f, weight, CRS, GemmPanelSource{pack_col_panel, &src}, 0.0f, out, cols);
+}
+
+// dweight (K, CRS) = dy (K, images*PQ) · col(x)ᵀ + beta * dweight, colᵀ packed from x by the GEMM
+void weight_grad_implicit_cpu(float* dweight, const float* dy, const float* x, int64_t images, float beta,
+                              const Conv2dShape& s) {
+    const int64_t CRS = s.C * s.R * s.S, cols = images * s.P * s.Q;
+    const ColSource src{x, &s};
+    gemm_cpu_source(false, s.K, CRS, cols, 1.0f, dy, cols, GemmPanelSource{pack_col_t_panel, &src}, beta, dweight,
+                    CRS);
+}
+
+const Conv2dDevice kCpu{gemm_cpu,       im2col_cpu,    col2im_cpu,           ycol_to_y,
+                        y_to_ycol,      bias_grad_cpu, forward_implicit_cpu, weight_grad_implicit_cpu};
+
+// The kernels of conv2d.h: the shared plan (layers/conv2d_plan.cpp) on the CPU's primitives.
+void conv2d_forward_cpu(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
+                        const Conv2dShape& s) {
+    conv2d_forward_plan(kCpu, y, x, weight, bias, col, ycol, s);
+}
+
 void conv2d_backward_cpu(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* weight,
                          float* col, float* ycol, const Conv2dShape& s) {
-    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
-    if (dbias) {
-        // db[k] = sum over images and pixels of dy[n, k, :, :]
-        parallel_for(0, s.K, 16, [&](int64_t lo, int64_t hi) {
-            for (int64_t k = lo; k < hi; ++k) {
-                double sum = 0.0;
-                for (int64_t n = 0; n < s.N; ++n) {
-                    const float* d = dy + (n * s.K + k) * PQ;
-                    for (int64_t i = 0; i < PQ; ++i) sum += d[i];
-                }
-                dbias[k] = float(sum);
-            }
-        });
-    }
-    if (!dx && !dweight) return;
-    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
-        int64_t g = std::min(s.images_per_gemm, s.N - n0);
-        bool pointwise = is_pointwise(s) && g == 1;
-        const float* x_g = x + n0 * s.C * s.H * s.W;
-        float* dx_g = dx ? dx + n0 * s.C * s.H * s.W : nullptr;
-        // dy of these g images as a (K, g*PQ) matrix
-        const float* dy_g = dy + n0 * s.K * PQ;
-        if (g > 1) {
-            y_to_ycol(ycol, dy_g, g, s.K, PQ);
-            dy_g = ycol;
-        }
-        if (dweight) {
-            // dweight (K, CRS) (+)= dy_g (K, g*PQ) · col (CRS, g*PQ)ᵀ; the first group overwrites.
-            const float beta = n0 == 0 ? 0.0f : 1.0f;
-            if (s.implicit_gemm && !pointwise) {
-                const ColSource src{x_g, &s};
-                gemm_cpu_source(false, s.K, CRS, g * PQ, 1.0f, dy_g, g * PQ, GemmPanelSource{pack_col_t_panel, &src},
-                                beta, dweight, CRS);
-            } else {
-                const float* cols = x_g;
-                if (!pointwise) {
-                    im2col_cpu(col, x_g, g, s);
-                    cols = col;
-                }
-                gemm_cpu(false, true, s.K, CRS, g * PQ, 1.0f, dy_g, g * PQ, cols, g * PQ, beta, dweight, CRS);
-            }
-        }
-        if (dx && pointwise) {
-            // dx_g (C, PQ) = weightᵀ (C, K) · dy_g (K, PQ): dcol is dx itself
-            gemm_cpu(true, false, s.C, PQ, s.K, 1.0f, weight, s.C, dy_g, PQ, 0.0f, dx_g, PQ);
-        } else if (dx) {
-            // per chunk of channels c0 .. c0+cc (all of them without implicit GEMM): dcol (cc*RS, g*PQ) =
-            // weightᵀ's rows of those channels (cc*RS, K) · dy_g (K, g*PQ), then col2im into their planes of dx
-            const int64_t RS = s.R * s.S, chunk = conv2d_dx_chunk_channels(s);
-            for (int64_t c0 = 0; c0 < s.C; c0 += chunk) {
-                const int64_t cc = std::min(chunk, s.C - c0);
-                gemm_cpu(true, false, cc * RS, g * PQ, s.K, 1.0f, weight + c0 * RS, CRS, dy_g, g * PQ, 0.0f, col,
-                         g * PQ);
-                col2im_cpu(dx_g, col, g, c0, cc, s);
-            }
-        }
-    }
+    conv2d_backward_plan(kCpu, dx, dweight, dbias, dy, x, weight, col, ycol, s);
 }
 
 }  // namespace
