@@ -1,6 +1,7 @@
 // conv2d on the CPU: forward and backward GFLOP/s for the convolutions of PSPNet-50 at a 473x473 crop (60x60
-// feature map; layer2's first convs read the 119x119 map of layer1), next to OpenBLAS sgemm on exactly the GEMMs the
-// convolution issues, measured in the same run, and the ratio of the two.
+// feature map; layer2's first convs read the 119x119 map of layer1), on both CPU paths of conv2d measured in the
+// same run: implicit GEMM (the default with gemm=strata: the GEMM packs col's panels straight from x) and im2col
+// (the whole col matrix built, then the same GEMM), each as a fraction of this machine's FMA peak.
 //
 //     build/bench/conv2d_bench [--batch N] [--feature F] [--reps R] [--layer TEXT]
 //
@@ -8,18 +9,15 @@
 // small-map case of 97x97 crops (layer1 map 2F-1 = 25), where conv2d puts several images into one GEMM (column G).
 // --layer keeps only the layers whose name contains TEXT (e.g. --layer "3x3").
 //
-// What is timed:
-//   conv fwd   conv2d(x, weight, bias) under NoGradGuard: im2col (skipped for 1x1 stride-1 convs), the GEMM(s),
-//              the bias, the allocation of the output and scratch (served by the CPU allocator's cache).
-//   conv bwd   conv2d_grads(dy, x, weight, ..., dx, dweight and dbias): im2col again, dW = dY·colᵀ, dcol = Wᵀ·dY,
-//              col2im, db. This is what the autograd node runs; the engine's own bookkeeping is not included.
-//   sgemm      gemm_cpu on buffers of the same shapes, one call per GEMM the conv makes (one per image, or per group
-//              of images for small maps): forward W·col (NN); backward dY·colᵀ (NT) + Wᵀ·dY (TN).
+// What is timed, for each path:
+//   fwd   conv2d(x, weight, bias) under NoGradGuard: the GEMM(s) (with im2col before them on the im2col path),
+//         the bias, the allocation of the output and scratch (served by the CPU allocator's cache).
+//   bwd   conv2d_grads(dy, x, weight, ..., dx, dweight and dbias): dW = dY·colᵀ, dcol = Wᵀ·dY and col2im (in
+//         chunks of channels with implicit GEMM), db. What the autograd node runs, without the engine's bookkeeping.
 // Each figure is the best of R runs; the runs of the four measurements are interleaved, so that a burst of load
-// from other processes hits conv and sgemm alike. FLOPs are the nominal 2*N*K*C*R*S*P*Q per GEMM pass (padding
-// taps included, as im2col executes them): forward 1 pass, backward 2 (dX and dW).
-// When G > 1, the last column gives the rate of the forward GEMMs done one image at a time (P*Q columns each),
-// i.e. what the conv would get without grouping.
+// from other processes hits both paths alike. FLOPs are the nominal 2*N*K*C*R*S*P*Q per GEMM pass (padding taps
+// included, as both paths execute them): forward 1 pass, backward 2 (dX and dW). "%pk" is the rate over the FMA
+// peak of the ISA the GEMM uses (bench/machine.h measures it at the start, on all threads).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -38,6 +36,8 @@
 #include "framework/check.h"
 #include "framework/parallel.h"
 #include "framework/random.h"
+#include "bench/machine.h"
+#include "framework/gemm.h"
 #include "layers/conv2d.h"
 
 using namespace strata;
@@ -128,7 +128,7 @@ std::string loadavg() {
 }
 
 struct Totals {
-    double flop = 0, conv_s = 0, gemm_s = 0;
+    double flop = 0, conv_s = 0;
 };
 
 }  // namespace
@@ -164,86 +164,61 @@ int main(int argc, char** argv) {
         "best of %d runs after a warm-up\n",
         (long long)crop, (long long)crop, (long long)feature, (long long)feature, (long long)batch, num_threads(),
         reps);
-    std::printf("loadavg at start: %s\n\n", loadavg().c_str());
-    std::printf("%-36s %4s %3s %7s | %8s %6s %6s %5s | %8s %6s %6s %5s | %7s\n", "layer", "map", "G", "GFLOP", "fwd ms",
-                "conv", "sgemm", "ratio", "bwd ms", "conv", "sgemm", "ratio", "1-image");
-    std::printf("%-36s %4s %3s %7s | %8s %6s %6s %5s | %8s %6s %6s %5s | %7s\n", "", "", "", "(fwd)", "", "GF/s",
-                "GF/s", "", "", "GF/s", "GF/s", "", "sgemm");
+    bench::print_machine(num_threads());
+    const GemmIsa isa = best_gemm_isa();
+    const double peak = bench::fma_peak_gflops(isa == GemmIsa::kAvx512, num_threads());
+    std::printf("GEMM:     %s, micro-kernel %s; FMA peak of that ISA on %d threads: %.1f GFLOP/s\n\n",
+                gemm_choice_name(gemm_choice()), gemm_isa_name(isa), num_threads(), peak);
+    std::printf("%-36s %4s %3s %7s | %-21s %-21s | %-21s %-21s\n", "", "", "", "", "fwd implicit GEMM", "fwd im2col",
+                "bwd implicit GEMM", "bwd im2col");
+    std::printf("%-36s %4s %3s %7s |", "layer", "map", "G", "GFLOP");
+    for (int i = 0; i < 4; ++i) std::printf(" %8s %6s %4s ", "ms", "GF/s", "%pk");
+    std::printf("\n");
 
-    Totals fwd_total, bwd_total;
-    double worst_fwd = 1e9, worst_bwd = 1e9;
+    Totals total[4];  // fwd implicit, fwd im2col, bwd implicit, bwd im2col
+    double lowest[4] = {1e9, 1e9, 1e9, 1e9};
     for (const Layer& L : kLayers) {
         if (std::string(L.name).find(only) == std::string::npos) continue;
         int64_t H = L.map == Map::kLayer1 ? layer1_map : L.map == Map::kFeature ? feature : L.bin;
         Conv2dOptions o{L.stride, L.pad, L.dil};
         Shape x_shape{batch, L.C, H, H}, w_shape{L.K, L.C, L.R, L.R};
         Conv2dShape s = conv2d_shape(x_shape, w_shape, o);
-        const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q, G = s.images_per_gemm;
-        const double flop = 2.0 * double(s.N) * double(s.K) * double(CRS) * double(PQ);
+        const double flop = 2.0 * double(s.N) * double(s.K) * double(s.C * s.R * s.S) * double(s.P * s.Q);
 
         Tensor x = random_tensor(x_shape, 1), w = random_tensor(w_shape, 2);
         Tensor b = L.bias ? random_tensor({L.K}, 3) : Tensor();
         Tensor dy = random_tensor({s.N, s.K, s.P, s.Q}, 4);
-        // sgemm operands with the shapes of the conv's GEMMs: weight (K, CRS), col (CRS, G*PQ), y (K, G*PQ),
-        // dweight (K, CRS). The backward's dcol (CRS, G*PQ) reuses col.
-        Tensor gw = random_tensor({s.K, CRS}, 5), gcol = random_tensor({CRS, G * PQ}, 6);
-        Tensor gy = random_tensor({s.K, G * PQ}, 7), gdw = empty({s.K, CRS});
-
-        auto conv_fwd = [&] { Tensor y = conv2d(x, w, b, o); };
-        auto conv_bwd = [&] { Conv2dGrads g = conv2d_grads(dy, x, w, o, true, true, L.bias); };
-        // images_per_gemm images per call, as conv2d does
-        auto gemm_fwd_grouped = [&](int64_t images) {
-            for (int64_t n0 = 0; n0 < s.N; n0 += images) {
-                int64_t cols = std::min(images, s.N - n0) * PQ;
-                gemm_cpu(false, false, s.K, cols, CRS, 1.0f, gw.f32(), CRS, gcol.f32(), cols, 0.0f, gy.f32(), cols);
-            }
+        auto on_path = [](bool implicit, const std::function<void()>& f) {
+            set_conv2d_implicit_gemm(implicit);
+            f();
+            set_conv2d_implicit_gemm(true);
         };
-        auto gemm_fwd = [&] { gemm_fwd_grouped(G); };
-        auto gemm_bwd = [&] {
-            for (int64_t n0 = 0; n0 < s.N; n0 += G) {
-                int64_t cols = std::min(G, s.N - n0) * PQ;
-                gemm_cpu(false, true, s.K, CRS, cols, 1.0f, gy.f32(), cols, gcol.f32(), cols, n0 == 0 ? 0.0f : 1.0f,
-                         gdw.f32(), CRS);
-                gemm_cpu(true, false, CRS, cols, s.K, 1.0f, gw.f32(), CRS, gy.f32(), cols, 0.0f, gcol.f32(), cols);
-            }
-        };
+        auto fwd = [&] { Tensor y = conv2d(x, w, b, o); };
+        auto bwd = [&] { Conv2dGrads g = conv2d_grads(dy, x, w, o, true, true, L.bias); };
+        const std::function<void()> runs[4] = {[&] { on_path(true, fwd); }, [&] { on_path(false, fwd); },
+                                               [&] { on_path(true, bwd); }, [&] { on_path(false, bwd); }};
 
-        // warm-up (first-touch page faults, the allocator cache, OpenBLAS's threads), then interleaved timed runs
-        gemm_fwd(), conv_fwd(), gemm_bwd(), conv_bwd();
-        double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
-        for (int r = 0; r < reps; ++r) {
-            best[0] = std::min(best[0], time_s(gemm_fwd));
-            best[1] = std::min(best[1], time_s(conv_fwd));
-            best[2] = std::min(best[2], time_s(gemm_bwd));
-            best[3] = std::min(best[3], time_s(conv_bwd));
-            if (G > 1) best[4] = std::min(best[4], time_s([&] { gemm_fwd_grouped(1); }));
+        // warm-up (first-touch page faults, the allocator cache), then interleaved timed runs
+        for (const auto& f : runs) f();
+        double best[4] = {1e30, 1e30, 1e30, 1e30};
+        for (int r = 0; r < reps; ++r)
+            for (int i = 0; i < 4; ++i) best[i] = std::min(best[i], time_s(runs[i]));
+        std::printf("%-36s %4lld %3lld %7.2f |", L.name, (long long)H, (long long)s.images_per_gemm, flop * 1e-9);
+        for (int i = 0; i < 4; ++i) {
+            const double f = i < 2 ? flop : 2 * flop, gf = f / best[i] * 1e-9;
+            std::printf(" %8.2f %6.1f %3.0f%% ", best[i] * 1e3, gf, 100 * gf / peak);
+            total[i].flop += f, total[i].conv_s += best[i];
+            if (flop >= 1e9) lowest[i] = std::min(lowest[i], gf / peak);
         }
-        double gf_gemm_f = flop / best[0] * 1e-9, gf_conv_f = flop / best[1] * 1e-9;
-        double gf_gemm_b = 2 * flop / best[2] * 1e-9, gf_conv_b = 2 * flop / best[3] * 1e-9;
-        std::string one_image = G > 1 ? str(int(flop / best[4] * 1e-9 + 0.5)) : "-";
-        std::printf("%-36s %4lld %3lld %7.2f | %8.2f %6.1f %6.1f %4.0f%% | %8.2f %6.1f %6.1f %4.0f%% | %7s\n", L.name,
-                    (long long)H, (long long)G, flop * 1e-9, best[1] * 1e3, gf_conv_f, gf_gemm_f,
-                    100 * gf_conv_f / gf_gemm_f, best[3] * 1e3, gf_conv_b, gf_gemm_b, 100 * gf_conv_b / gf_gemm_b,
-                    one_image.c_str());
+        std::printf("\n");
         std::fflush(stdout);
-        fwd_total.flop += flop, fwd_total.gemm_s += best[0], fwd_total.conv_s += best[1];
-        bwd_total.flop += 2 * flop, bwd_total.gemm_s += best[2], bwd_total.conv_s += best[3];
-        if (flop >= 1e9) {  // the 70% target is about the layers that carry the work
-            worst_fwd = std::min(worst_fwd, gf_conv_f / gf_gemm_f);
-            worst_bwd = std::min(worst_bwd, gf_conv_b / gf_gemm_b);
-        }
     }
-    auto total_line = [](const char* what, const Totals& t) {
-        std::printf("%-9s %7.1f GFLOP: conv %8.1f ms = %6.1f GF/s, sgemm %8.1f ms = %6.1f GF/s, ratio %.0f%%\n", what,
-                    t.flop * 1e-9, t.conv_s * 1e3, t.flop / t.conv_s * 1e-9, t.gemm_s * 1e3, t.flop / t.gemm_s * 1e-9,
-                    100 * t.gemm_s / t.conv_s);
-    };
-    std::printf("\nall layers above, once each (time-weighted):\n");
-    total_line("forward", fwd_total);
-    total_line("backward", bwd_total);
-    if (worst_fwd < 1e9)
-        std::printf("lowest conv/sgemm ratio among layers of >= 1 GFLOP: forward %.0f%%, backward %.0f%%\n",
-                    100 * worst_fwd, 100 * worst_bwd);
+    const char* names[4] = {"fwd implicit GEMM", "fwd im2col", "bwd implicit GEMM", "bwd im2col"};
+    std::printf("\nall layers above, once each (time-weighted), and the lowest %%peak among layers of >= 1 GFLOP:\n");
+    for (int i = 0; i < 4; ++i)
+        std::printf("%-18s %7.1f GFLOP in %8.1f ms = %6.1f GF/s = %3.0f%% of peak; lowest >= 1 GFLOP layer %3.0f%%\n",
+                    names[i], total[i].flop * 1e-9, total[i].conv_s * 1e3, total[i].flop / total[i].conv_s * 1e-9,
+                    100 * total[i].flop / total[i].conv_s * 1e-9 / peak, lowest[i] < 1e9 ? 100 * lowest[i] : 0.0);
     double wall = now_s() - t_start;
     double others = (machine_busy_s() - busy_start - (own_cpu_s() - own_start)) / wall;
     std::printf("loadavg at end: %s; bench took %.0f s; other processes used %.2f cores on average meanwhile\n",

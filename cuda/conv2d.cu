@@ -1,6 +1,9 @@
 // conv2d on the GPU: the CUDA twins of conv2d_forward and conv2d_backward (layers/conv2d.h), by im2col + cuBLAS
-// GEMM exactly as the CPU kernels in layers/conv2d.cpp do it (the math, the column layout and the two shortcuts are
-// explained there). With G = s.images_per_gemm images per GEMM, CRS = C*R*S and PQ = P*Q:
+// GEMM. The host-side plan (the loop over groups of images, the order of the steps below) is the one the CPU runs,
+// layers/conv2d_plan.cpp; this file supplies its primitives: the GEMM (cuBLAS), im2col, col2im, the two layout
+// permutations and the bias gradient (the math, the column layout and the two shortcuts are explained in
+// layers/conv2d.cpp). The GPU has no implicit GEMM (s.implicit_gemm is false on it), so dx takes one chunk of all
+// C channels. With G = s.images_per_gemm images per GEMM, CRS = C*R*S and PQ = P*Q:
 //
 //   forward, per group of g <= G images:
 //     col (CRS, g*PQ)   = im2col(x of the g images)              skipped when col is null (see below)
@@ -14,9 +17,7 @@
 //
 // The scratch contract of conv2d.h: col is null exactly when a 1x1 kernel with stride 1 and no padding runs one
 // image per GEMM; then x itself is the GEMM's right operand and dx its output. Otherwise col is im2col's matrix
-// of G images. ycol is null when G == 1. The twin decides by col alone: for a pointwise conv's last group of one
-// image (G > 1) the CPU kernel multiplies x directly while the twin multiplies im2col's exact copy of it, the same
-// numbers.
+// of G images. ycol is null when G == 1.
 //
 // Thread mapping (all grid-stride loops, 256 threads per block):
 //   im2col      one thread per (image, c, p, q); it writes the R*S entries of its output pixel, one per row of col
@@ -42,6 +43,7 @@
 #include "cuda/block_reduce.h"
 #include "cuda/gemm.h"
 #include "layers/conv2d.h"
+#include "layers/conv2d_plan.h"
 
 namespace strata {
 
@@ -144,7 +146,9 @@ void im2col(float* col, const float* x, int64_t images, const Conv2dShape& s) {
     CUDA_CHECK_LAUNCH();
 }
 
-void col2im(float* dx, const float* dcol, int64_t images, const Conv2dShape& s) {
+void col2im(float* dx, const float* dcol, int64_t images, int64_t c0, int64_t channels, const Conv2dShape& s) {
+    STRATA_CHECK(c0 == 0 && channels == s.C, "conv2d_backward (cuda): col2im runs all ", s.C,
+                 " channels at once (no implicit GEMM on the GPU), got channels ", c0, "..", c0 + channels);
     int64_t n = images * s.C * s.H * s.W;
     CUEMU_LAUNCH(col2im_kernel, cuda_grid_for(n), kCudaBlockSize, 0, cuda_current_stream(), dx, dcol, images, s);
     CUDA_CHECK_LAUNCH();
@@ -164,75 +168,24 @@ void y_to_ycol(float* ycol, const float* y, int64_t images, int64_t K, int64_t P
     CUDA_CHECK_LAUNCH();
 }
 
-// The scratch pointers against conv2d.h's contract (the op allocates them from conv2d_scratch_col/_ycol).
-void check_scratch(const float* col, const float* ycol, const Conv2dShape& s, const char* kernel) {
-    STRATA_CHECK(col || conv2d_scratch_col(s) == 0, kernel, " (cuda): col is null but ", conv2d_scratch_col(s),
-                 " floats of im2col scratch are needed");
-    STRATA_CHECK(ycol || s.images_per_gemm == 1, kernel, " (cuda): ycol is null but images_per_gemm is ",
-                 s.images_per_gemm);
+void bias_grad(float* dbias, const float* dy, const Conv2dShape& s) {
+    if (s.K == 0) return;
+    unsigned blocks = unsigned(std::min<int64_t>(s.K, 65535));
+    CUEMU_LAUNCH(bias_grad_kernel, blocks, kBiasThreads, 0, cuda_current_stream(), dbias, dy, s.N, s.K, s.P * s.Q);
+    CUDA_CHECK_LAUNCH();
 }
 
-// y (N, K, P, Q), x (N, C, H, W), weight (K, C*R*S), bias (K) or null; col, ycol: see conv2d.h.
+const Conv2dDevice kCuda{gemm_cuda, im2col, col2im, ycol_to_y, y_to_ycol, bias_grad, nullptr, nullptr};
+
+// The kernels of conv2d.h: the shared plan on the GPU's primitives.
 void conv2d_forward_cuda(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
                          const Conv2dShape& s) {
-    check_scratch(col, ycol, s, "conv2d_forward");
-    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
-    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
-        int64_t g = std::min(s.images_per_gemm, s.N - n0);  // images in this GEMM
-        const float* x_g = x + n0 * s.C * s.H * s.W;
-        float* y_g = y + n0 * s.K * PQ;
-        // The GEMM's right operand: x itself when there is no col (pointwise, one image), else the im2col matrix.
-        const float* cols = x_g;
-        if (col) {
-            im2col(col, x_g, g, s);
-            cols = col;
-        }
-        // (K, g*PQ) = weight (K, CRS) · cols (CRS, g*PQ); one image's result is already in y's layout.
-        float* out = g == 1 ? y_g : ycol;
-        gemm_cuda(false, false, s.K, g * PQ, CRS, 1.0f, weight, CRS, cols, g * PQ, 0.0f, out, g * PQ);
-        if (g > 1 || bias) ycol_to_y(y_g, out, bias, g, s.K, PQ);
-    }
+    conv2d_forward_plan(kCuda, y, x, weight, bias, col, ycol, s);
 }
 
-// dx (N, C, H, W), dweight (K, C*R*S), dbias (K): each written if non-null. dy (N, K, P, Q), x, weight as in the
-// forward; col, ycol: see conv2d.h.
 void conv2d_backward_cuda(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
                           const float* weight, float* col, float* ycol, const Conv2dShape& s) {
-    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
-    if (dbias && s.K > 0) {
-        unsigned blocks = unsigned(std::min<int64_t>(s.K, 65535));
-        CUEMU_LAUNCH(bias_grad_kernel, blocks, kBiasThreads, 0, cuda_current_stream(), dbias, dy, s.N, s.K, PQ);
-        CUDA_CHECK_LAUNCH();
-    }
-    if (!dx && !dweight) return;
-    check_scratch(col, ycol, s, "conv2d_backward");
-    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
-        int64_t g = std::min(s.images_per_gemm, s.N - n0);
-        const float* x_g = x + n0 * s.C * s.H * s.W;
-        float* dx_g = dx ? dx + n0 * s.C * s.H * s.W : nullptr;
-        // dy of these g images as a (K, g*PQ) matrix
-        const float* dy_g = dy + n0 * s.K * PQ;
-        if (g > 1) {
-            y_to_ycol(ycol, dy_g, g, s.K, PQ);
-            dy_g = ycol;
-        }
-        if (dweight) {
-            const float* cols = x_g;
-            if (col) {
-                im2col(col, x_g, g, s);
-                cols = col;
-            }
-            // dweight (K, CRS) (+)= dy_g (K, g*PQ) · cols (CRS, g*PQ)ᵀ; the first group overwrites.
-            gemm_cuda(false, true, s.K, CRS, g * PQ, 1.0f, dy_g, g * PQ, cols, g * PQ, n0 == 0 ? 0.0f : 1.0f,
-                      dweight, CRS);
-        }
-        if (dx) {
-            // dcol (CRS, g*PQ) = weightᵀ (CRS, K) · dy_g (K, g*PQ); without col (pointwise) dcol is dx itself.
-            float* dcol = col ? col : dx_g;
-            gemm_cuda(true, false, CRS, g * PQ, s.K, 1.0f, weight, CRS, dy_g, g * PQ, 0.0f, dcol, g * PQ);
-            if (col) col2im(dx_g, col, g, s);
-        }
-    }
+    conv2d_backward_plan(kCuda, dx, dweight, dbias, dy, x, weight, col, ycol, s);
 }
 
 }  // namespace

@@ -97,18 +97,38 @@ void gemm_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 
 }  // namespace
 
+namespace {
+
+// Counts the FLOPs of one GEMM and, when profiling, times `run` (unless it is one of several running in parallel)
+// and credits it to the calling kernel.
+template <typename Run>
+void counted(int64_t M, int64_t N, int64_t K, const Run& run) {
+    g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
+    if (!profiling()) {
+        run();
+        return;
+    }
+    double t0 = profile_clock();
+    run();
+    profile_gemm(omp_in_parallel() ? 0.0 : profile_clock() - t0, 2 * M * N * K);
+}
+
+}  // namespace
+
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M == 0 || N == 0) return;
-    g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
-    if (profiling()) {
-        // time the call (unless it is one of several running in parallel) and credit it to the calling kernel
-        double t0 = profile_clock();
-        gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        profile_gemm(omp_in_parallel() ? 0.0 : profile_clock() - t0, 2 * M * N * K);
-        return;
-    }
-    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    counted(M, N, K, [&] { gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); });
+}
+
+bool gemm_cpu_source_available() { return !reproducible_gemm() && gemm_choice() == GemmChoice::kStrata; }
+
+void gemm_cpu_source(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                     const GemmPanelSource& b, float beta, float* C, int64_t ldc) {
+    STRATA_CHECK(gemm_cpu_source_available(), "gemm_cpu_source: needs gemm=strata outside reproducible mode");
+    if (M == 0 || N == 0) return;
+    static const GemmIsa isa = best_gemm_isa();
+    counted(M, N, K, [&] { gemm_packed_source(isa, trans_a, M, N, K, alpha, A, lda, b, beta, C, ldc); });
 }
 
 }  // namespace strata

@@ -28,6 +28,14 @@ namespace strata {
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// gemm_cpu with op(B) packed panel by panel by `b` (framework/gemm.h): the implicit-GEMM convolution's door to
+// Strata's packed GEMM, counted and profiled as gemm_cpu. Only for the `strata` choice outside reproducible mode
+// (gemm_cpu_source_available()); callers fall back to a matrix in memory and gemm_cpu otherwise.
+struct GemmPanelSource;
+void gemm_cpu_source(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                     const GemmPanelSource& b, float beta, float* C, int64_t ldc);
+bool gemm_cpu_source_available();
+
 // The fixed-order kernel itself (what gemm_cpu runs in reproducible mode), exposed for tests and benchmarks.
 void gemm_fixed_order(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);

@@ -150,21 +150,17 @@ void pack_a(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, in
     }
 }
 
-// Packs op(B)[k0 .. k0+kc, j0 + first*nr .. ) panels first..last-1 as NR-wide panels (columns past nc are zero):
-// panel q at dst + q*NR*kc, element (k, j) at [k*NR + j].
-void pack_b(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, int64_t first,
-            int64_t last) {
-    for (int64_t q = first; q < last; ++q) {
-        float* panel = dst + q * nr * kc;
-        const int64_t cols = std::min(nr, nc - q * nr);
-        for (int64_t k = 0; k < kc; ++k) {
-            float* out = panel + k * nr;
-            if (b.col_stride == 1 && cols == nr) {
-                std::copy_n(b.data + (k0 + k) * b.row_stride + j0 + q * nr, nr, out);
-                continue;
-            }
-            for (int64_t j = 0; j < nr; ++j) out[j] = j < cols ? b.at(k0 + k, j0 + q * nr + j) : 0.0f;
+// Packs one NR-wide panel of a B held in memory: op(B)[k0 .. k0+kc, j0 .. j0+cols) at panel[k*NR + j], zero columns
+// from cols to NR (the GemmPanelSource of an ordinary operand).
+void pack_b_panel(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols, int64_t nr) {
+    const Operand& b = *static_cast<const Operand*>(context);
+    for (int64_t k = 0; k < kc; ++k) {
+        float* out = panel + k * nr;
+        if (b.col_stride == 1 && cols == nr) {
+            std::copy_n(b.data + (k0 + k) * b.row_stride + j0, nr, out);
+            continue;
         }
+        for (int64_t j = 0; j < nr; ++j) out[j] = j < cols ? b.at(k0 + k, j0 + j) : 0.0f;
     }
 }
 
@@ -175,7 +171,7 @@ void scale_c(float* C, int64_t ldc, int64_t M, int64_t N, float beta) {
 }
 
 // The loop nest on one part of C: rows i_base .. i_base+M, columns j_base .. j_base+N of the whole product.
-void gemm_part(const KernelSpec& spec, const Operand& a, const Operand& b, int64_t M, int64_t N, int64_t K,
+void gemm_part(const KernelSpec& spec, const Operand& a, const GemmPanelSource& b, int64_t M, int64_t N, int64_t K,
                int64_t i_base, int64_t j_base, float beta, float* C, int64_t ldc, float alpha) {
     const int64_t MR = spec.mr, NR = spec.nr;
     thread_local std::vector<float> a_block, b_block;
@@ -187,7 +183,9 @@ void gemm_part(const KernelSpec& spec, const Operand& a, const Operand& b, int64
         for (int64_t k0 = 0; k0 < K; k0 += kKC) {
             const int64_t kc = std::min(kKC, K - k0);
             const bool first = k0 == 0;  // the first K block applies beta; later ones add to C
-            pack_b(b_block.data(), b, k0, kc, j_base + j0, nc, NR, 0, panels);
+            for (int64_t q = 0; q < panels; ++q)
+                b.pack(b.context, b_block.data() + q * NR * kc, k0, kc, j_base + j0 + q * NR,
+                       std::min(NR, nc - q * NR), NR);
             for (int64_t i0 = 0; i0 < M; i0 += kMC) {
                 const int64_t mc = std::min(kMC, M - i0);
                 pack_a(a_block.data(), a, i_base + i0, mc, k0, kc, MR, alpha);
@@ -244,6 +242,12 @@ GemmIsa best_gemm_isa() {
 
 void gemm_packed(GemmIsa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    const Operand b{B, trans_b ? 1 : ldb, trans_b ? ldb : 1};
+    gemm_packed_source(isa, trans_a, M, N, K, alpha, A, lda, GemmPanelSource{pack_b_panel, &b}, beta, C, ldc);
+}
+
+void gemm_packed_source(GemmIsa isa, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const GemmPanelSource& b, float beta, float* C, int64_t ldc) {
     STRATA_CHECK(gemm_isa_supported(isa), "gemm_packed: this CPU cannot run the ", gemm_isa_name(isa),
                  " kernel; use best_gemm_isa()");
     if (M <= 0 || N <= 0) return;
@@ -252,7 +256,7 @@ void gemm_packed(GemmIsa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, 
         return;
     }
     const KernelSpec spec = spec_of(isa);
-    const Operand a{A, trans_a ? 1 : lda, trans_a ? lda : 1}, b{B, trans_b ? 1 : ldb, trans_b ? ldb : 1};
+    const Operand a{A, trans_a ? 1 : lda, trans_a ? lda : 1};
     // One part of C per thread: column strips when there are enough columns, else row strips, cut at multiples
     // of the tile. Each thread runs the whole loop nest on its part with its own packed blocks, so a call has one
     // parallel region and no barrier inside (a barrier per block cost whole time slices on a busy machine).

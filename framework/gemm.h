@@ -26,4 +26,18 @@ GemmIsa best_gemm_isa();                 // the widest one this CPU runs
 void gemm_packed(GemmIsa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// op(B) given not as a matrix in memory but as a routine that packs one panel of it, for the implicit-GEMM
+// convolution (layers/conv2d.cpp packs the im2col matrix straight from the activation, one panel at a time, so
+// that the whole matrix never exists). pack(context, panel, k0, kc, j0, cols, nr) writes
+//     panel[k*nr + j] = op(B)[k0 + k, j0 + j]   for k < kc, j < cols,   and 0 for cols <= j < nr.
+// It is called from several threads at once (on disjoint panels) and must not allocate.
+struct GemmPanelSource {
+    void (*pack)(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols, int64_t nr);
+    const void* context;
+};
+
+// gemm_packed with op(B) from `b`: the same blocking, threads and summation order as gemm_packed.
+void gemm_packed_source(GemmIsa isa, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const GemmPanelSource& b, float beta, float* C, int64_t ldc);
+
 }  // namespace strata

@@ -34,19 +34,31 @@
 // every backward kernel must; the engine does the accumulation across ops.
 // NOTE: the output size is checked before it is computed: in C++ integer division truncates towards zero, so a
 // negative numerator (kernel larger than the padded input) would otherwise give P = 1 instead of an error.
-// NOTE: memory: col holds C*R*S*G*P*Q floats: 531 MB for PSPNet's 3x3 4096->512 classifier conv at 60x60. The
-// CPU allocator caches freed blocks (framework/device.cpp), so the next conv of that size reuses the block.
+// Implicit GEMM (the CPU path with Strata's GEMM): col is never built. The GEMM packs its B operand one panel
+// (KC taps x NR pixels, or for dW KC pixels x NR taps) at a time into the packing buffer it uses anyway, and the
+// packing routine (pack_col_panel, pack_col_t_panel below) reads those values from x with the im2col formula
+// above. The forward and dW therefore need no scratch of the size of col. The input gradient cannot be done the
+// same way: col2im must add the up to R*S entries of dcol that come from one x element, and those sit in
+// different C tiles that different threads compute (a scatter-add with races), and for K > KC a tile is only
+// final after the last K block. So dcol is computed for a chunk of input channels at a time (rows c*R*S of Wᵀ)
+// and folded into dx by col2im before the next chunk: the scratch is bounded by kDxChunkFloats.
+// NOTE: memory without implicit GEMM (CUDA; gemm=openblas; reproducible mode): col holds C*R*S*G*P*Q floats:
+// 531 MB for PSPNet's 3x3 4096->512 classifier conv at 60x60 (with implicit GEMM: the 32 MB dx chunk). The CPU
+// allocator caches freed blocks (framework/device.cpp), so the next conv of that size reuses the block.
 #include "layers/conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
 #include "framework/autograd.h"
 #include "framework/blas.h"
 #include "framework/check.h"
+#include "framework/gemm.h"
 #include "framework/parallel.h"
 #include "framework/registry.h"
+#include "layers/conv2d_plan.h"
 
 namespace strata {
 
@@ -60,16 +72,30 @@ namespace {
 // levels off from N ~ 700..1000 on (`conv2d_bench --feature 13 --batch 8` shows the effect on whole layers).
 constexpr int64_t kMinGemmColumns = 1024;
 
-// 1x1 kernel, stride 1, no padding: col_n is x_n itself (dilation is irrelevant for a single tap).
-bool is_pointwise(const Conv2dShape& s) {
-    return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
-}
+// The input gradient's dcol chunk with implicit GEMM: at most this many floats (32 MB), i.e. 258 channels of a 3x3
+// conv at 60x60 (M = 2322 rows in the chunk's GEMM). Measured on layer4's 3x3 512->512 conv at 60x60: chunks of
+// 8 MB (64 channels) made its dx ~1.6x slower than one GEMM over all channels, 32 MB within ~10%.
+constexpr int64_t kDxChunkFloats = int64_t(1) << 23;
+
+std::atomic<bool> g_implicit_gemm{true};
 
 }  // namespace
 
+bool conv2d_use_implicit_gemm(Device device) {
+    return device.is_cpu() && g_implicit_gemm && gemm_cpu_source_available();
+}
+
+void set_conv2d_implicit_gemm(bool on) { g_implicit_gemm = on; }
+
+int64_t conv2d_dx_chunk_channels(const Conv2dShape& s) {
+    if (!s.implicit_gemm) return s.C;
+    const int64_t rows = s.R * s.S * s.images_per_gemm * s.P * s.Q;  // floats of one channel's rows of dcol
+    return std::clamp<int64_t>(kDxChunkFloats / rows, 1, s.C);
+}
+
 int64_t conv2d_scratch_col(const Conv2dShape& s) {
-    if (is_pointwise(s) && s.images_per_gemm == 1) return 0;
-    return s.C * s.R * s.S * s.images_per_gemm * s.P * s.Q;
+    if (conv2d_is_pointwise(s) && s.images_per_gemm == 1) return 0;
+    return conv2d_dx_chunk_channels(s) * s.R * s.S * s.images_per_gemm * s.P * s.Q;
 }
 
 int64_t conv2d_scratch_ycol(const Conv2dShape& s) {
@@ -93,23 +119,34 @@ ColumnRange column_range(const Conv2dShape& s, int64_t t) {
     return {lo, hi, offset};
 }
 
-// One row of im2col: dst[q] = src[q*stride + offset] for q in [lo, hi), 0 for the other q in [0, Q).
+// Part of one row of im2col: dst[q - q0] = src[q*stride + offset] for q in [q0, q1) inside [lo, hi), 0 for the
+// other q in [q0, q1) (the whole row is q0 = 0, q1 = Q).
 // NOTE: the row loops live in these small helpers, with few live variables, on purpose: written out inside the
 // loop nests below, GCC ran out of registers in the strided loops (spilling pointers on every element), which
 // made the stride-2 backward of PSPNet's layer2.0.conv2 about 20% slower.
-void im2col_row(float* dst, const float* src, int64_t Q, int64_t stride, ColumnRange c) {
-    for (int64_t q = 0; q < c.lo; ++q) dst[q] = 0.0f;
+void im2col_row(float* dst, const float* src, int64_t q0, int64_t q1, int64_t stride, ColumnRange c) {
+    const int64_t lo = std::clamp(c.lo, q0, q1), hi = std::clamp(c.hi, lo, q1);
+    std::fill(dst, dst + (lo - q0), 0.0f);
     if (stride == 1) {
-        std::memcpy(dst + c.lo, src + c.lo + c.offset, size_t(c.hi - c.lo) * sizeof(float));
+        std::memcpy(dst + (lo - q0), src + lo + c.offset, size_t(hi - lo) * sizeof(float));
     } else if (stride == 2) {
         // PSPNet's stride-2 convs. At -O2 GCC leaves this gather scalar; `omp simd` asks it to vectorise the loop
         // (loads + permutes for the constant stride), which makes these convs ~5-10% faster.
 #pragma omp simd
-        for (int64_t q = c.lo; q < c.hi; ++q) dst[q] = src[2 * q + c.offset];
+        for (int64_t q = lo; q < hi; ++q) dst[q - q0] = src[2 * q + c.offset];
     } else {
-        for (int64_t q = c.lo; q < c.hi; ++q) dst[q] = src[q * stride + c.offset];
+        for (int64_t q = lo; q < hi; ++q) dst[q - q0] = src[q * stride + c.offset];
     }
-    for (int64_t q = c.hi; q < Q; ++q) dst[q] = 0.0f;
+    std::fill(dst + (hi - q0), dst + (q1 - q0), 0.0f);
+}
+
+// The same values written down a column of a packed panel: dst[(q - q0) * dst_stride], for the weight gradient,
+// whose B operand is colᵀ.
+void im2col_row_strided(float* dst, int64_t dst_stride, const float* src, int64_t q0, int64_t q1, int64_t stride,
+                        ColumnRange c) {
+    const int64_t lo = std::clamp(c.lo, q0, q1), hi = std::clamp(c.hi, lo, q1);
+    for (int64_t q = q0; q < q1; ++q)
+        dst[(q - q0) * dst_stride] = q >= lo && q < hi ? src[q * stride + c.offset] : 0.0f;
 }
 
 // One row of col2im: dst[q*stride + offset] += src[q] for q in [lo, hi).
@@ -132,7 +169,7 @@ void col2im_row(float* dst, const float* src, int64_t stride, ColumnRange c) {
 // and 0 where that position is padding. One row per (c, r, s); the threads split the rows.
 void im2col_cpu(float* col, const float* x, int64_t images, const Conv2dShape& s) {
     const int64_t RS = s.R * s.S, PQ = s.P * s.Q, cols = images * PQ;
-    if (is_pointwise(s)) {
+    if (conv2d_is_pointwise(s)) {
         // (only reached with images > 1) row c of col holds the planes x[g, c] side by side: copy them whole
         parallel_for(0, images * s.C, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
             for (int64_t gc = lo; gc < hi; ++gc) {
@@ -154,7 +191,7 @@ void im2col_cpu(float* col, const float* x, int64_t images, const Conv2dShape& s
                     if (h < 0 || h >= s.H) {  // the whole output row reads the top or bottom padding
                         std::fill(dst, dst + s.Q, 0.0f);
                     } else {
-                        im2col_row(dst, plane + h * s.W, s.Q, s.stride_w, range);
+                        im2col_row(dst, plane + h * s.W, 0, s.Q, s.stride_w, range);
                     }
                 }
             }
@@ -162,25 +199,25 @@ void im2col_cpu(float* col, const float* x, int64_t images, const Conv2dShape& s
     });
 }
 
-// dx (images, C, H, W) from dcol (C*R*S, images*P*Q): the transpose of im2col. Each x element receives the sum of
-// the col entries that were copied from it; entries copied from padding are dropped. The threads split the
-// (image, channel) planes, which no two of them share.
-void col2im_cpu(float* dx, const float* dcol, int64_t images, const Conv2dShape& s) {
+// Channels c0 .. c0+channels of dx (images, C, H, W) from their rows of dcol (channels*R*S, images*P*Q): the
+// transpose of im2col. Each x element receives the sum of the col entries that were copied from it; entries copied
+// from padding are dropped. The threads split the (image, channel) planes, which no two of them share.
+void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_t channels, const Conv2dShape& s) {
     const int64_t PQ = s.P * s.Q, cols = images * PQ;
-    if (is_pointwise(s)) {
+    if (conv2d_is_pointwise(s)) {
         // (only reached with images > 1) each x element was copied exactly once: copy the planes back
-        parallel_for(0, images * s.C, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
+        parallel_for(0, images * channels, std::max<int64_t>(1, 16384 / PQ), [&](int64_t lo, int64_t hi) {
             for (int64_t gc = lo; gc < hi; ++gc) {
-                int64_t g = gc / s.C, c = gc % s.C;
-                std::memcpy(dx + gc * PQ, dcol + c * cols + g * PQ, size_t(PQ) * sizeof(float));
+                int64_t g = gc / channels, c = gc % channels;
+                std::memcpy(dx + (g * s.C + c0 + c) * PQ, dcol + c * cols + g * PQ, size_t(PQ) * sizeof(float));
             }
         });
         return;
     }
-    parallel_for(0, images * s.C, 1, [&](int64_t lo, int64_t hi) {
+    parallel_for(0, images * channels, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t gc = lo; gc < hi; ++gc) {
-            int64_t g = gc / s.C, c = gc % s.C;
-            float* plane = dx + gc * s.H * s.W;
+            int64_t g = gc / channels, c = gc % channels;  // c: the channel within the chunk
+            float* plane = dx + (g * s.C + c0 + c) * s.H * s.W;
             std::fill(plane, plane + s.H * s.W, 0.0f);
             for (int64_t r = 0; r < s.R; ++r) {
                 for (int64_t t = 0; t < s.S; ++t) {
@@ -194,6 +231,96 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, const Conv2dShape&
             }
         }
     });
+}
+
+// ---- implicit GEMM: the packing routines that read col's values from x (GemmPanelSource, framework/gemm.h) ----
+
+// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q).
+struct ColSource {
+    const float* x;
+    const Conv2dShape* s;
+};
+
+// The input row that output row p reads for kernel row r, or -1 where that is padding.
+int64_t input_row(const Conv2dShape& s, int64_t p, int64_t r) {
+    const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+    return h >= 0 && h < s.H ? h : -1;
+}
+
+// Steps the tap (c, r, t) of a col row to the next row's.
+void next_tap(const Conv2dShape& s, int64_t& c, int64_t& r, int64_t& t) {
+    if (++t < s.S) return;
+    t = 0;
+    if (++r < s.R) return;
+    r = 0;
+    ++c;
+}
+
+// A run of consecutive col columns (output pixels) in one output row p of one image: columns j .. j+len are the
+// pixels (p, q0 .. q0+len) of the image whose planes start at `image`.
+struct PixelRun {
+    const float* image;
+    int64_t p, q0, len;
+};
+
+PixelRun pixel_run(const ColSource& src, int64_t j, int64_t end) {
+    const Conv2dShape& s = *src.s;
+    const int64_t PQ = s.P * s.Q, g = j / PQ, p = j % PQ / s.Q, q0 = j % PQ % s.Q;
+    return {src.x + g * s.C * s.H * s.W, p, q0, std::min(s.Q - q0, end - j)};
+}
+
+// The forward's B = col: panel[k*nr + j] = col[k0 + k, j0 + j]. One kernel tap (c, r, t) per panel row, read for
+// the panel's pixels, which form a few runs of one output row each.
+void pack_col_panel(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols, int64_t nr) {
+    const ColSource& src = *static_cast<const ColSource*>(context);
+    const Conv2dShape& s = *src.s;
+    PixelRun runs[64];  // a run per output row the panel touches: at most nr of them
+    int64_t n_runs = 0;
+    for (int64_t j = j0; j < j0 + cols; j += runs[n_runs++].len) {
+        STRATA_CHECK(n_runs < 64, "conv2d: pack_col_panel: panel wider than 64 columns");
+        runs[n_runs] = pixel_run(src, j, j0 + cols);
+    }
+    int64_t c = k0 / (s.R * s.S), r = k0 / s.S % s.R, t = k0 % s.S;  // the tap of row k0, then stepped
+    for (int64_t k = 0; k < kc; ++k) {
+        const ColumnRange range = column_range(s, t);
+        float* out = panel + k * nr;
+        for (int64_t i = 0; i < n_runs; ++i) {
+            const PixelRun& run = runs[i];
+            const int64_t h = input_row(s, run.p, r);
+            if (h < 0)
+                std::fill(out, out + run.len, 0.0f);
+            else
+                im2col_row(out, run.image + (c * s.H + h) * s.W, run.q0, run.q0 + run.len, s.stride_w, range);
+            out += run.len;
+        }
+        std::fill(panel + k * nr + cols, panel + (k + 1) * nr, 0.0f);
+        next_tap(s, c, r, t);
+    }
+}
+
+// The weight gradient's B = colᵀ: panel[k*nr + j] = col[j0 + j, k0 + k] (rows: pixels k0 .. k0+kc, columns:
+// taps). Each (pixel run, tap) pair is one strided column of the panel.
+void pack_col_t_panel(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols,
+                      int64_t nr) {
+    const ColSource& src = *static_cast<const ColSource*>(context);
+    const Conv2dShape& s = *src.s;
+    for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, 0.0f);
+    for (int64_t k = k0; k < k0 + kc;) {
+        const PixelRun run = pixel_run(src, k, k0 + kc);
+        float* out = panel + (k - k0) * nr;
+        int64_t c = j0 / (s.R * s.S), r = j0 / s.S % s.R, t = j0 % s.S;
+        for (int64_t j = 0; j < cols; ++j) {
+            const int64_t h = input_row(s, run.p, r);
+            if (h < 0) {
+                for (int64_t i = 0; i < run.len; ++i) out[i * nr + j] = 0.0f;
+            } else {
+                im2col_row_strided(out + j, nr, run.image + (c * s.H + h) * s.W, run.q0, run.q0 + run.len,
+                                   s.stride_w, column_range(s, t));
+            }
+            next_tap(s, c, r, t);
+        }
+        k += run.len;
+    }
 }
 
 // y (images, K, P*Q) = ycol (K, images*P*Q) rearranged, plus bias[k] (bias may be null). With images == 1 the
@@ -220,74 +347,49 @@ void y_to_ycol(float* ycol, const float* y, int64_t images, int64_t K, int64_t P
     });
 }
 
-// y (N, K, P, Q), x (N, C, H, W), weight (K, C*R*S), bias (K) or null; col, ycol: see conv2d.h.
-void conv2d_forward_cpu(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
-                        const Conv2dShape& s) {
-    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
-    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
-        int64_t g = std::min(s.images_per_gemm, s.N - n0);  // images in this GEMM
-        const float* x_g = x + n0 * s.C * s.H * s.W;
-        float* y_g = y + n0 * s.K * PQ;
-        // The GEMM's right operand: x itself for a pointwise conv of one image, else the im2col matrix.
-        const float* cols = x_g;
-        if (!(is_pointwise(s) && g == 1)) {
-            im2col_cpu(col, x_g, g, s);
-            cols = col;
+// db[k] = sum over images and pixels of dy[n, k, :, :]
+void bias_grad_cpu(float* dbias, const float* dy, const Conv2dShape& s) {
+    const int64_t PQ = s.P * s.Q;
+    parallel_for(0, s.K, 16, [&](int64_t lo, int64_t hi) {
+        for (int64_t k = lo; k < hi; ++k) {
+            double sum = 0.0;
+            for (int64_t n = 0; n < s.N; ++n) {
+                const float* d = dy + (n * s.K + k) * PQ;
+                for (int64_t i = 0; i < PQ; ++i) sum += d[i];
+            }
+            dbias[k] = float(sum);
         }
-        // (K, g*PQ) = weight (K, CRS) · cols (CRS, g*PQ); one image's result is already in y's layout.
-        float* out = g == 1 ? y_g : ycol;
-        gemm_cpu(false, false, s.K, g * PQ, CRS, 1.0f, weight, CRS, cols, g * PQ, 0.0f, out, g * PQ);
-        if (g > 1 || bias) ycol_to_y(y_g, out, bias, g, s.K, PQ);
-    }
+    });
 }
 
-// dx (N, C, H, W), dweight (K, C*R*S), dbias (K): each written if non-null. dy (N, K, P, Q), x, weight as in the
-// forward; col, ycol: see conv2d.h.
+// out (K, images*PQ) = weight (K, CRS) · col(x), col packed from x by the GEMM
+void forward_implicit_cpu(float* out, const float* weight, const float* x, int64_t images, const Conv2dShape& s) {
+    const int64_t CRS = s.C * s.R * s.S, cols = images * s.P * s.Q;
+    const ColSource src{x, &s};
+    gemm_cpu_source(false, s.K, cols, CRS, 1.0f, weight, CRS, GemmPanelSource{pack_col_panel, &src}, 0.0f, out, cols);
+}
+
+// dweight (K, CRS) = dy (K, images*PQ) · col(x)ᵀ + beta * dweight, colᵀ packed from x by the GEMM
+void weight_grad_implicit_cpu(float* dweight, const float* dy, const float* x, int64_t images, float beta,
+                              const Conv2dShape& s) {
+    const int64_t CRS = s.C * s.R * s.S, cols = images * s.P * s.Q;
+    const ColSource src{x, &s};
+    gemm_cpu_source(false, s.K, CRS, cols, 1.0f, dy, cols, GemmPanelSource{pack_col_t_panel, &src}, beta, dweight,
+                    CRS);
+}
+
+const Conv2dDevice kCpu{gemm_cpu,       im2col_cpu,    col2im_cpu,           ycol_to_y,
+                        y_to_ycol,      bias_grad_cpu, forward_implicit_cpu, weight_grad_implicit_cpu};
+
+// The kernels of conv2d.h: the shared plan (layers/conv2d_plan.cpp) on the CPU's primitives.
+void conv2d_forward_cpu(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
+                        const Conv2dShape& s) {
+    conv2d_forward_plan(kCpu, y, x, weight, bias, col, ycol, s);
+}
+
 void conv2d_backward_cpu(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* weight,
                          float* col, float* ycol, const Conv2dShape& s) {
-    const int64_t CRS = s.C * s.R * s.S, PQ = s.P * s.Q;
-    if (dbias) {
-        // db[k] = sum over images and pixels of dy[n, k, :, :]
-        parallel_for(0, s.K, 16, [&](int64_t lo, int64_t hi) {
-            for (int64_t k = lo; k < hi; ++k) {
-                double sum = 0.0;
-                for (int64_t n = 0; n < s.N; ++n) {
-                    const float* d = dy + (n * s.K + k) * PQ;
-                    for (int64_t i = 0; i < PQ; ++i) sum += d[i];
-                }
-                dbias[k] = float(sum);
-            }
-        });
-    }
-    if (!dx && !dweight) return;
-    for (int64_t n0 = 0; n0 < s.N; n0 += s.images_per_gemm) {
-        int64_t g = std::min(s.images_per_gemm, s.N - n0);
-        bool pointwise = is_pointwise(s) && g == 1;
-        const float* x_g = x + n0 * s.C * s.H * s.W;
-        float* dx_g = dx ? dx + n0 * s.C * s.H * s.W : nullptr;
-        // dy of these g images as a (K, g*PQ) matrix
-        const float* dy_g = dy + n0 * s.K * PQ;
-        if (g > 1) {
-            y_to_ycol(ycol, dy_g, g, s.K, PQ);
-            dy_g = ycol;
-        }
-        if (dweight) {
-            const float* cols = x_g;
-            if (!pointwise) {
-                im2col_cpu(col, x_g, g, s);
-                cols = col;
-            }
-            // dweight (K, CRS) (+)= dy_g (K, g*PQ) · cols (CRS, g*PQ)ᵀ; the first group overwrites.
-            gemm_cpu(false, true, s.K, CRS, g * PQ, 1.0f, dy_g, g * PQ, cols, g * PQ, n0 == 0 ? 0.0f : 1.0f, dweight,
-                     CRS);
-        }
-        if (dx) {
-            // dcol (CRS, g*PQ) = weightᵀ (CRS, K) · dy_g (K, g*PQ); for a pointwise conv dcol is dx itself.
-            float* dcol = pointwise ? dx_g : col;
-            gemm_cpu(true, false, CRS, g * PQ, s.K, 1.0f, weight, CRS, dy_g, g * PQ, 0.0f, dcol, g * PQ);
-            if (!pointwise) col2im_cpu(dx_g, col, g, s);
-        }
-    }
+    conv2d_backward_plan(kCpu, dx, dweight, dbias, dy, x, weight, col, ycol, s);
 }
 
 }  // namespace
@@ -365,8 +467,9 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     Tensor weight = weight_in.contiguous();
     Tensor bias = has_bias ? bias_in.contiguous() : Tensor();
     Device device = x.device();
+    s.implicit_gemm = conv2d_use_implicit_gemm(device);
     Tensor y = empty({s.N, s.K, s.P, s.Q}, DType::F32, device);
-    Tensor col = scratch(conv2d_scratch_col(s), device);
+    Tensor col = s.implicit_gemm ? Tensor() : scratch(conv2d_scratch_col(s), device);  // (see conv2d.h)
     Tensor ycol = scratch(conv2d_scratch_ycol(s), device);
     conv2d_forward[device](y.f32(), x.f32(), weight.f32(), ptr(bias), ptr(col), ptr(ycol), s);
 
@@ -391,6 +494,7 @@ Conv2dGrads conv2d_grads(const Tensor& dy_in, const Tensor& x_in, const Tensor& 
     Tensor x = x_in.contiguous();
     Tensor weight = weight_in.contiguous();
     Device device = dy.device();
+    s.implicit_gemm = conv2d_use_implicit_gemm(device);
     Conv2dGrads g;
     if (need_dx) g.dx = empty(x.shape(), DType::F32, device);
     if (need_dweight) g.dweight = empty(weight.shape(), DType::F32, device);

@@ -56,18 +56,31 @@ struct Conv2dShape {
     // G: how many images share one GEMM. 1 for ordinary maps; more when P*Q is so small that a per-image GEMM
     // would be tiny (PSPNet's pooled 1x1..6x6 maps, a batch of 13x13 maps). Chosen by conv2d_shape() below.
     int64_t images_per_gemm;
+    // CPU only: the GEMMs pack the im2col matrix straight from x, panel by panel (implicit GEMM), so that no col
+    // buffer exists in the forward and the weight gradient; the input gradient then goes through col in chunks of
+    // channels. Set by the op (conv2d_use_implicit_gemm), false from conv2d_shape().
+    bool implicit_gemm = false;
 };
 
 // The sizes for input shape x (N, C, H, W), weight shape (K, C, R, S) and the options, images_per_gemm included.
 // Fails (naming the sizes) if the output would be empty. Callers check ranks and channels first, as conv2d does.
 Conv2dShape conv2d_shape(const Shape& x, const Shape& weight, const Conv2dOptions& options);
 
+// Whether the CPU kernels run as implicit GEMM for `device`: on the CPU with the `strata` GEMM outside
+// reproducible mode, unless turned off (set_conv2d_implicit_gemm(false): the im2col path, kept as the reference
+// for tests and benchmarks). Process-wide.
+bool conv2d_use_implicit_gemm(Device device);
+void set_conv2d_implicit_gemm(bool on);
+
 // Scratch buffers (allocated by the op; a kernel never allocates), with G = images_per_gemm:
 //   col   (C*R*S, G*P*Q)  the im2col matrix of G images. Null when conv2d_scratch_col(shape) is 0: a 1x1 kernel
 //                         with stride 1 and no padding, one image per GEMM, multiplies x itself and needs none.
+//                         With implicit_gemm, only the input gradient uses col, for a chunk of channels at a time:
+//                         (c*R*S, G*P*Q) with c = conv2d_dx_chunk_channels(s), and the forward passes null.
 //   ycol  (K, G*P*Q)      y or dy of G images side by side, as the GEMM sees them. Null when G == 1.
 int64_t conv2d_scratch_col(const Conv2dShape& s);   // element count of col (0: not needed)
 int64_t conv2d_scratch_ycol(const Conv2dShape& s);  // element count of ycol (0: not needed)
+int64_t conv2d_dx_chunk_channels(const Conv2dShape& s);  // channels per input-gradient chunk (C without implicit_gemm)
 
 // forward:  y = conv(x, weight) + bias. bias may be null.
 using conv2d_forward_fn = void (*)(float* y, const float* x, const float* weight, const float* bias, float* col,

@@ -7,8 +7,9 @@
 //              dW = dYᵀ · X                 dW[j, k] = sum_r dY[r, j] X[r, k]
 //              db = sum_r dY[r, :]          (b is added to every row, so its gradient sums over the rows)
 //
-// Each product is one GEMM through gemm_cpu (row-major; the transposes are flags, nothing is copied). db is the
-// column sum of dY, computed by sum (layers/sum.cpp, double accumulation).
+// Each product is one GEMM through gemm_cpu (row-major; the transposes are flags, nothing is copied); which GEMM is
+// written once for every device in layers/linear_plan.h. db is the column sum of dY, computed by sum
+// (layers/sum.cpp, double accumulation).
 //
 // NOTE: W is stored (out, in) as in PyTorch, so checkpoints load unchanged; the forward therefore multiplies by
 // Wᵀ. The forward writes b into every row of Y first and lets the GEMM add X·Wᵀ to it (beta = 1).
@@ -22,6 +23,7 @@
 #include "framework/check.h"
 #include "framework/parallel.h"
 #include "framework/registry.h"
+#include "layers/linear_plan.h"
 #include "layers/sum.h"
 
 namespace strata {
@@ -32,31 +34,30 @@ constinit KernelTable<linear_backward_weight_fn> linear_backward_weight{"linear_
 
 namespace {
 
-// y: (rows, out), x: (rows, in), weight: (out, in), bias: (out) or null.
+// y[r, j] = bias[j] for every row r of y (rows, out)
+void broadcast_rows_cpu(float* y, const float* bias, int64_t rows, int64_t out) {
+    parallel_for(0, rows, std::max<int64_t>(1, (1 << 15) / out), [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r)
+            for (int64_t j = 0; j < out; ++j) y[r * out + j] = bias[j];
+    });
+}
+
+const LinearDevice kCpu{gemm_cpu, broadcast_rows_cpu};
+
+// The kernels of linear.h: the shared plan (layers/linear_plan.h) on the CPU's primitives.
 void linear_forward_cpu(float* y, const float* x, const float* weight, const float* bias, int64_t rows, int64_t in,
                         int64_t out) {
-    float beta = 0.0f;  // without a bias the GEMM overwrites y
-    if (bias) {
-        parallel_for(0, rows, std::max<int64_t>(1, (1 << 15) / out), [&](int64_t lo, int64_t hi) {
-            for (int64_t r = lo; r < hi; ++r)
-                for (int64_t j = 0; j < out; ++j) y[r * out + j] = bias[j];
-        });
-        beta = 1.0f;
-    }
-    // y[rows, out] = x[rows, in] · weight[out, in]ᵀ + beta * y
-    gemm_cpu(false, true, rows, out, in, 1.0f, x, in, weight, in, beta, y, out);
+    linear_forward_plan(kCpu, y, x, weight, bias, rows, in, out);
 }
 
-// dx: (rows, in), dy: (rows, out), weight: (out, in).
 void linear_backward_input_cpu(float* dx, const float* dy, const float* weight, int64_t rows, int64_t in,
                                int64_t out) {
-    gemm_cpu(false, false, rows, in, out, 1.0f, dy, out, weight, in, 0.0f, dx, in);
+    linear_backward_input_plan(kCpu, dx, dy, weight, rows, in, out);
 }
 
-// dweight: (out, in), dy: (rows, out), x: (rows, in).
 void linear_backward_weight_cpu(float* dweight, const float* dy, const float* x, int64_t rows, int64_t in,
                                 int64_t out) {
-    gemm_cpu(true, false, out, in, rows, 1.0f, dy, out, x, in, 0.0f, dweight, in);
+    linear_backward_weight_plan(kCpu, dweight, dy, x, rows, in, out);
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include <cmath>
 
 #include "framework/autograd.h"
+#include "framework/blas.h"
 #include "framework/check.h"
 #include "framework/registry.h"
 #include "layers/conv2d.h"
 #include "tests/fixtures.h"
+#include "tests/thread_scope.h"
 
 using namespace strata;
 using namespace strata::testing;
@@ -194,4 +196,84 @@ TEST_CASE("conv2d: module without bias, and bad attributes") {
                          doctest::Contains("conv2d: missing required attribute 'kernel_size'"), Error);
     CHECK_THROWS_WITH_AS(create_layer("conv2d", {{"in_channels", 2}, {"out_channels", 0}, {"kernel_size", 3}}),
                          doctest::Contains("Conv2d: in_channels and out_channels must be positive"), Error);
+}
+
+namespace {
+
+// conv2d's output and all three gradients for fixed inputs, on whichever CPU path is switched on.
+struct ConvResult {
+    std::vector<float> y, dx, dw, db;
+};
+
+ConvResult run_conv(const Tensor& x0, const Tensor& w0, const Tensor& b0, const Tensor& dy, const Conv2dOptions& o) {
+    Tensor x = x0.detach().clone().requires_grad_(), w = w0.detach().clone().requires_grad_();
+    Tensor b = b0.detach().clone().requires_grad_();
+    Tensor y = conv2d(x, w, b, o);
+    y.backward(dy);
+    return {y.to_vector(), x.grad().to_vector(), w.grad().to_vector(), b.grad().to_vector()};
+}
+
+struct ImplicitGemmScope {
+    explicit ImplicitGemmScope(bool on) { set_conv2d_implicit_gemm(on); }
+    ~ImplicitGemmScope() { set_conv2d_implicit_gemm(true); }
+};
+
+}  // namespace
+
+// The implicit-GEMM path packs the same panels from x that the im2col path packs from col, and chunks dx's GEMM by
+// rows, which leaves each element's summation order as it was: both paths must give the same bits, at shapes that
+// are not multiples of the tiles (12x32, 6x16, 4x16) nor of KC = 256, and with more than one dx chunk.
+TEST_CASE("conv2d: implicit GEMM gives the im2col path's bits, on 1 and 3 threads") {
+    struct Case {
+        const char* name;
+        Shape x, w;
+        Conv2dOptions o;
+    };
+    Case cases[] = {
+        {"3x3 pad 1, batch 1, 11x13", {1, 3, 11, 13}, {5, 3, 3, 3}, {.padding = 1}},
+        {"3x3 stride 2 pad 1, 17x19", {2, 7, 17, 19}, {9, 7, 3, 3}, {.stride = 2, .padding = 1}},
+        {"3x3 dilation 2 pad 2, C*R*S = 297 > KC", {2, 33, 15, 14}, {13, 33, 3, 3}, {.padding = 2, .dilation = 2}},
+        {"3x3 dilation 4 pad 4, 20x21", {1, 5, 20, 21}, {33, 5, 3, 3}, {.padding = 4, .dilation = 4}},
+        {"1x1 stride 2, 9x10", {2, 6, 9, 10}, {7, 6, 1, 1}, {.stride = 2}},
+        {"1x1 on 3x3 maps: 5 images in one GEMM", {5, 4, 3, 3}, {6, 4, 1, 1}, {}},
+        {"3x3 pad 1 on 5x5 maps: images grouped", {4, 3, 5, 5}, {8, 3, 3, 3}, {.padding = 1}},
+        {"2x3 kernel, stride (2,1), pad (0,2), dilation (1,3)",
+         {2, 4, 12, 11},
+         {5, 4, 2, 3},
+         {.stride = Size2(2, 1), .padding = Size2(0, 2), .dilation = Size2(1, 3)}},
+        {"3x3 at 100x100 with 100 channels: two dx chunks", {1, 100, 100, 100}, {3, 100, 3, 3}, {.padding = 1}},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        Tensor x = randn(c.x), w = randn(c.w), b = randn({c.w[0]});
+        Conv2dShape s = conv2d_shape(c.x, c.w, c.o);
+        Tensor dy = randn({s.N, s.K, s.P, s.Q});
+        ConvResult reference;
+        {
+            ImplicitGemmScope im2col(false);
+            reference = run_conv(x, w, b, dy, c.o);
+        }
+        for (int threads : {1, 3}) {
+            CAPTURE(threads);
+            ThreadCountScope scope(threads);
+            ConvResult r = run_conv(x, w, b, dy, c.o);
+            CHECK(r.y == reference.y);
+            CHECK(r.dx == reference.dx);
+            CHECK(r.dw == reference.dw);
+            CHECK(r.db == reference.db);
+        }
+    }
+}
+
+TEST_CASE("conv2d: implicit GEMM needs no im2col buffer, only a bounded chunk for dx") {
+    // PSPNet's 3x3 4096->512 classifier conv on a batch of two 60x60 maps
+    Conv2dShape s = conv2d_shape({2, 4096, 60, 60}, {512, 4096, 3, 3}, {.padding = 1});
+    CHECK(conv2d_scratch_col(s) == 4096 * 9 * 3600);  // the im2col path: 531 MB
+    s.implicit_gemm = true;
+    CHECK(conv2d_dx_chunk_channels(s) == 258);
+    CHECK(conv2d_scratch_col(s) == 258 * 9 * 3600);  // 32 MB
+    Conv2dShape two_chunks = conv2d_shape({1, 100, 100, 100}, {3, 100, 3, 3}, {.padding = 1});  // (a case above)
+    two_chunks.implicit_gemm = true;
+    CHECK(conv2d_dx_chunk_channels(two_chunks) == 93);
+    CHECK(conv2d_use_implicit_gemm(Device{}) == (gemm_choice() == GemmChoice::kStrata && !reproducible_gemm()));
 }
