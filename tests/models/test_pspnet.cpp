@@ -13,6 +13,7 @@
 #include "layers/cross_entropy.h"
 #include "layers/mul.h"
 #include "models/pspnet/pspnet.h"
+#include "tests/models/tiny_model.h"
 
 using namespace strata;
 using namespace strata::pspnet;
@@ -211,15 +212,7 @@ TEST_CASE("pspnet: a small model overfits one batch") {
     c.classes = 3;
     c.dropout = 0;
     PSPNet model(c);
-    // two images, labels: left half class 1, right half class 2, a top band class 0, some ignored pixels
-    Generator gen(9);
-    Tensor x = randn({2, 3, 25, 25}, gen);
-    std::vector<int32_t> lab(2 * 25 * 25);
-    for (int n = 0; n < 2; ++n)
-        for (int y = 0; y < 25; ++y)
-            for (int xx = 0; xx < 25; ++xx)
-                lab[size_t((n * 25 + y) * 25 + xx)] = y == 24 ? 255 : y < 6 ? 0 : xx < 12 ? 1 : 2;
-    Tensor labels = from_vector_i32(lab, {2, 25, 25});
+    auto [x, labels] = testing::overfit_batch();
     SGD opt({ParamGroup{"all", model.parameters()}}, SGDOptions{0.05f, 0.9f, 0.0f});
     float first = 0, last = 0;
     for (int step = 0; step < 60; ++step) {

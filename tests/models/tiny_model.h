@@ -33,6 +33,22 @@ inline Image random_image(int h, int w, uint64_t seed) {
     return im;
 }
 
+// Two 25 x 25 random images and their labels, a batch a small PSPNet can overfit: a top band class 0, the left half
+// class 1, the right half class 2, the last row ignored (255).
+struct TinyBatch {
+    Tensor images, labels;
+};
+inline TinyBatch overfit_batch() {
+    Generator gen(9);
+    std::vector<int32_t> lab(2 * 25 * 25);
+    for (int n = 0; n < 2; ++n)
+        for (int y = 0; y < 25; ++y)
+            for (int x = 0; x < 25; ++x)
+                lab[size_t((n * 25 + y) * 25 + x)] = y == 24 ? 255 : y < 6 ? 0 : x < 12 ? 1 : 2;
+    Tensor images = randn({2, 3, 25, 25}, gen);
+    return {images, from_vector_i32(lab, {2, 25, 25})};
+}
+
 // ContextScenes at 73 x 73 (8 classes, 32 training images), ResNet-18 blocks [1,1,0,0] at 1/8 width, batches of 4,
 // 10 iterations at base_lr 0.02, loading in the training thread, into run_dir; `more` (key=value) on top.
 inline pspnet::RunConfig tiny_run(const std::string& run_dir, std::vector<std::string> more = {}) {
