@@ -161,6 +161,13 @@ TEST_CASE("plugins: the programs load them from --plugin or the config, list the
     CHECK(listed.output.find("relu_forward  cpu [layers/relu.cpp]") != std::string::npos);
     CHECK(listed.output.find("hard_swish 1.0  build/plugins/hard_swish.so") != std::string::npos);
 
+    // the config's plugins are loaded before the listing, so they are listed too
+    auto listed_from_config = testing::run_program(
+        "build/bin/train configs/contextscenes.json plugins=[build/plugins/hard_swish.so] --list-layers");
+    CHECK(listed_from_config.code == 0);
+    CHECK(listed_from_config.output.find("hard_swish 1.0  build/plugins/hard_swish.so") != std::string::npos);
+    CHECK(listed_from_config.output.find("hard_swish  [plugin build/plugins/hard_swish.so]") != std::string::npos);
+
     auto refused = testing::run_program("build/bin/eval --plugin " + kTestPlugins + "duplicate.so --list-layers");
     CHECK(refused.code == 1);
     CHECK(refused.output.find("error: plugin '" + kTestPlugins + "duplicate.so' refused: layer 'relu' is registered "
