@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <set>
 
 #include "strata.h"
@@ -151,6 +153,38 @@ TEST_CASE("plugins: hard_swish loads, matches its formula, passes the gradient c
         (step == 0 ? first : last) = loss.item();
     }
     CHECK(last < 0.5f * first);
+}
+
+// docs/adding_a_layer.md's layer, from its finished files (docs/tutorial/): what the tutorial tells its reader to see
+TEST_CASE("tutorial: swish loads, matches its formula, passes the gradient check; its context module registers") {
+    load_plugin(kTestPlugins + "swish.so");
+    load_plugin(kTestPlugins + "swish_context.so");
+    CHECK(describe_registry().find("swish_context  [plugin " + kTestPlugins + "swish_context.so]") !=
+          std::string::npos);
+
+    std::shared_ptr<Module> swish = create_layer("swish");
+    // x / (1 + exp(-x)); at -100 exp overflows to inf and the result is the limit, 0
+    std::vector<float> y = swish->forward(from_vector({-100.0f, -2.0f, 0.0f, 1.0f}, {4})).to_vector();
+    std::vector<float> want = {0.0f, -0.23840584f, 0.0f, 0.73105858f};
+    for (size_t i = 0; i < want.size(); ++i) CHECK(y[i] == doctest::Approx(want[i]).epsilon(1e-6));
+
+    Tensor x = randn({2, 3, 4, 5}).requires_grad_();
+    CHECK(testing::gradcheck("swish", [&](const std::vector<Tensor>& in) { return swish->forward(in[0]); }, {x}) > 0);
+}
+
+TEST_CASE("tutorial: docs/adding_a_layer.md shows each of its finished files whole") {
+    auto read = [](const std::string& path) {
+        std::ifstream in(path);
+        REQUIRE(in.good());
+        std::stringstream text;
+        text << in.rdbuf();
+        return text.str();
+    };
+    std::string doc = read("docs/adding_a_layer.md");
+    for (const char* file : {"swish.h", "swish.cpp", "swish.cu", "swish_context.cpp"}) {
+        CAPTURE(file);
+        CHECK(doc.find(read(std::string("docs/tutorial/") + file)) != std::string::npos);
+    }
 }
 
 TEST_CASE("plugins: the programs load them from --plugin or the config, list them, and refuse bad ones") {
