@@ -271,6 +271,20 @@ $(TEST_PLUGIN_DIR)/hard_swish_emulated.so: plugins/examples/hard_swish.cpp plugi
                                            plugins/examples/hard_swish.h $(PLUGIN_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(PLUGIN_CXXFLAGS) -DCUEMU -Wno-unknown-pragmas -shared -x c++ $(filter %.cpp %.cu,$^) -o $@
+# docs/adding_a_layer.md's finished files, built as its plugin commands build them (CPU-only, for the test program).
+# A reader who followed its section 6 has swish in layers/: then the plugin would redefine it, and is not built.
+TUTORIAL_SWISH  := $(if $(wildcard layers/swish.cpp),,swish)
+TEST_PLUGINS    += $(TUTORIAL_SWISH:%=$(TEST_PLUGIN_DIR)/%.so) $(TEST_PLUGIN_DIR)/swish_context.so
+$(TEST_PLUGIN_DIR)/swish.so: docs/tutorial/swish.cpp docs/tutorial/swish.h $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
+$(TEST_PLUGIN_DIR)/swish_context.so: docs/tutorial/swish_context.cpp $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -shared $< -o $@
+$(TEST_PLUGIN_DIR)/swish_emulated.so: docs/tutorial/swish.cpp docs/tutorial/swish.cu docs/tutorial/swish.h \
+                                      $(PLUGIN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PLUGIN_CXXFLAGS) -DCUEMU -Wno-unknown-pragmas -shared -x c++ $(filter %.cpp %.cu,$^) -o $@
 $(TEST_BIN): | $(TEST_PLUGINS)
-$(CUDA_EMU_TESTS): | $(TEST_PLUGIN_DIR)/hard_swish_emulated.so
+$(CUDA_EMU_TESTS): | $(TEST_PLUGIN_DIR)/hard_swish_emulated.so $(TUTORIAL_SWISH:%=$(TEST_PLUGIN_DIR)/%_emulated.so)
 .PHONY: plugin

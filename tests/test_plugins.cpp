@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <set>
 
 #include "strata.h"
@@ -153,6 +155,39 @@ TEST_CASE("plugins: hard_swish loads, matches its formula, passes the gradient c
     CHECK(last < 0.5f * first);
 }
 
+// docs/adding_a_layer.md's layer, from its finished files (docs/tutorial/): what the tutorial tells its reader to see
+TEST_CASE("tutorial: swish loads, matches its formula, passes the gradient check; its context module registers") {
+    // a reader who followed the tutorial's section 6 has swish in the tree: then that one is checked
+    if (registration_owner("layer", "swish") != "layers/swish.cpp") load_plugin(kTestPlugins + "swish.so");
+    load_plugin(kTestPlugins + "swish_context.so");
+    CHECK(describe_registry().find("swish_context  [plugin " + kTestPlugins + "swish_context.so]") !=
+          std::string::npos);
+
+    std::shared_ptr<Module> swish = create_layer("swish");
+    // x / (1 + exp(-x)); at -100 exp overflows to inf and the result is the limit, 0
+    std::vector<float> y = swish->forward(from_vector({-100.0f, -2.0f, 0.0f, 1.0f}, {4})).to_vector();
+    std::vector<float> want = {0.0f, -0.23840584f, 0.0f, 0.73105858f};
+    for (size_t i = 0; i < want.size(); ++i) CHECK(y[i] == doctest::Approx(want[i]).epsilon(1e-6));
+
+    Tensor x = randn({2, 3, 4, 5}).requires_grad_();
+    CHECK(testing::gradcheck("swish", [&](const std::vector<Tensor>& in) { return swish->forward(in[0]); }, {x}) > 0);
+}
+
+TEST_CASE("tutorial: docs/adding_a_layer.md shows each of its finished files whole") {
+    auto read = [](const std::string& path) {
+        std::ifstream in(path);
+        REQUIRE(in.good());
+        std::stringstream text;
+        text << in.rdbuf();
+        return text.str();
+    };
+    std::string doc = read("docs/adding_a_layer.md");
+    for (const char* file : {"swish.h", "swish.cpp", "swish.cu", "swish_context.cpp"}) {
+        CAPTURE(file);
+        CHECK(doc.find(read(std::string("docs/tutorial/") + file)) != std::string::npos);
+    }
+}
+
 TEST_CASE("plugins: the programs load them from --plugin or the config, list them, and refuse bad ones") {
     auto listed = testing::run_program("build/bin/train --plugin build/plugins/hard_swish.so --list-layers");
     CHECK(listed.code == 0);
@@ -160,6 +195,13 @@ TEST_CASE("plugins: the programs load them from --plugin or the config, list the
     CHECK(listed.output.find("hard_swish_forward  cpu [plugin build/plugins/hard_swish.so]") != std::string::npos);
     CHECK(listed.output.find("relu_forward  cpu [layers/relu.cpp]") != std::string::npos);
     CHECK(listed.output.find("hard_swish 1.0  build/plugins/hard_swish.so") != std::string::npos);
+
+    // the config's plugins are loaded before the listing, so they are listed too
+    auto listed_from_config = testing::run_program(
+        "build/bin/train configs/contextscenes.json plugins=[build/plugins/hard_swish.so] --list-layers");
+    CHECK(listed_from_config.code == 0);
+    CHECK(listed_from_config.output.find("hard_swish 1.0  build/plugins/hard_swish.so") != std::string::npos);
+    CHECK(listed_from_config.output.find("hard_swish  [plugin build/plugins/hard_swish.so]") != std::string::npos);
 
     auto refused = testing::run_program("build/bin/eval --plugin " + kTestPlugins + "duplicate.so --list-layers");
     CHECK(refused.code == 1);

@@ -29,7 +29,15 @@ bool is_run_folder(const fs::path& dir) {
 CommandLine parse_command_line(int argc, char** argv, const std::set<std::string>& flags,
                                const std::set<std::string>& options, const std::string& usage) {
     CommandLine cl;
-    argc = take_plugin_options(argc, argv);  // --plugin PATH, --list-layers: every program's (framework/plugin.h)
+    // --list-layers waits for the config: its `plugins` are loaded first, so that they are listed too
+    bool list_layers = false;
+    int kept = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string(argv[i]) == "--list-layers") list_layers = true;
+        else argv[kept++] = argv[i];
+    }
+    argv[kept] = nullptr;
+    argc = take_plugin_options(kept, argv);  // --plugin PATH: every program's (framework/plugin.h)
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--help" || a == "-h") {
@@ -59,6 +67,11 @@ CommandLine parse_command_line(int argc, char** argv, const std::set<std::string
                          "'); overrides are written key=value\n", usage);
             cl.config_path = a;
         }
+    }
+    if (list_layers) {
+        if (!cl.config_path.empty() || !cl.overrides.empty()) load_program_config(cl);  // loads its plugins
+        std::cout << describe_registry();
+        std::exit(0);
     }
     return cl;
 }

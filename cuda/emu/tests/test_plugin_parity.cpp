@@ -32,3 +32,24 @@ TEST_CASE("plugins: hard_swish's CUDA twin matches its CPU kernel bit for bit (e
     CHECK(registration_owner("kernel", "hard_swish_forward on cuda") ==
           "plugin build/tests/plugins/hard_swish_emulated.so");
 }
+
+// docs/adding_a_layer.md's layer, from its finished files (docs/tutorial/swish.cpp and swish.cu): the check its
+// section 5 tells the reader to run
+TEST_CASE("plugins: the tutorial's swish CUDA twin matches its CPU kernel bit for bit (emulated, loaded as a plugin)") {
+    if (skip_unless_cuda()) return;
+    // a reader who followed the tutorial's section 6 has swish in the tree: then that one is checked
+    if (registration_owner("layer", "swish") != "layers/swish.cpp")
+        load_plugin("build/tests/plugins/swish_emulated.so");
+    std::shared_ptr<Module> swish = create_layer("swish");
+    auto op = [&](const Tensor& x) { return swish->forward(x); };
+    // more elements than one block, and the overflow of exp(-x) for very negative x
+    Tensor x = rand_uniform({3, 5, 17, 19}, -8.0f, 8.0f);
+    std::vector<float> v = x.to_vector();
+    v[0] = -100.0f, v[1] = 0.0f;
+    x = from_vector(v, x.shape());
+    Tensor dy = randn(x.shape());
+    ForwardBackward cpu = run_forward_backward(op, x, dy, kCPU);
+    ForwardBackward gpu = run_forward_backward(op, x, dy, kCuda0);
+    CHECK(bitwise_difference(gpu.y, cpu.y) == "");
+    CHECK(bitwise_difference(gpu.dx, cpu.dx) == "");
+}
