@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
     // so the run still ends well within the timeout of tests/mpi/mpirun2.sh.
     comm->set_timeout(20);
     doctest::Context context;
+    // mpirun forwards each rank's output through a pipe that doctest may still take for a terminal: no colour codes
+    // in logs (--force-colors brings them back).
+    context.setOption("no-colors", true);
     context.applyCommandLine(argc, argv);
     int rc = context.run();
     // A rank that ran a different number of cases would not line up: the counts say so as a failure.
