@@ -3,7 +3,7 @@
 // forward (NN) and backward (NT, TN), all measured in the same run, with each one's fraction of the FMA peak of
 // the ISA it uses (measured here: OpenBLAS's ISA follows the kernel it picked, e.g. Haswell = AVX2).
 //
-//     build/bench/gemm_bench [--reps R]
+//     build/bench/gemm_bench [--reps R] [--only TEXT]      (--only: the shapes whose name contains TEXT)
 //
 // Each figure is the best of R runs (default 3) after a warm-up; the kernels' runs are interleaved so that load from
 // other processes hits them alike. It prints the CPU, the OpenBLAS kernel and the OPENBLAS_* settings it sees.
@@ -44,6 +44,17 @@ const Shape kShapes[] = {
     {"3x3 256->256, 30x30, dcol WT.dY", true, false, 2304, 900, 256},
     {"1x1 1024->256, 60x60, fwd", false, false, 256, 3600, 1024},
     {"3x3 64->64, 8x13x13, fwd", false, false, 64, 1352, 576},
+    // psp18w32 at a 97x97 crop, batch 8 (bench/pspnet_bench): 4 images of 13x13 per GEMM (N = 676), the 49x49 stem
+    {"p18 3x3 256->256 4x13x13 fwd", false, false, 256, 676, 2304},
+    {"p18 3x3 256->256 4x13x13 dW", false, true, 256, 2304, 676},
+    {"p18 3x3 256->256 4x13x13 dcol", true, false, 2304, 676, 256},
+    {"p18 3x3 512->256 4x13x13 fwd", false, false, 256, 676, 4608},
+    {"p18 3x3 64->64 4x13x13 fwd", false, false, 64, 676, 576},
+    {"p18 3x3 64->64 4x13x13 dW", false, true, 64, 576, 676},
+    {"p18 3x3 64->64 4x13x13 dcol", true, false, 576, 676, 64},
+    {"p18 3x3 32->32 49x49 fwd", false, false, 32, 2401, 288},
+    {"p18 3x3 32->32 49x49 dW", false, true, 32, 288, 2401},
+    {"p18 3x3 32->32 49x49 dcol", true, false, 288, 2401, 32},
 };
 
 enum class Kernel { kOpenBLAS, kStrata, kFixedOrder };
@@ -66,8 +77,12 @@ double seconds_of(Kernel kernel, const Shape& s, const std::vector<float>& A, co
 
 int main(int argc, char** argv) {
     int reps = 3;
+    std::string only;
     for (int i = 1; i < argc; ++i)
-        if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
+        if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            reps = std::max(1, std::atoi(argv[++i]));
+        else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
     const int threads = num_threads();
     bench::print_machine(threads);
     const double avx2 = bench::fma_peak_gflops(false, threads), avx512 = bench::fma_peak_gflops(true, threads);
@@ -83,6 +98,7 @@ int main(int argc, char** argv) {
                 "fixed-order");
     Generator g(1);
     for (const Shape& s : kShapes) {
+        if (std::string(s.what).find(only) == std::string::npos) continue;
         std::vector<float> A(size_t(s.M * s.K)), B(size_t(s.K * s.N)), C(size_t(s.M * s.N));
         for (float& v : A) v = g.normal();
         for (float& v : B) v = g.normal();
