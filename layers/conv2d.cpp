@@ -51,6 +51,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "framework/autograd.h"
 #include "framework/blas.h"
@@ -140,15 +141,6 @@ void im2col_row(float* dst, const float* src, int64_t q0, int64_t q1, int64_t st
     std::fill(dst + (hi - q0), dst + (q1 - q0), 0.0f);
 }
 
-// The same values written down a column of a packed panel: dst[(q - q0) * dst_stride], for the weight gradient,
-// whose B operand is colᵀ.
-void im2col_row_strided(float* dst, int64_t dst_stride, const float* src, int64_t q0, int64_t q1, int64_t stride,
-                        ColumnRange c) {
-    const int64_t lo = std::clamp(c.lo, q0, q1), hi = std::clamp(c.hi, lo, q1);
-    for (int64_t q = q0; q < q1; ++q)
-        dst[(q - q0) * dst_stride] = q >= lo && q < hi ? src[q * stride + c.offset] : 0.0f;
-}
-
 // One row of col2im: dst[q*stride + offset] += src[q] for q in [lo, hi).
 // `omp simd` as in im2col_row (at -O2 GCC vectorises neither loop by itself); it is safe because no two iterations
 // touch the same element of dst and src (a row of dcol) never overlaps dst (a plane of dx).
@@ -235,10 +227,21 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
 
 // ---- implicit GEMM: the packing routines that read col's values from x (GemmPanelSource, framework/gemm.h) ----
 
-// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q).
+// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q). The column range of
+// each kernel column t < kCachedTaps is computed once per GEMM here: column_range divides, and the packers would
+// otherwise call it once per panel row (for a 32-channel conv on a 49x49 map that made packing cost as much as the
+// micro-kernel).
+constexpr int64_t kCachedTaps = 16;
+
 struct ColSource {
     const float* x;
     const Conv2dShape* s;
+    ColumnRange ranges[kCachedTaps];
+
+    ColSource(const float* x_, const Conv2dShape* s_) : x(x_), s(s_) {
+        for (int64_t t = 0; t < std::min(s->S, kCachedTaps); ++t) ranges[t] = column_range(*s, t);
+    }
+    ColumnRange range(int64_t t) const { return t < kCachedTaps ? ranges[t] : column_range(*s, t); }
 };
 
 // The input row that output row p reads for kernel row r, or -1 where that is padding.
@@ -282,7 +285,7 @@ void pack_col_panel(const void* context, float* panel, int64_t k0, int64_t kc, i
     }
     int64_t c = k0 / (s.R * s.S), r = k0 / s.S % s.R, t = k0 % s.S;  // the tap of row k0, then stepped
     for (int64_t k = 0; k < kc; ++k) {
-        const ColumnRange range = column_range(s, t);
+        const ColumnRange range = src.range(t);
         float* out = panel + k * nr;
         for (int64_t i = 0; i < n_runs; ++i) {
             const PixelRun& run = runs[i];
@@ -299,28 +302,30 @@ void pack_col_panel(const void* context, float* panel, int64_t k0, int64_t kc, i
 }
 
 // The weight gradient's B = colᵀ: panel[k*nr + j] = col[j0 + j, k0 + k] (rows: pixels k0 .. k0+kc, columns:
-// taps). Each (pixel run, tap) pair is one strided column of the panel.
+// taps). The panel's taps are first gathered as rows of col (contiguous runs, as in the forward) into a scratch
+// block, which gemm_pack_transposed then turns into the panel: written straight down the panel's columns, one
+// float per store, this packing cost as much as the micro-kernel on the 32-channel convs of a 49x49 map.
 void pack_col_t_panel(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols,
                       int64_t nr) {
     const ColSource& src = *static_cast<const ColSource*>(context);
     const Conv2dShape& s = *src.s;
-    for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, 0.0f);
+    thread_local std::vector<float> rows;  // (cols, kc): col's rows j0 .. j0+cols over pixels k0 .. k0+kc
+    rows.resize(size_t(cols * kc));
     for (int64_t k = k0; k < k0 + kc;) {
         const PixelRun run = pixel_run(src, k, k0 + kc);
-        float* out = panel + (k - k0) * nr;
+        float* out = rows.data() + (k - k0);
         int64_t c = j0 / (s.R * s.S), r = j0 / s.S % s.R, t = j0 % s.S;
-        for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t j = 0; j < cols; ++j, out += kc) {
             const int64_t h = input_row(s, run.p, r);
-            if (h < 0) {
-                for (int64_t i = 0; i < run.len; ++i) out[i * nr + j] = 0.0f;
-            } else {
-                im2col_row_strided(out + j, nr, run.image + (c * s.H + h) * s.W, run.q0, run.q0 + run.len,
-                                   s.stride_w, column_range(s, t));
-            }
+            if (h < 0)
+                std::fill(out, out + run.len, 0.0f);
+            else
+                im2col_row(out, run.image + (c * s.H + h) * s.W, run.q0, run.q0 + run.len, s.stride_w, src.range(t));
             next_tap(s, c, r, t);
         }
         k += run.len;
     }
+    gemm_pack_transposed(panel, nr, nr, rows.data(), kc, cols, kc, 1.0f);
 }
 
 // y (images, K, P*Q) = ycol (K, images*P*Q) rearranged, plus bias[k] (bias may be null). With images == 1 the
