@@ -179,7 +179,8 @@ int main(int argc, char** argv) {
         else if (a == "--layer" && i + 1 < argc)
             only = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s [--net pspnet50|psp18w32] [--batch N] [--feature F] [--reps R] [--layer TEXT]\n",
+            std::fprintf(stderr,
+                         "usage: %s [--net pspnet50|psp18w32] [--batch N] [--feature F] [--reps R] [--layer TEXT]\n",
                          argv[0]);
             return 2;
         }

@@ -40,20 +40,26 @@ using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* 
 struct KernelSpec {
     int64_t mr, nr;
     MicroKernel kernel;
+    // Where the ISA has them: rows_kernel[r] computes only the first r rows of the tile (same packed panels, same
+    // arithmetic per element). The last row panel of a GEMM whose M is not a multiple of MR uses it instead of
+    // computing all MR rows and dropping some: M = 32 (a 32-channel conv) is 12 + 12 + 8 rows, not 36.
+    const MicroKernel* rows_kernel = nullptr;
 };
 
 // ---- AVX-512: 12 rows x 32 columns (two zmm per row): 24 accumulators + 2 for B + 1 broadcast of A ----
 
-__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a, const float* b, float* c,
-                                                      int64_t ldc, float beta, bool accumulate) {
+// The first ROWS rows of the 12 x 32 tile (ROWS = 12: the whole tile).
+template <int ROWS>
+__attribute__((target("avx512f"))) void kernel_avx512_rows(int64_t kc, const float* a, const float* b, float* c,
+                                                           int64_t ldc, float beta, bool accumulate) {
     constexpr int MR = 12;
-    __m512 lo[MR], hi[MR];
+    __m512 lo[ROWS], hi[ROWS];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+    for (int r = 0; r < ROWS; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k, a += MR, b += 32) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; ++r) {
+        for (int r = 0; r < ROWS; ++r) {
             const __m512 ar = _mm512_set1_ps(a[r]);
             lo[r] = _mm512_fmadd_ps(ar, b0, lo[r]);
             hi[r] = _mm512_fmadd_ps(ar, b1, hi[r]);
@@ -61,7 +67,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
     }
     const __m512 vbeta = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < ROWS; ++r) {
         float* row = c + r * ldc;
         if (accumulate) {
             lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(row));
@@ -74,6 +80,12 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
         _mm512_storeu_ps(row + 16, hi[r]);
     }
 }
+
+constexpr MicroKernel kAvx512Rows[13] = {
+    nullptr,
+    kernel_avx512_rows<1>, kernel_avx512_rows<2>, kernel_avx512_rows<3>,  kernel_avx512_rows<4>,
+    kernel_avx512_rows<5>, kernel_avx512_rows<6>, kernel_avx512_rows<7>,  kernel_avx512_rows<8>,
+    kernel_avx512_rows<9>, kernel_avx512_rows<10>, kernel_avx512_rows<11>, kernel_avx512_rows<12>};
 
 // ---- AVX2 + FMA: 6 rows x 16 columns (two ymm per row): 12 accumulators + 2 for B + 1 broadcast ----
 
@@ -126,7 +138,7 @@ void kernel_portable(int64_t kc, const float* a, const float* b, float* c, int64
 
 KernelSpec spec_of(GemmIsa isa) {
     switch (isa) {
-        case GemmIsa::kAvx512: return {12, 32, kernel_avx512};
+        case GemmIsa::kAvx512: return {12, 32, kernel_avx512_rows<12>, kAvx512Rows};
         case GemmIsa::kAvx2: return {6, 16, kernel_avx2};
         case GemmIsa::kPortable: break;
     }
@@ -247,11 +259,12 @@ void gemm_part(const KernelSpec& spec, const Operand& a, const GemmPanelSource& 
                         const int64_t rows = std::min(MR, mc - p);
                         const float* ap = a_block.data() + p * kc;
                         float* c = C + (i_base + i0 + p) * ldc + j_base + jj;
-                        if (rows == MR && cols == NR) {
-                            spec.kernel(kc, ap, bq, c, ldc, beta, !first);
+                        const MicroKernel kernel = rows < MR && spec.rows_kernel ? spec.rows_kernel[rows] : spec.kernel;
+                        if (cols == NR && (rows == MR || spec.rows_kernel)) {
+                            kernel(kc, ap, bq, c, ldc, beta, !first);
                             continue;
                         }
-                        spec.kernel(kc, ap, bq, edge, NR, 0.0f, false);
+                        kernel(kc, ap, bq, edge, NR, 0.0f, false);
                         for (int64_t r = 0; r < rows; ++r)
                             for (int64_t j = 0; j < cols; ++j) {
                                 float& x = c[r * ldc + j];
