@@ -120,6 +120,21 @@ ColumnRange column_range(const Conv2dShape& s, int64_t t) {
     return {lo, hi, offset};
 }
 
+// column_range of the first kCachedTaps kernel columns, computed once per call of a kernel: column_range divides,
+// and the packers and col2im would otherwise call it once per row of col (once per panel row, per plane and tap):
+// for a 32-channel conv on a 49x49 map that made packing cost as much as the micro-kernel.
+constexpr int64_t kCachedTaps = 16;
+
+struct ColumnRanges {
+    const Conv2dShape* s;
+    ColumnRange cached[kCachedTaps];
+
+    explicit ColumnRanges(const Conv2dShape& shape) : s(&shape) {
+        for (int64_t t = 0; t < std::min(shape.S, kCachedTaps); ++t) cached[t] = column_range(shape, t);
+    }
+    ColumnRange of(int64_t t) const { return t < kCachedTaps ? cached[t] : column_range(*s, t); }
+};
+
 // Part of one row of im2col: dst[q - q0] = src[q*stride + offset] for q in [q0, q1) inside [lo, hi), 0 for the
 // other q in [q0, q1) (the whole row is q0 = 0, q1 = Q).
 // NOTE: the row loops live in these small helpers, with few live variables, on purpose: written out inside the
@@ -206,6 +221,7 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
         });
         return;
     }
+    const ColumnRanges ranges(s);
     parallel_for(0, images * channels, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t gc = lo; gc < hi; ++gc) {
             int64_t g = gc / channels, c = gc % channels;  // c: the channel within the chunk
@@ -213,7 +229,7 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
             std::fill(plane, plane + s.H * s.W, 0.0f);
             for (int64_t r = 0; r < s.R; ++r) {
                 for (int64_t t = 0; t < s.S; ++t) {
-                    ColumnRange range = column_range(s, t);
+                    const ColumnRange range = ranges.of(t);
                     const float* src = dcol + ((c * s.R + r) * s.S + t) * cols + g * PQ;
                     for (int64_t p = 0; p < s.P; ++p, src += s.Q) {
                         int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
@@ -227,21 +243,15 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
 
 // ---- implicit GEMM: the packing routines that read col's values from x (GemmPanelSource, framework/gemm.h) ----
 
-// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q). The column range of
-// each kernel column t < kCachedTaps is computed once per GEMM here: column_range divides, and the packers would
-// otherwise call it once per panel row (for a 32-channel conv on a 49x49 map that made packing cost as much as the
-// micro-kernel).
-constexpr int64_t kCachedTaps = 16;
-
+// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q), and the column ranges
+// of the kernel columns, computed once per GEMM (see ColumnRanges).
 struct ColSource {
     const float* x;
     const Conv2dShape* s;
-    ColumnRange ranges[kCachedTaps];
+    ColumnRanges ranges;
 
-    ColSource(const float* x_, const Conv2dShape* s_) : x(x_), s(s_) {
-        for (int64_t t = 0; t < std::min(s->S, kCachedTaps); ++t) ranges[t] = column_range(*s, t);
-    }
-    ColumnRange range(int64_t t) const { return t < kCachedTaps ? ranges[t] : column_range(*s, t); }
+    ColSource(const float* x_, const Conv2dShape* s_) : x(x_), s(s_), ranges(*s_) {}
+    ColumnRange range(int64_t t) const { return ranges.of(t); }
 };
 
 // The input row that output row p reads for kernel row r, or -1 where that is padding.
