@@ -70,15 +70,13 @@ void maxpool2d_forward_cpu(float* y, int32_t* indices, const float* x, const Poo
                     // reports that element, as PyTorch does.
                     float best = -std::numeric_limits<float>::infinity();
                     int64_t best_index = h0 * p.in_w + w0;
-                    // Selects rather than branches (the compiler emits conditional moves): on real activations
-                    // which element wins is unpredictable, and the mispredicted branch made the 3x3 stride-2
-                    // stem pool of psp18w32 cost ~15 ns per output.
                     for (int64_t h = h0; h < h1; ++h) {
                         for (int64_t w = w0; w < w1; ++w) {
-                            const float v = xp[h * p.in_w + w];
-                            const bool wins = v > best || v != v;  // strict >: ties keep the first; NaN wins
-                            best = wins ? v : best;
-                            best_index = wins ? h * p.in_w + w : best_index;
+                            float v = xp[h * p.in_w + w];
+                            if (v > best || std::isnan(v)) {  // strict >: ties keep the first maximum
+                                best = v;
+                                best_index = h * p.in_w + w;
+                            }
                         }
                     }
                     yp[oh * p.out_w + ow] = best;
