@@ -20,8 +20,8 @@
 // an atomicMin); the op copies it back and throws an Error naming the value and its (n, h, w).
 //
 // NOTE: in memory x[n, c, s] is at (n * C + c) * S + s, so the C logits of one pixel are S floats apart. The
-// kernels parallelise over the N * S pixels in contiguous runs: neighbouring pixels read neighbouring addresses for
-// each class, so the cache lines fetched for one pixel serve the next ones. The forward writes each pixel's loss
+// kernels parallelise over blocks of up to 64 consecutive pixels of one image and go through a block class by
+// class: each pass reads a contiguous row of 64 logits, and the loops over the block's pixels vectorise. The forward writes each pixel's loss
 // to a scratch buffer and then sums it in double in a fixed order, so the loss does not depend on the thread count.
 #include "layers/cross_entropy.h"
 
