@@ -3,7 +3,11 @@
 // forward (NN) and backward (NT, TN), all measured in the same run, with each one's fraction of the FMA peak of
 // the ISA it uses (measured here: OpenBLAS's ISA follows the kernel it picked, e.g. Haswell = AVX2).
 //
-//     build/bench/gemm_bench [--reps R] [--only TEXT]      (--only: the shapes whose name contains TEXT)
+//     build/bench/gemm_bench [--reps R] [--only TEXT] [--cpu-time]   (--only: the shapes whose name contains TEXT)
+//
+// --cpu-time times each call by the calling thread's CPU time instead of the wall clock, for STRATA_NUM_THREADS=1
+// (every kernel then runs on that thread): on a machine shared with other jobs it leaves out the time they held
+// the core, which made wall-clock figures swing by 2x there. With more threads it misses the others' work.
 //
 // Each figure is the best of R runs (default 3) after a warm-up; the kernels' runs are interleaved so that load from
 // other processes hits them alike. It prints the CPU, the OpenBLAS kernel and the OPENBLAS_* settings it sees.
@@ -12,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -59,18 +64,27 @@ const Shape kShapes[] = {
 
 enum class Kernel { kOpenBLAS, kStrata, kFixedOrder };
 
+bool g_cpu_time = false;  // --cpu-time
+
+double now_s() {
+    if (!g_cpu_time) return bench::seconds_now();
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
 double seconds_of(Kernel kernel, const Shape& s, const std::vector<float>& A, const std::vector<float>& B,
                   std::vector<float>& C) {
     ReproducibleGemmScope mode(kernel == Kernel::kFixedOrder);
     GemmChoiceScope choice(GemmChoice::kOpenBLAS);
     int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
-    double t0 = bench::seconds_now();
+    double t0 = now_s();
     if (kernel == Kernel::kStrata)
         gemm_packed(best_gemm_isa(), s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(),
                     s.N);
     else
         gemm_cpu(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), s.N);  // OpenBLAS or fixed
-    return bench::seconds_now() - t0;
+    return now_s() - t0;
 }
 
 }  // namespace
@@ -83,6 +97,8 @@ int main(int argc, char** argv) {
             reps = std::max(1, std::atoi(argv[++i]));
         else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (std::strcmp(argv[i], "--cpu-time") == 0)
+            g_cpu_time = true;
     const int threads = num_threads();
     bench::print_machine(threads);
     const double avx2 = bench::fma_peak_gflops(false, threads), avx512 = bench::fma_peak_gflops(true, threads);
