@@ -4,10 +4,13 @@
 // (the whole col matrix built, then the same GEMM), each as a fraction of this machine's FMA peak.
 //
 //     build/bench/conv2d_bench [--batch N] [--feature F] [--reps R] [--layer TEXT]
+//     build/bench/conv2d_bench --net psp18w32 [--batch N] [--reps R] [--layer TEXT]
 //
 // Defaults: batch 2, F = 60 (a 473x473 crop), 3 timed runs after a warm-up. --feature 13 --batch 8 gives the
 // small-map case of 97x97 crops (layer1 map 2F-1 = 25), where conv2d puts several images into one GEMM (column G).
 // --layer keeps only the layers whose name contains TEXT (e.g. --layer "3x3").
+// --net psp18w32: instead, the convolutions of the small model of `make bench-pspnet` (depth 18, width 0.5) at its
+// 97x97 crop (default batch 8): maps of 49, 25 and 13 pixels, 32..512 channels, where the GEMMs are small.
 //
 // What is timed, for each path:
 //   fwd   conv2d(x, weight, bias) under NoGradGuard: the GEMM(s) (with im2col before them on the im2col path),
@@ -45,7 +48,7 @@ using namespace strata;
 namespace {
 
 // Where a layer's input map comes from; its size depends on the crop (--feature).
-enum class Map { kLayer1, kFeature, kBin };
+enum class Map { kLayer1, kFeature, kBin };  // kBin: a fixed map size, `bin` (PPM bins, psp18w32's maps)
 
 struct Layer {
     const char* name;
@@ -84,6 +87,31 @@ const Layer kLayers[] = {
     {"cls final 1x1 512->21", Map::kFeature, 0, 512, 21, 1, 1, 0, 1, true},
     {"aux 3x3 1024->256", Map::kFeature, 0, 1024, 256, 3, 1, 1, 1, false},
     {"aux final 1x1 256->21", Map::kFeature, 0, 256, 21, 1, 1, 0, 1, true},
+};
+
+// psp18w32 (semseg's ResNet-18 layout at width 0.5, deep stem, output stride 8) at a 97x97 crop: the stem leaves
+// 49x49, the max pool 25x25, layer2 strides to 13x13, layer3/layer4 are dilated 2/4 at 13x13. "x" stands for the
+// repeated 3x3 convs of a stage (3 of each per step besides the first block's conv1).
+const Layer kPsp18Layers[] = {
+    {"stem.0 3x3 s2 3->32", Map::kBin, 97, 3, 32, 3, 2, 1, 1, false},
+    {"stem.3 3x3 32->32", Map::kBin, 49, 32, 32, 3, 1, 1, 1, false},
+    {"stem.6 3x3 32->64", Map::kBin, 49, 32, 64, 3, 1, 1, 1, false},
+    {"layer1.0.conv1 3x3 64->32", Map::kBin, 25, 64, 32, 3, 1, 1, 1, false},
+    {"layer1.0.downsample 1x1 64->32", Map::kBin, 25, 64, 32, 1, 1, 0, 1, false},
+    {"layer1.x 3x3 32->32", Map::kBin, 25, 32, 32, 3, 1, 1, 1, false},
+    {"layer2.0.conv1 3x3 s2 32->64", Map::kBin, 25, 32, 64, 3, 2, 1, 1, false},
+    {"layer2.0.downsample 1x1 s2 32->64", Map::kBin, 25, 32, 64, 1, 2, 0, 1, false},
+    {"layer2.x 3x3 64->64", Map::kBin, 13, 64, 64, 3, 1, 1, 1, false},
+    {"layer3.0.conv1 3x3 d2 64->128", Map::kBin, 13, 64, 128, 3, 1, 2, 2, false},
+    {"layer3.0.downsample 1x1 64->128", Map::kBin, 13, 64, 128, 1, 1, 0, 1, false},
+    {"layer3.x 3x3 d2 128->128", Map::kBin, 13, 128, 128, 3, 1, 2, 2, false},
+    {"layer4.0.conv1 3x3 d4 128->256", Map::kBin, 13, 128, 256, 3, 1, 4, 4, false},
+    {"layer4.0.downsample 1x1 128->256", Map::kBin, 13, 128, 256, 1, 1, 0, 1, false},
+    {"layer4.x 3x3 d4 256->256", Map::kBin, 13, 256, 256, 3, 1, 4, 4, false},
+    {"ppm bin6 1x1 256->64", Map::kBin, 6, 256, 64, 1, 1, 0, 1, false},
+    {"cls 3x3 512->256", Map::kBin, 13, 512, 256, 3, 1, 1, 1, false},
+    {"cls final 1x1 256->21", Map::kBin, 13, 256, 21, 1, 1, 0, 1, true},
+    {"aux 3x3 128->128", Map::kBin, 13, 128, 128, 3, 1, 1, 1, false},
 };
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -136,11 +164,14 @@ struct Totals {
 int main(int argc, char** argv) {
     int64_t batch = 2, feature = 60;
     int reps = 3;
-    std::string only;
+    std::string only, net = "pspnet50";
+    bool batch_given = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--batch" && i + 1 < argc)
-            batch = std::atoll(argv[++i]);
+            batch = std::atoll(argv[++i]), batch_given = true;
+        else if (a == "--net" && i + 1 < argc)
+            net = argv[++i];
         else if (a == "--feature" && i + 1 < argc)
             feature = std::atoll(argv[++i]);
         else if (a == "--reps" && i + 1 < argc)
@@ -148,10 +179,18 @@ int main(int argc, char** argv) {
         else if (a == "--layer" && i + 1 < argc)
             only = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s [--batch N] [--feature F] [--reps R] [--layer TEXT]\n", argv[0]);
+            std::fprintf(stderr,
+                         "usage: %s [--net pspnet50|psp18w32] [--batch N] [--feature F] [--reps R] [--layer TEXT]\n",
+                         argv[0]);
             return 2;
         }
     }
+    const bool psp18 = net == "psp18w32";
+    if (!psp18 && net != "pspnet50") {
+        std::fprintf(stderr, "--net must be pspnet50 or psp18w32, got %s\n", net.c_str());
+        return 2;
+    }
+    if (psp18 && !batch_given) batch = 8;
     if (batch < 1 || feature < 6 || reps < 1) {
         std::fprintf(stderr, "need --batch >= 1, --feature >= 6, --reps >= 1\n");
         return 2;
@@ -159,11 +198,16 @@ int main(int argc, char** argv) {
     NoGradGuard no_grad;
     double t_start = now_s(), busy_start = machine_busy_s(), own_start = own_cpu_s();
     int64_t crop = 8 * (feature - 1) + 1, layer1_map = 2 * feature - 1;
-    std::printf(
-        "conv2d on the CPU: PSPNet-50 convs at a %lldx%lld crop (%lldx%lld features), batch %lld, %d threads, "
-        "best of %d runs after a warm-up\n",
-        (long long)crop, (long long)crop, (long long)feature, (long long)feature, (long long)batch, num_threads(),
-        reps);
+    if (psp18)
+        std::printf("conv2d on the CPU: psp18w32 convs at a 97x97 crop, batch %lld, %d threads, best of %d runs after "
+                    "a warm-up\n",
+                    (long long)batch, num_threads(), reps);
+    else
+        std::printf(
+            "conv2d on the CPU: PSPNet-50 convs at a %lldx%lld crop (%lldx%lld features), batch %lld, %d threads, "
+            "best of %d runs after a warm-up\n",
+            (long long)crop, (long long)crop, (long long)feature, (long long)feature, (long long)batch, num_threads(),
+            reps);
     bench::print_machine(num_threads());
     const GemmIsa isa = best_gemm_isa();
     const double peak = bench::fma_peak_gflops(isa == GemmIsa::kAvx512, num_threads());
@@ -177,7 +221,10 @@ int main(int argc, char** argv) {
 
     Totals total[4];  // fwd implicit, fwd im2col, bwd implicit, bwd im2col
     double lowest[4] = {1e9, 1e9, 1e9, 1e9};
-    for (const Layer& L : kLayers) {
+    const Layer* first = psp18 ? std::begin(kPsp18Layers) : std::begin(kLayers);
+    const Layer* last = psp18 ? std::end(kPsp18Layers) : std::end(kLayers);
+    for (const Layer* layer = first; layer != last; ++layer) {
+        const Layer& L = *layer;
         if (std::string(L.name).find(only) == std::string::npos) continue;
         int64_t H = L.map == Map::kLayer1 ? layer1_map : L.map == Map::kFeature ? feature : L.bin;
         Conv2dOptions o{L.stride, L.pad, L.dil};

@@ -3,7 +3,11 @@
 // forward (NN) and backward (NT, TN), all measured in the same run, with each one's fraction of the FMA peak of
 // the ISA it uses (measured here: OpenBLAS's ISA follows the kernel it picked, e.g. Haswell = AVX2).
 //
-//     build/bench/gemm_bench [--reps R]
+//     build/bench/gemm_bench [--reps R] [--only TEXT] [--cpu-time]   (--only: the shapes whose name contains TEXT)
+//
+// --cpu-time times each call by the calling thread's CPU time instead of the wall clock, for STRATA_NUM_THREADS=1
+// (every kernel then runs on that thread): on a machine shared with other jobs it leaves out the time they held
+// the core, which made wall-clock figures swing by 2x there. With more threads it misses the others' work.
 //
 // Each figure is the best of R runs (default 3) after a warm-up; the kernels' runs are interleaved so that load from
 // other processes hits them alike. It prints the CPU, the OpenBLAS kernel and the OPENBLAS_* settings it sees.
@@ -12,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -44,30 +49,56 @@ const Shape kShapes[] = {
     {"3x3 256->256, 30x30, dcol WT.dY", true, false, 2304, 900, 256},
     {"1x1 1024->256, 60x60, fwd", false, false, 256, 3600, 1024},
     {"3x3 64->64, 8x13x13, fwd", false, false, 64, 1352, 576},
+    // psp18w32 at a 97x97 crop, batch 8 (bench/pspnet_bench): 4 images of 13x13 per GEMM (N = 676), the 49x49 stem
+    {"p18 3x3 256->256 4x13x13 fwd", false, false, 256, 676, 2304},
+    {"p18 3x3 256->256 4x13x13 dW", false, true, 256, 2304, 676},
+    {"p18 3x3 256->256 4x13x13 dcol", true, false, 2304, 676, 256},
+    {"p18 3x3 512->256 4x13x13 fwd", false, false, 256, 676, 4608},
+    {"p18 3x3 64->64 4x13x13 fwd", false, false, 64, 676, 576},
+    {"p18 3x3 64->64 4x13x13 dW", false, true, 64, 576, 676},
+    {"p18 3x3 64->64 4x13x13 dcol", true, false, 576, 676, 64},
+    {"p18 3x3 32->32 49x49 fwd", false, false, 32, 2401, 288},
+    {"p18 3x3 32->32 49x49 dW", false, true, 32, 288, 2401},
+    {"p18 3x3 32->32 49x49 dcol", true, false, 288, 2401, 32},
 };
 
 enum class Kernel { kOpenBLAS, kStrata, kFixedOrder };
+
+bool g_cpu_time = false;  // --cpu-time
+
+double now_s() {
+    if (!g_cpu_time) return bench::seconds_now();
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 double seconds_of(Kernel kernel, const Shape& s, const std::vector<float>& A, const std::vector<float>& B,
                   std::vector<float>& C) {
     ReproducibleGemmScope mode(kernel == Kernel::kFixedOrder);
     GemmChoiceScope choice(GemmChoice::kOpenBLAS);
     int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
-    double t0 = bench::seconds_now();
+    double t0 = now_s();
     if (kernel == Kernel::kStrata)
         gemm_packed(best_gemm_isa(), s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(),
                     s.N);
     else
         gemm_cpu(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), s.N);  // OpenBLAS or fixed
-    return bench::seconds_now() - t0;
+    return now_s() - t0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     int reps = 3;
+    std::string only;
     for (int i = 1; i < argc; ++i)
-        if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
+        if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            reps = std::max(1, std::atoi(argv[++i]));
+        else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (std::strcmp(argv[i], "--cpu-time") == 0)
+            g_cpu_time = true;
     const int threads = num_threads();
     bench::print_machine(threads);
     const double avx2 = bench::fma_peak_gflops(false, threads), avx512 = bench::fma_peak_gflops(true, threads);
@@ -83,6 +114,7 @@ int main(int argc, char** argv) {
                 "fixed-order");
     Generator g(1);
     for (const Shape& s : kShapes) {
+        if (std::string(s.what).find(only) == std::string::npos) continue;
         std::vector<float> A(size_t(s.M * s.K)), B(size_t(s.K * s.N)), C(size_t(s.M * s.N));
         for (float& v : A) v = g.normal();
         for (float& v : B) v = g.normal();

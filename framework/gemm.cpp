@@ -40,20 +40,26 @@ using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* 
 struct KernelSpec {
     int64_t mr, nr;
     MicroKernel kernel;
+    // Where the ISA has them: rows_kernel[r] computes only the first r rows of the tile (same packed panels, same
+    // arithmetic per element). The last row panel of a GEMM whose M is not a multiple of MR uses it instead of
+    // computing all MR rows and dropping some: M = 32 (a 32-channel conv) is 12 + 12 + 8 rows, not 36.
+    const MicroKernel* rows_kernel = nullptr;
 };
 
 // ---- AVX-512: 12 rows x 32 columns (two zmm per row): 24 accumulators + 2 for B + 1 broadcast of A ----
 
-__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a, const float* b, float* c,
-                                                      int64_t ldc, float beta, bool accumulate) {
+// The first ROWS rows of the 12 x 32 tile (ROWS = 12: the whole tile).
+template <int ROWS>
+__attribute__((target("avx512f"))) void kernel_avx512_rows(int64_t kc, const float* a, const float* b, float* c,
+                                                           int64_t ldc, float beta, bool accumulate) {
     constexpr int MR = 12;
-    __m512 lo[MR], hi[MR];
+    __m512 lo[ROWS], hi[ROWS];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+    for (int r = 0; r < ROWS; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k, a += MR, b += 32) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; ++r) {
+        for (int r = 0; r < ROWS; ++r) {
             const __m512 ar = _mm512_set1_ps(a[r]);
             lo[r] = _mm512_fmadd_ps(ar, b0, lo[r]);
             hi[r] = _mm512_fmadd_ps(ar, b1, hi[r]);
@@ -61,7 +67,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
     }
     const __m512 vbeta = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < ROWS; ++r) {
         float* row = c + r * ldc;
         if (accumulate) {
             lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(row));
@@ -74,6 +80,12 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
         _mm512_storeu_ps(row + 16, hi[r]);
     }
 }
+
+constexpr MicroKernel kAvx512Rows[13] = {
+    nullptr,
+    kernel_avx512_rows<1>, kernel_avx512_rows<2>, kernel_avx512_rows<3>,  kernel_avx512_rows<4>,
+    kernel_avx512_rows<5>, kernel_avx512_rows<6>, kernel_avx512_rows<7>,  kernel_avx512_rows<8>,
+    kernel_avx512_rows<9>, kernel_avx512_rows<10>, kernel_avx512_rows<11>, kernel_avx512_rows<12>};
 
 // ---- AVX2 + FMA: 6 rows x 16 columns (two ymm per row): 12 accumulators + 2 for B + 1 broadcast ----
 
@@ -126,7 +138,7 @@ void kernel_portable(int64_t kc, const float* a, const float* b, float* c, int64
 
 KernelSpec spec_of(GemmIsa isa) {
     switch (isa) {
-        case GemmIsa::kAvx512: return {12, 32, kernel_avx512};
+        case GemmIsa::kAvx512: return {12, 32, kernel_avx512_rows<12>, kAvx512Rows};
         case GemmIsa::kAvx2: return {6, 16, kernel_avx2};
         case GemmIsa::kPortable: break;
     }
@@ -140,13 +152,60 @@ struct Operand {
     float at(int64_t i, int64_t j) const { return data[i * row_stride + j * col_stride]; }
 };
 
+// gemm_pack_transposed on at most 8 rows and 8 columns of dst (rows <= width <= 8): 8x8 blocks transposed in
+// registers (the unpack / shuffle / permute network), the last cols % 8 columns of src one float at a time.
+__attribute__((target("avx2,fma"))) void transpose_8_avx2(float* dst, int64_t ld_dst, int64_t width, const float* src,
+                                                          int64_t ld_src, int64_t rows, int64_t cols, float alpha) {
+    alignas(32) int32_t lanes[8];
+    for (int j = 0; j < 8; ++j) lanes[j] = j < width ? -1 : 0;
+    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    const __m256 va = _mm256_set1_ps(alpha);
+    int64_t k = 0;
+    for (; k + 8 <= cols; k += 8) {
+        __m256 r[8];
+        for (int j = 0; j < 8; ++j) r[j] = j < rows ? _mm256_loadu_ps(src + j * ld_src + k) : _mm256_setzero_ps();
+        __m256 t[8], u[8];
+        for (int j = 0; j < 8; j += 2) {
+            t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+            t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+        }
+        for (int j = 0; j < 8; j += 4) {
+            u[j] = _mm256_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            u[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
+            u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int j = 0; j < 4; ++j) {  // column k+j of src is row k+j of dst; the halves come from u[j], u[j+4]
+            const __m256 lo = _mm256_mul_ps(va, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
+            const __m256 hi = _mm256_mul_ps(va, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+            if (width == 8) {
+                _mm256_storeu_ps(dst + (k + j) * ld_dst, lo);
+                _mm256_storeu_ps(dst + (k + j + 4) * ld_dst, hi);
+            } else {
+                _mm256_maskstore_ps(dst + (k + j) * ld_dst, mask, lo);
+                _mm256_maskstore_ps(dst + (k + j + 4) * ld_dst, mask, hi);
+            }
+        }
+    }
+    for (; k < cols; ++k)
+        for (int64_t j = 0; j < width; ++j) dst[k * ld_dst + j] = j < rows ? alpha * src[j * ld_src + k] : 0.0f;
+}
+
 // Packs op(A)[i0 .. i0+mc, k0 .. k0+kc) as MR-tall panels, each kc columns of MR values (alpha applied; rows
-// past mc are zero): panel p at dst + p*MR*kc, element (r, k) at [k*MR + r].
+// past mc are zero): panel p at dst + p*MR*kc, element (r, k) at [k*MR + r]. A not transposed has its rows along
+// K: that is a transpose (gemm_pack_transposed); a transposed A has the MR values of one k side by side.
 void pack_a(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int64_t mr, float alpha) {
     for (int64_t p = 0; p < mc; p += mr, dst += mr * kc) {
         const int64_t rows = std::min(mr, mc - p);
-        for (int64_t k = 0; k < kc; ++k)
-            for (int64_t r = 0; r < mr; ++r) dst[k * mr + r] = r < rows ? alpha * a.at(i0 + p + r, k0 + k) : 0.0f;
+        if (a.col_stride == 1) {
+            gemm_pack_transposed(dst, mr, mr, a.data + (i0 + p) * a.row_stride + k0, a.row_stride, rows, kc, alpha);
+            continue;
+        }
+        for (int64_t k = 0; k < kc; ++k) {
+            const float* column = a.data + (k0 + k) * a.col_stride + (i0 + p) * a.row_stride;
+            for (int64_t r = 0; r < rows; ++r) dst[k * mr + r] = alpha * column[r * a.row_stride];
+            for (int64_t r = rows; r < mr; ++r) dst[k * mr + r] = 0.0f;
+        }
     }
 }
 
@@ -154,6 +213,10 @@ void pack_a(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, in
 // from cols to NR (the GemmPanelSource of an ordinary operand).
 void pack_b_panel(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols, int64_t nr) {
     const Operand& b = *static_cast<const Operand*>(context);
+    if (b.row_stride == 1 && b.col_stride != 1) {  // B transposed: its rows (columns of op(B)) run along K
+        gemm_pack_transposed(panel, nr, nr, b.data + j0 * b.col_stride + k0, b.col_stride, cols, kc, 1.0f);
+        return;
+    }
     for (int64_t k = 0; k < kc; ++k) {
         float* out = panel + k * nr;
         if (b.col_stride == 1 && cols == nr) {
@@ -196,11 +259,12 @@ void gemm_part(const KernelSpec& spec, const Operand& a, const GemmPanelSource& 
                         const int64_t rows = std::min(MR, mc - p);
                         const float* ap = a_block.data() + p * kc;
                         float* c = C + (i_base + i0 + p) * ldc + j_base + jj;
-                        if (rows == MR && cols == NR) {
-                            spec.kernel(kc, ap, bq, c, ldc, beta, !first);
+                        const MicroKernel kernel = rows < MR && spec.rows_kernel ? spec.rows_kernel[rows] : spec.kernel;
+                        if (cols == NR && (rows == MR || spec.rows_kernel)) {
+                            kernel(kc, ap, bq, c, ldc, beta, !first);
                             continue;
                         }
-                        spec.kernel(kc, ap, bq, edge, NR, 0.0f, false);
+                        kernel(kc, ap, bq, edge, NR, 0.0f, false);
                         for (int64_t r = 0; r < rows; ++r)
                             for (int64_t j = 0; j < cols; ++j) {
                                 float& x = c[r * ldc + j];
@@ -238,6 +302,22 @@ GemmIsa best_gemm_isa() {
     for (GemmIsa isa : {GemmIsa::kAvx512, GemmIsa::kAvx2})
         if (gemm_isa_supported(isa)) return isa;
     return GemmIsa::kPortable;
+}
+
+void gemm_pack_transposed(float* dst, int64_t ld_dst, int64_t width, const float* src, int64_t ld_src, int64_t rows,
+                          int64_t cols, float alpha) {
+    static const bool avx2 = gemm_isa_supported(GemmIsa::kAvx2);
+    for (int64_t j0 = 0; j0 < width; j0 += 8) {  // 8 columns of dst (rows of src) at a time
+        const int64_t w = std::min<int64_t>(8, width - j0), n = std::clamp<int64_t>(rows - j0, 0, w);
+        float* d = dst + j0;
+        const float* s = src + j0 * ld_src;
+        if (avx2) {
+            transpose_8_avx2(d, ld_dst, w, s, ld_src, n, cols, alpha);
+            continue;
+        }
+        for (int64_t k = 0; k < cols; ++k)
+            for (int64_t j = 0; j < w; ++j) d[k * ld_dst + j] = j < n ? alpha * s[j * ld_src + k] : 0.0f;
+    }
 }
 
 void gemm_packed(GemmIsa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

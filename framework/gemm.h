@@ -36,6 +36,14 @@ struct GemmPanelSource {
     const void* context;
 };
 
+// The packing of an operand whose rows run along K (A not transposed, B transposed, colᵀ in conv2d's weight
+// gradient): `rows` rows of src written as the first columns of dst, alpha applied, zero columns up to width:
+//     dst[k*ld_dst + j] = alpha * src[j*ld_src + k]   for j < rows, k < cols;   0 for rows <= j < width.
+// A transpose, in 8x8 blocks of AVX2 registers where the CPU has them (scalar code gathering one float per load
+// made these packings cost as much as the micro-kernel on the small GEMMs of a 13x13 map). Exact: no rounding.
+void gemm_pack_transposed(float* dst, int64_t ld_dst, int64_t width, const float* src, int64_t ld_src, int64_t rows,
+                          int64_t cols, float alpha);
+
 // gemm_packed with op(B) from `b`: the same blocking, threads and summation order as gemm_packed.
 void gemm_packed_source(GemmIsa isa, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                         int64_t lda, const GemmPanelSource& b, float beta, float* C, int64_t ldc);

@@ -51,6 +51,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "framework/autograd.h"
 #include "framework/blas.h"
@@ -119,6 +120,21 @@ ColumnRange column_range(const Conv2dShape& s, int64_t t) {
     return {lo, hi, offset};
 }
 
+// column_range of the first kCachedTaps kernel columns, computed once per call of a kernel: column_range divides,
+// and the packers and col2im would otherwise call it once per row of col (once per panel row, per plane and tap):
+// for a 32-channel conv on a 49x49 map that made packing cost as much as the micro-kernel.
+constexpr int64_t kCachedTaps = 16;
+
+struct ColumnRanges {
+    const Conv2dShape* s;
+    ColumnRange cached[kCachedTaps];
+
+    explicit ColumnRanges(const Conv2dShape& shape) : s(&shape) {
+        for (int64_t t = 0; t < std::min(shape.S, kCachedTaps); ++t) cached[t] = column_range(shape, t);
+    }
+    ColumnRange of(int64_t t) const { return t < kCachedTaps ? cached[t] : column_range(*s, t); }
+};
+
 // Part of one row of im2col: dst[q - q0] = src[q*stride + offset] for q in [q0, q1) inside [lo, hi), 0 for the
 // other q in [q0, q1) (the whole row is q0 = 0, q1 = Q).
 // NOTE: the row loops live in these small helpers, with few live variables, on purpose: written out inside the
@@ -138,15 +154,6 @@ void im2col_row(float* dst, const float* src, int64_t q0, int64_t q1, int64_t st
         for (int64_t q = lo; q < hi; ++q) dst[q - q0] = src[q * stride + c.offset];
     }
     std::fill(dst + (hi - q0), dst + (q1 - q0), 0.0f);
-}
-
-// The same values written down a column of a packed panel: dst[(q - q0) * dst_stride], for the weight gradient,
-// whose B operand is colᵀ.
-void im2col_row_strided(float* dst, int64_t dst_stride, const float* src, int64_t q0, int64_t q1, int64_t stride,
-                        ColumnRange c) {
-    const int64_t lo = std::clamp(c.lo, q0, q1), hi = std::clamp(c.hi, lo, q1);
-    for (int64_t q = q0; q < q1; ++q)
-        dst[(q - q0) * dst_stride] = q >= lo && q < hi ? src[q * stride + c.offset] : 0.0f;
 }
 
 // One row of col2im: dst[q*stride + offset] += src[q] for q in [lo, hi).
@@ -214,6 +221,7 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
         });
         return;
     }
+    const ColumnRanges ranges(s);
     parallel_for(0, images * channels, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t gc = lo; gc < hi; ++gc) {
             int64_t g = gc / channels, c = gc % channels;  // c: the channel within the chunk
@@ -221,7 +229,7 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
             std::fill(plane, plane + s.H * s.W, 0.0f);
             for (int64_t r = 0; r < s.R; ++r) {
                 for (int64_t t = 0; t < s.S; ++t) {
-                    ColumnRange range = column_range(s, t);
+                    const ColumnRange range = ranges.of(t);
                     const float* src = dcol + ((c * s.R + r) * s.S + t) * cols + g * PQ;
                     for (int64_t p = 0; p < s.P; ++p, src += s.Q) {
                         int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
@@ -235,10 +243,15 @@ void col2im_cpu(float* dx, const float* dcol, int64_t images, int64_t c0, int64_
 
 // ---- implicit GEMM: the packing routines that read col's values from x (GemmPanelSource, framework/gemm.h) ----
 
-// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q).
+// What they read: x of `images` images (images, C, H, W), seen as col (C*R*S, images*P*Q), and the column ranges
+// of the kernel columns, computed once per GEMM (see ColumnRanges).
 struct ColSource {
     const float* x;
     const Conv2dShape* s;
+    ColumnRanges ranges;
+
+    ColSource(const float* x_, const Conv2dShape* s_) : x(x_), s(s_), ranges(*s_) {}
+    ColumnRange range(int64_t t) const { return ranges.of(t); }
 };
 
 // The input row that output row p reads for kernel row r, or -1 where that is padding.
@@ -282,7 +295,7 @@ void pack_col_panel(const void* context, float* panel, int64_t k0, int64_t kc, i
     }
     int64_t c = k0 / (s.R * s.S), r = k0 / s.S % s.R, t = k0 % s.S;  // the tap of row k0, then stepped
     for (int64_t k = 0; k < kc; ++k) {
-        const ColumnRange range = column_range(s, t);
+        const ColumnRange range = src.range(t);
         float* out = panel + k * nr;
         for (int64_t i = 0; i < n_runs; ++i) {
             const PixelRun& run = runs[i];
@@ -299,28 +312,30 @@ void pack_col_panel(const void* context, float* panel, int64_t k0, int64_t kc, i
 }
 
 // The weight gradient's B = colᵀ: panel[k*nr + j] = col[j0 + j, k0 + k] (rows: pixels k0 .. k0+kc, columns:
-// taps). Each (pixel run, tap) pair is one strided column of the panel.
+// taps). The panel's taps are first gathered as rows of col (contiguous runs, as in the forward) into a scratch
+// block, which gemm_pack_transposed then turns into the panel: written straight down the panel's columns, one
+// float per store, this packing cost as much as the micro-kernel on the 32-channel convs of a 49x49 map.
 void pack_col_t_panel(const void* context, float* panel, int64_t k0, int64_t kc, int64_t j0, int64_t cols,
                       int64_t nr) {
     const ColSource& src = *static_cast<const ColSource*>(context);
     const Conv2dShape& s = *src.s;
-    for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, 0.0f);
+    thread_local std::vector<float> rows;  // (cols, kc): col's rows j0 .. j0+cols over pixels k0 .. k0+kc
+    rows.resize(size_t(cols * kc));
     for (int64_t k = k0; k < k0 + kc;) {
         const PixelRun run = pixel_run(src, k, k0 + kc);
-        float* out = panel + (k - k0) * nr;
+        float* out = rows.data() + (k - k0);
         int64_t c = j0 / (s.R * s.S), r = j0 / s.S % s.R, t = j0 % s.S;
-        for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t j = 0; j < cols; ++j, out += kc) {
             const int64_t h = input_row(s, run.p, r);
-            if (h < 0) {
-                for (int64_t i = 0; i < run.len; ++i) out[i * nr + j] = 0.0f;
-            } else {
-                im2col_row_strided(out + j, nr, run.image + (c * s.H + h) * s.W, run.q0, run.q0 + run.len,
-                                   s.stride_w, column_range(s, t));
-            }
+            if (h < 0)
+                std::fill(out, out + run.len, 0.0f);
+            else
+                im2col_row(out, run.image + (c * s.H + h) * s.W, run.q0, run.q0 + run.len, s.stride_w, src.range(t));
             next_tap(s, c, r, t);
         }
         k += run.len;
     }
+    gemm_pack_transposed(panel, nr, nr, rows.data(), kc, cols, kc, 1.0f);
 }
 
 // y (images, K, P*Q) = ycol (K, images*P*Q) rearranged, plus bias[k] (bias may be null). With images == 1 the

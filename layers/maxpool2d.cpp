@@ -50,37 +50,56 @@ int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 // Planes per parallel chunk: enough that a chunk reads ~16K input values, so small tensors stay on one thread.
 int64_t plane_grain(const Pool2dParams& p) { return 1 + (int64_t(1) << 14) / (p.in_h * p.in_w); }
 
+// The output columns [lo, hi) whose window holds input column ow*stride - pad + j (kernel column j) inside the
+// input: ow*stride - pad + j >= 0 and <= in_w - 1.
+struct TapColumns {
+    int64_t lo, hi;
+};
+
+TapColumns tap_columns(const Pool2dParams& p, int64_t j) {
+    const int64_t first = p.pad_w - j, last = p.in_w - 1 + p.pad_w - j;  // ow*stride must lie in [first, last]
+    const int64_t lo = first > 0 ? (first + p.stride_w - 1) / p.stride_w : 0;
+    const int64_t hi = last < 0 ? 0 : last / p.stride_w + 1;
+    return {std::min(lo, p.out_w), std::max(std::min(lo, p.out_w), std::min(hi, p.out_w))};
+}
+
 // y, indices: (planes, out_h, out_w); x: (planes, in_h, in_w)
+// One output row at a time, tap by tap: for kernel row h and column j, every output column whose window holds that
+// input element compares it with its best so far. Each output still sees its window in scan order (rows, then
+// columns), so ties and NaNs come out as above; but the loop over output columns has no branch and vectorises
+// (with the window loop innermost, which element wins is unpredictable and the mispredicted branches made the 3x3
+// stride-2 stem pool of psp18w32 cost several ns per output).
 void maxpool2d_forward_cpu(float* y, int32_t* indices, const float* x, const Pool2dParams& p) {
     parallel_for(0, p.planes, plane_grain(p), [&](int64_t lo, int64_t hi) {
         for (int64_t plane = lo; plane < hi; ++plane) {
             const float* xp = x + plane * p.in_h * p.in_w;
-            float* yp = y + plane * p.out_h * p.out_w;
-            int32_t* ip = indices + plane * p.out_h * p.out_w;
             for (int64_t oh = 0; oh < p.out_h; ++oh) {
                 // the window's rows, clipped to the input (the -inf padding never wins)
                 int64_t h0 = oh * p.stride_h - p.pad_h;
-                int64_t h1 = std::min(h0 + p.kernel_h, p.in_h);
+                const int64_t h1 = std::min(h0 + p.kernel_h, p.in_h);
                 h0 = std::max<int64_t>(h0, 0);
+                float* yrow = y + (plane * p.out_h + oh) * p.out_w;
+                int32_t* irow = indices + (plane * p.out_h + oh) * p.out_w;
+                // Start below every value, pointing at the window's first element: a window of -inf's then reports
+                // that element, as PyTorch does.
                 for (int64_t ow = 0; ow < p.out_w; ++ow) {
-                    int64_t w0 = ow * p.stride_w - p.pad_w;
-                    int64_t w1 = std::min(w0 + p.kernel_w, p.in_w);
-                    w0 = std::max<int64_t>(w0, 0);
-                    // Start below every value, pointing at the window's first element: a window of -inf's then
-                    // reports that element, as PyTorch does.
-                    float best = -std::numeric_limits<float>::infinity();
-                    int64_t best_index = h0 * p.in_w + w0;
-                    for (int64_t h = h0; h < h1; ++h) {
-                        for (int64_t w = w0; w < w1; ++w) {
-                            float v = xp[h * p.in_w + w];
-                            if (v > best || std::isnan(v)) {  // strict >: ties keep the first maximum
-                                best = v;
-                                best_index = h * p.in_w + w;
-                            }
+                    yrow[ow] = -std::numeric_limits<float>::infinity();
+                    irow[ow] = int32_t(h0 * p.in_w + std::max<int64_t>(ow * p.stride_w - p.pad_w, 0));
+                }
+                for (int64_t h = h0; h < h1; ++h) {
+                    for (int64_t j = 0; j < p.kernel_w; ++j) {
+                        const TapColumns c = tap_columns(p, j);
+                        // the tap's position in the plane for output column ow is offset + ow * stride (>= 0 for
+                        // ow in [c.lo, c.hi); offset itself may be negative)
+                        const int64_t offset = h * p.in_w + j - p.pad_w, stride = p.stride_w;
+#pragma omp simd
+                        for (int64_t ow = c.lo; ow < c.hi; ++ow) {
+                            const float v = xp[offset + ow * stride];
+                            const bool wins = (v > yrow[ow]) | (v != v);  // strict >: ties keep the first; NaN wins
+                            yrow[ow] = wins ? v : yrow[ow];
+                            irow[ow] = wins ? int32_t(offset + ow * stride) : irow[ow];
                         }
                     }
-                    yp[oh * p.out_w + ow] = best;
-                    ip[oh * p.out_w + ow] = int32_t(best_index);
                 }
             }
         }

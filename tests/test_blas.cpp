@@ -182,3 +182,25 @@ TEST_CASE("gemm: the packed kernels never read C when beta = 0 and give the same
         }
     }
 }
+
+TEST_CASE("gemm: gemm_pack_transposed writes src's rows as dst's columns, zero up to the width, at odd sizes") {
+    Generator g(11);
+    // widths of the register tiles (12, 6, 32) and below 8; rows short of the width; cols not multiples of 8
+    for (int64_t width : {1, 4, 6, 8, 12, 32})
+        for (int64_t rows : {int64_t(0), int64_t(1), width / 2, width})
+            for (int64_t cols : {1, 7, 8, 13, 64, 259}) {
+                CAPTURE(width);
+                CAPTURE(rows);
+                CAPTURE(cols);
+                const int64_t ld_src = cols + 3, ld_dst = width + 5;
+                std::vector<float> src(size_t(std::max<int64_t>(rows, 1) * ld_src));
+                for (float& v : src) v = g.normal();
+                std::vector<float> dst(size_t(cols * ld_dst), 7.0f);
+                gemm_pack_transposed(dst.data(), ld_dst, width, src.data(), ld_src, rows, cols, -0.5f);
+                for (int64_t k = 0; k < cols; ++k)
+                    for (int64_t j = 0; j < ld_dst; ++j) {
+                        const float want = j >= width ? 7.0f : j < rows ? -0.5f * src[size_t(j * ld_src + k)] : 0.0f;
+                        REQUIRE(dst[size_t(k * ld_dst + j)] == want);  // and the padding of dst is left alone
+                    }
+            }
+}

@@ -10,6 +10,7 @@
 #include "framework/check.h"
 #include "framework/parallel.h"
 #include "layers/cross_entropy.h"
+#include "layers/mul.h"
 #include "tests/fixtures.h"
 
 using namespace strata;
@@ -62,6 +63,37 @@ TEST_CASE("cross_entropy: large logits stay finite") {
     CHECK(loss.item() == doctest::Approx(2500.0));
     loss.backward();
     check_close(logits.grad(), from_vector({0.f, 0.f, 0.f, 0.f, 0.5f, -0.5f}, {2, 3}), 1e-6, 0, "dlogits");
+}
+
+TEST_CASE("cross_entropy: against a double-precision softmax, logits spread over +-60, blocks of odd length") {
+    // 77 pixels per image: a block of 64 and one of 13 (the kernels' blocks of pixels); a spread of +-60 puts some
+    // exp arguments below -87 (the kernels' vector exp clamps there); every 5th pixel ignored.
+    const int64_t n = 3, c = 21, h = 7, w = 11, s = h * w;
+    Tensor logits = mul(randn({n, c, h, w}), 20.0f).requires_grad_();
+    std::vector<int32_t> labels(size_t(n * s));
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % 5 == 2 ? 255 : int32_t(i * 7 % c);
+    Tensor loss = cross_entropy(logits, from_vector_i32(labels, {n, h, w}));
+    loss.backward();
+    const std::vector<float> x = logits.to_vector(), dx = logits.grad().to_vector();
+    double total = 0;
+    int64_t count = 0;
+    std::vector<double> want(x.size(), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t p = 0; p < s; ++p) {
+            const int32_t label = labels[size_t(i * s + p)];
+            if (label == 255) continue;
+            auto at = [&](int64_t k) { return double(x[size_t((i * c + k) * s + p)]); };
+            double m = at(0), sum = 0;
+            for (int64_t k = 1; k < c; ++k) m = std::max(m, at(k));
+            for (int64_t k = 0; k < c; ++k) sum += std::exp(at(k) - m);
+            total += m + std::log(sum) - at(label);
+            ++count;
+            for (int64_t k = 0; k < c; ++k) want[size_t((i * c + k) * s + p)] = std::exp(at(k) - m) / sum;
+            want[size_t((i * c + label) * s + p)] -= 1.0;
+        }
+    CHECK(double(loss.item()) == doctest::Approx(total / double(count)).epsilon(1e-6));
+    for (size_t i = 0; i < want.size(); ++i)
+        REQUIRE(std::abs(double(dx[i]) - want[i] / double(count)) <= 1e-6 / double(count));
 }
 
 TEST_CASE("cross_entropy: (N,C,H,W) equals the (N*H*W, C) form") {

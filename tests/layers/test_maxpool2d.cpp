@@ -113,6 +113,54 @@ TEST_CASE("maxpool2d: matches PyTorch forward and backward") {
     }
 }
 
+TEST_CASE("maxpool2d: the vectorised forward against a window-by-window scan, with ties, NaN and -inf, odd sizes") {
+    // small integers make ties common; a few NaN and -inf; the reference scans each window in order with PyTorch's
+    // rule (v > best || isnan(v)), and the gradient (dy = 1, 2, 3, ... per output) shows which element won.
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    const MaxPool2dOptions cases[] = {{.kernel_size = 3, .stride = 2, .padding = 1},
+                                      {.kernel_size = Size2(2, 3), .stride = Size2(1, 2), .padding = 1,
+                                       .ceil_mode = true},
+                                      {.kernel_size = 3, .stride = 1, .padding = 1},
+                                      {.kernel_size = Size2(3, 2), .stride = 3, .ceil_mode = true}};
+    const int64_t planes = 3, H = 13, W = 11;
+    std::vector<float> xv(size_t(planes * H * W));
+    for (size_t i = 0; i < xv.size(); ++i) {
+        const uint64_t r = random_u64(5, i) % 40;
+        xv[i] = r == 0 ? nan : r == 1 ? -inf : float(r % 5);
+    }
+    for (const MaxPool2dOptions& o : cases) {
+        CAPTURE(o.kernel_size.h);
+        CAPTURE(o.stride.w);
+        Tensor x = from_vector(xv, {1, planes, H, W}).requires_grad_();
+        Tensor y = maxpool2d(x, o);
+        const int64_t P = y.size(2), Q = y.size(3);
+        std::vector<float> dy(size_t(planes * P * Q));
+        for (size_t i = 0; i < dy.size(); ++i) dy[i] = float(i + 1);
+        y.backward(from_vector(dy, y.shape()));
+        const std::vector<float> yv = y.to_vector(), dx = x.grad().to_vector();
+        std::vector<float> want_dx(xv.size(), 0.0f);
+        for (int64_t c = 0; c < planes; ++c)
+            for (int64_t oh = 0; oh < P; ++oh)
+                for (int64_t ow = 0; ow < Q; ++ow) {
+                    const int64_t h0 = oh * o.stride.h - o.padding.h, w0 = ow * o.stride.w - o.padding.w;
+                    float best = -inf;
+                    int64_t at = std::max<int64_t>(h0, 0) * W + std::max<int64_t>(w0, 0);
+                    for (int64_t h = std::max<int64_t>(h0, 0); h < std::min(h0 + o.kernel_size.h, H); ++h)
+                        for (int64_t w = std::max<int64_t>(w0, 0); w < std::min(w0 + o.kernel_size.w, W); ++w) {
+                            const float v = xv[size_t((c * H + h) * W + w)];
+                            if (v > best || std::isnan(v)) best = v, at = h * W + w;
+                        }
+                    const size_t out = size_t((c * P + oh) * Q + ow);
+                    if (std::isnan(best))
+                        REQUIRE(std::isnan(yv[out]));
+                    else
+                        REQUIRE(yv[out] == best);
+                    want_dx[size_t(c * H * W + at)] += dy[out];
+                }
+        CHECK(dx == want_dx);
+    }
+}
+
 TEST_CASE("maxpool2d: errors") {
     Tensor x = zeros({1, 2, 5, 5});
     CHECK_THROWS_WITH_AS(maxpool2d(zeros({2, 5, 5}), {.kernel_size = 2}),

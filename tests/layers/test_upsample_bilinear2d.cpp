@@ -70,6 +70,19 @@ TEST_CASE("upsample_bilinear2d: align_corners pins every 8th output to an input 
     for (size_t i = 0; i < bv.size(); ++i) CHECK(bv[i] == (i < 30 ? 2.5f : -1.f));
 }
 
+TEST_CASE("upsample_bilinear2d: rows wider than the kernels' chunk of column taps (1024) come out whole") {
+    // 1x2 -> 2x1500 with align_corners: output column o is x0 + (x1 - x0) * o / 1499 on both rows; dy = 1 gives
+    // dx0 = 2 * sum_o (1 - o/1499) = 1500 and the same for dx1 (2 rows, each weight pair sums to 1).
+    Tensor x = from_vector({1.f, 4.f}, {1, 1, 1, 2}).requires_grad_();
+    Tensor y = upsample_bilinear2d(x, Size2(2, 1500), true);
+    std::vector<float> yv = y.to_vector();
+    for (int64_t row = 0; row < 2; ++row)
+        for (int64_t o = 0; o < 1500; ++o)
+            REQUIRE(yv[size_t(row * 1500 + o)] == doctest::Approx(1.0 + 3.0 * double(o) / 1499.0).epsilon(1e-5));
+    y.backward(ones({1, 1, 2, 1500}));
+    check_close(x.grad(), from_vector({1500.f, 1500.f}, {1, 1, 1, 2}), 1e-4, 1e-4, "backward");
+}
+
 TEST_CASE("upsample_bilinear2d: errors") {
     CHECK_THROWS_WITH_AS(upsample_bilinear2d(zeros({3, 4, 5}), Size2(2, 2), true),
                          doctest::Contains("upsample_bilinear2d: input must be 4-D (N,C,H,W), got shape [3, 4, 5]"),
