@@ -126,19 +126,24 @@ void channel_mean_m2(double& mean, double& m2, const float* x, int64_t c, int64_
     mean = 0;
     m2 = 0;
     if (M == 0) return;
+    // `omp simd reduction`: vectorized sums, in an order fixed by the build (not by the thread count)
     double sum = 0;
     for (int64_t n = 0; n < N; ++n) {
         const float* xp = x + (n * C + c) * HW;
-        for (int64_t i = 0; i < HW; ++i) sum += xp[i];
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < HW; ++i) sum += double(xp[i]);
     }
     mean = sum / double(M);
+    double sq = 0;
     for (int64_t n = 0; n < N; ++n) {
         const float* xp = x + (n * C + c) * HW;
+#pragma omp simd reduction(+ : sq)
         for (int64_t i = 0; i < HW; ++i) {
             double d = double(xp[i]) - mean;
-            m2 += d * d;
+            sq += d * d;
         }
     }
+    m2 = sq;
 }
 
 // mean_c, invstd_c and the running statistics from the mean and M2 of M >= 2 values (unbiased variance for the
@@ -223,13 +228,9 @@ void batchnorm2d_forward_eval_cpu(float* y, float* mean, float* invstd, const fl
     normalize_planes(y, x, mean, invstd, weight, bias, residual, relu, N, C, HW);
 }
 
-// The gradient that reaches the batch norm itself: dy, or with the fused ReLU (y not null) dy masked by the
-// ReLU's derivative, [y > 0] (the same mask as [z > 0] on the pre-ReLU value z, which is not kept; a NaN y passes
-// dy, as layers/relu.cpp).
-inline float masked(const float* y, const float* dy, int64_t i) { return y && y[i] <= 0.0f ? 0.0f : dy[i]; }
-
 // dx per (n, c) plane from the per-channel sums over M values; training: g * (dz - sum(dz)/M - xhat *
-// sum(dz*xhat)/M), eval: g * dz, with dz = dy masked by [y > 0] when y is not null. dx, dy, y, x: (N, C, HW); the
+// sum(dz*xhat)/M), eval: g * dz, with dz = dy masked by [y > 0] when y is not null (the ReLU's derivative read from
+// its output: [y > 0] = [z > 0]; a NaN y passes dy, as layers/relu.cpp). dx, dy, y, x: (N, C, HW); the
 // rest (C).
 void dx_planes(float* dx, const float* dy, const float* y, const float* x, const float* mean, const float* invstd,
                const float* weight, const float* sum_dy_xhat, const float* sum_dy, bool training, int64_t M,
@@ -242,16 +243,23 @@ void dx_planes(float* dx, const float* dy, const float* y, const float* x, const
             const float* dyp = dy + p * HW;
             const float* yp = y ? y + p * HW : nullptr;
             float* dxp = dx + p * HW;
-            if (!training) {
-#pragma omp simd
-                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * masked(yp, dyp, i);
-                continue;
-            }
+            // one loop per case (training or eval, masked or not), each vectorized: a = mean(dz), b = mean(dz * xhat)
             float m = mean[c], s = invstd[c];
-            float mean_dy = sum_dy[c] / float(M), mean_dy_xhat = sum_dy_xhat[c] / float(M);
+            float a = training ? sum_dy[c] / float(M) : 0.0f, b = training ? sum_dy_xhat[c] / float(M) : 0.0f;
+            if (!training && yp) {
 #pragma omp simd
-            for (int64_t i = 0; i < HW; ++i)
-                dxp[i] = g * (masked(yp, dyp, i) - mean_dy - (xp[i] - m) * s * mean_dy_xhat);
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (yp[i] <= 0.0f ? 0.0f : dyp[i]);
+            } else if (!training) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * dyp[i];
+            } else if (yp) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i)
+                    dxp[i] = g * ((yp[i] <= 0.0f ? 0.0f : dyp[i]) - a - (xp[i] - m) * s * b);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (dyp[i] - a - (xp[i] - m) * s * b);
+            }
         }
     });
 }
@@ -266,15 +274,25 @@ void batchnorm2d_backward_cpu(float* dx, float* dweight, float* dbias, const flo
     parallel_for(0, C, grain_for(M), [&](int64_t lo, int64_t hi) {
         for (int64_t c = lo; c < hi; ++c) {
             double m = mean[c], s = invstd[c];
-            double sum_dy = 0, sum_dy_xhat = 0;
+            double sum_dy = 0, sum_dy_xhat = 0;  // vectorized sums, in an order fixed by the build
             for (int64_t n = 0; n < N; ++n) {
                 const float* xp = x + (n * C + c) * HW;
                 const float* dyp = dy + (n * C + c) * HW;
                 const float* yp = y ? y + (n * C + c) * HW : nullptr;
-                for (int64_t i = 0; i < HW; ++i) {
-                    double d = masked(yp, dyp, i);
-                    sum_dy += d;
-                    sum_dy_xhat += d * ((double(xp[i]) - m) * s);
+                if (yp) {
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+                    for (int64_t i = 0; i < HW; ++i) {
+                        double d = yp[i] <= 0.0f ? 0.0 : double(dyp[i]);
+                        sum_dy += d;
+                        sum_dy_xhat += d * ((double(xp[i]) - m) * s);
+                    }
+                } else {
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+                    for (int64_t i = 0; i < HW; ++i) {
+                        double d = dyp[i];
+                        sum_dy += d;
+                        sum_dy_xhat += d * ((double(xp[i]) - m) * s);
+                    }
                 }
             }
             dbias[c] = float(sum_dy);
