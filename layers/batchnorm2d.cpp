@@ -440,21 +440,20 @@ Tensor batchnorm2d_op(const char* op, const Tensor& x_in, const Tensor& weight_i
                                                               const std::vector<bool>& needs_grad) {
                    const int64_t N = xs.size(0), C = xs.size(1), HW = xs.size(2) * xs.size(3);
                    // The gradient of the residual is dy through the ReLU's mask. When the residual wants it, it is
-                   // made once (in dy's own memory when no one else can see it) and the batch norm's backward
-                   // reads it unmasked; otherwise the kernels mask dy as they read it.
-                   const bool reuse_dy = overwritable(dy_in);  // asked first: the copies below count as owners
+                   // made once and the batch norm's backward reads it unmasked; otherwise the kernels mask dy as
+                   // they read it.
+                   // NOTE: dx (or the residual's gradient) could be written over dy when nothing else sees dy
+                   // (autograd.h: overwritable), which saves a buffer, but measured on PSPNet-50 it made this
+                   // backward 2x and the convolutions' backward 20% slower (docs/PERFORMANCE.md), so both are new.
                    Tensor dy = dy_in.contiguous();
                    Tensor dresidual, mask = ys;
                    if (needs_grad[3]) {
-                       dresidual = reuse_dy ? dy : empty_like(xs);
+                       dresidual = empty_like(xs);
                        relu_backward[dy.device()](dresidual.f32(), dy.f32(), ys.f32(), dy.numel());
                        dy = dresidual;
                        mask = Tensor();
                    }
-                   // dx is elementwise in dy (per plane: dy[i], x[i] and per-channel constants), so it may be
-                   // written over dy when no one else can see dy (nor will: not when it is the residual's gradient)
-                   Tensor dx;
-                   if (needs_grad[0]) dx = !needs_grad[3] && reuse_dy ? dy : empty_like(xs);
+                   Tensor dx = needs_grad[0] ? empty_like(xs) : Tensor();
                    // [sum(dz) (C), sum(dz * xhat) (C)]: dbias and dweight, and what dx is built from, so they are
                    // always computed
                    Tensor sums = empty({2 * C}, DType::F32, dy.device());
