@@ -4,8 +4,10 @@
 //   training forward:  per channel c, over its M = N*H*W values:  mean_c, var_c (biased), invstd_c = 1/sqrt(var_c+eps),
 //                      running statistics updated in place; then y = (x - mean_c) * gamma_c * invstd_c + beta_c
 //   eval forward:      mean_c = running_mean_c, invstd_c = 1/sqrt(running_var_c + eps), the same y
-//   backward:          dbeta_c = sum dy, dgamma_c = sum dy * xhat  (always: dx needs both), then per element
-//                      dx = g (dy - dbeta_c/M - xhat dgamma_c/M) in training, dx = g dy in eval (g = gamma_c invstd_c)
+//   backward:          dbeta_c = sum dz, dgamma_c = sum dz * xhat  (always: dx needs both), then per element
+//                      dx = g (dz - dbeta_c/M - xhat dgamma_c/M) in training, dx = g dz in eval (g = gamma_c invstd_c)
+//   fused ReLU:        the forwards end with y = max(0, bn(x) + residual) when asked (batchnorm2d_relu), and the
+//                      backwards read dz = [y > 0] dy (dz = dy without the ReLU) as they go
 //   count_batch:       num_batches_tracked += 1 (the module's I64 counter, updated on the device)
 //
 // Mapping to the GPU:
@@ -154,11 +156,12 @@ __global__ void batchnorm2d_eval_stats_kernel(float* mean, float* invstd, const 
     }
 }
 
-// y = (x - mean_c) * (gamma_c * invstd_c) + beta_c. x, y: (N, C, HW), planes p = n * C + c on blockIdx.x
-// (grid-stride), the HW values of a plane on blockIdx.y and the threads. weight, bias may be null.
+// y = (x - mean_c) * (gamma_c * invstd_c) + beta_c, + residual (unless null), then max(0, .) if relu (`v <= 0 ? 0 :
+// v` keeps a NaN). x, y, residual: (N, C, HW), planes p = n * C + c on blockIdx.x (grid-stride), the HW values of a
+// plane on blockIdx.y and the threads. weight, bias may be null.
 __global__ void batchnorm2d_normalize_kernel(float* y, const float* x, const float* mean, const float* invstd,
-                                             const float* weight, const float* bias, int64_t N, int64_t C,
-                                             int64_t HW) {
+                                             const float* weight, const float* bias, const float* residual, bool relu,
+                                             int64_t N, int64_t C, int64_t HW) {
     for (int64_t p = blockIdx.x; p < N * C; p += gridDim.x) {
         const int64_t c = p % C;
         const float m = mean[c];
@@ -166,23 +169,32 @@ __global__ void batchnorm2d_normalize_kernel(float* y, const float* x, const flo
         const float shift = bias ? bias[c] : 0.0f;
         const float* xp = x + p * HW;
         float* yp = y + p * HW;
-        for (int64_t i = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; i < HW; i += int64_t(gridDim.y) * blockDim.x)
-            yp[i] = (xp[i] - m) * scale + shift;
+        const float* rp = residual ? residual + p * HW : nullptr;
+        for (int64_t i = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; i < HW; i += int64_t(gridDim.y) * blockDim.x) {
+            float v = (xp[i] - m) * scale + shift;
+            if (rp) v = v + rp[i];
+            yp[i] = relu && v <= 0.0f ? 0.0f : v;
+        }
     }
 }
 
-// dbias_c = sum dy, dweight_c = sum dy * xhat with xhat = (x - mean_c) * invstd_c; one block per channel c
-// (grid-stride). dy, x: (N, C, HW); the rest (C).
-__global__ void batchnorm2d_backward_sums_kernel(float* dweight, float* dbias, const float* dy, const float* x,
-                                                 const float* mean, const float* invstd, int64_t N, int64_t C,
-                                                 int64_t HW) {
+// The batch norm's own gradient at offset i: dy, or with the fused ReLU (y not null) dy masked by [y > 0] (a NaN y
+// passes dy, as relu's backward).
+__device__ float masked(const float* y, const float* dy, int64_t i) { return y && y[i] <= 0.0f ? 0.0f : dy[i]; }
+
+// dbias_c = sum dz, dweight_c = sum dz * xhat with xhat = (x - mean_c) * invstd_c and dz = masked(y, dy); one block
+// per channel c (grid-stride). dy, y (may be null), x: (N, C, HW); the rest (C).
+__global__ void batchnorm2d_backward_sums_kernel(float* dweight, float* dbias, const float* dy, const float* y,
+                                                 const float* x, const float* mean, const float* invstd, int64_t N,
+                                                 int64_t C, int64_t HW) {
     __shared__ double partials[33];
     for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
         const double m = mean[c], s = invstd[c];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (ChannelWalk w(c, C, HW); w.n < N; w.next()) {
-            sum_dy += dy[w.offset];
-            sum_dy_xhat += double(dy[w.offset]) * ((double(x[w.offset]) - m) * s);
+            const double d = masked(y, dy, w.offset);
+            sum_dy += d;
+            sum_dy_xhat += d * ((double(x[w.offset]) - m) * s);
         }
         sum_dy = block_sum(sum_dy, partials);
         sum_dy_xhat = block_sum(sum_dy_xhat, partials);
@@ -194,12 +206,12 @@ __global__ void batchnorm2d_backward_sums_kernel(float* dweight, float* dbias, c
 }
 
 // dx from the per-channel sums over M values (this rank's N * HW, or all ranks' in synchronized batch norm),
-// planes laid out as in the normalize kernel. Training: dx = g * (dy - dbias_c/M - xhat * dweight_c/M); eval:
-// dx = g * dy; g = gamma_c * invstd_c (weight may be null).
-__global__ void batchnorm2d_backward_dx_kernel(float* dx, const float* dy, const float* x, const float* mean,
-                                               const float* invstd, const float* weight, const float* dweight,
-                                               const float* dbias, bool training, int64_t M, int64_t N, int64_t C,
-                                               int64_t HW) {
+// planes laid out as in the normalize kernel. Training: dx = g * (dz - dbias_c/M - xhat * dweight_c/M); eval:
+// dx = g * dz; g = gamma_c * invstd_c (weight may be null), dz = masked(y, dy). dx may be dy.
+__global__ void batchnorm2d_backward_dx_kernel(float* dx, const float* dy, const float* y, const float* x,
+                                               const float* mean, const float* invstd, const float* weight,
+                                               const float* dweight, const float* dbias, bool training, int64_t M,
+                                               int64_t N, int64_t C, int64_t HW) {
     for (int64_t p = blockIdx.x; p < N * C; p += gridDim.x) {
         const int64_t c = p % C;
         const float g = (weight ? weight[c] : 1.0f) * invstd[c];
@@ -207,9 +219,12 @@ __global__ void batchnorm2d_backward_dx_kernel(float* dx, const float* dy, const
         const float mean_dy = dbias[c] / float(M), mean_dy_xhat = dweight[c] / float(M);
         const float* xp = x + p * HW;
         const float* dyp = dy + p * HW;
+        const float* yp = y ? y + p * HW : nullptr;
         float* dxp = dx + p * HW;
-        for (int64_t i = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; i < HW; i += int64_t(gridDim.y) * blockDim.x)
-            dxp[i] = training ? g * (dyp[i] - mean_dy - (xp[i] - m) * s * mean_dy_xhat) : g * dyp[i];
+        for (int64_t i = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; i < HW; i += int64_t(gridDim.y) * blockDim.x) {
+            const float d = masked(yp, dyp, i);
+            dxp[i] = training ? g * (d - mean_dy - (xp[i] - m) * s * mean_dy_xhat) : g * d;
+        }
     }
 }
 
@@ -231,21 +246,21 @@ PlaneLaunch plane_launch(int64_t planes, int64_t HW) {
 }
 
 void batchnorm2d_forward_train_cuda(float* y, float* mean, float* invstd, float* running_mean, float* running_var,
-                                    const float* x, const float* weight, const float* bias, float momentum, float eps,
-                                    int64_t N, int64_t C, int64_t HW) {
+                                    const float* x, const float* weight, const float* bias, const float* residual,
+                                    bool relu, float momentum, float eps, int64_t N, int64_t C, int64_t HW) {
     if (N * C * HW == 0) return;
     CUEMU_LAUNCH(batchnorm2d_train_stats_kernel, clamp_grid(C), kChannelThreads, 0, cuda_current_stream(), mean,
                  invstd, running_mean, running_var, x, momentum, eps, N, C, HW);
     CUDA_CHECK_LAUNCH();
     PlaneLaunch pl = plane_launch(N * C, HW);
     CUEMU_LAUNCH(batchnorm2d_normalize_kernel, pl.grid, pl.block, 0, cuda_current_stream(), y, x, mean, invstd,
-                 weight, bias, N, C, HW);
+                 weight, bias, residual, relu, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }
 
 void batchnorm2d_forward_eval_cuda(float* y, float* mean, float* invstd, const float* x, const float* weight,
-                                   const float* bias, const float* running_mean, const float* running_var, float eps,
-                                   int64_t N, int64_t C, int64_t HW) {
+                                   const float* bias, const float* residual, bool relu, const float* running_mean,
+                                   const float* running_var, float eps, int64_t N, int64_t C, int64_t HW) {
     if (C == 0) return;
     CUEMU_LAUNCH(batchnorm2d_eval_stats_kernel, cuda_grid_for(C), kCudaBlockSize, 0, cuda_current_stream(), mean,
                  invstd, running_mean, running_var, eps, C);
@@ -253,13 +268,13 @@ void batchnorm2d_forward_eval_cuda(float* y, float* mean, float* invstd, const f
     if (N * HW == 0) return;
     PlaneLaunch pl = plane_launch(N * C, HW);
     CUEMU_LAUNCH(batchnorm2d_normalize_kernel, pl.grid, pl.block, 0, cuda_current_stream(), y, x, mean, invstd,
-                 weight, bias, N, C, HW);
+                 weight, bias, residual, relu, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }
 
-void batchnorm2d_backward_cuda(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
-                               const float* mean, const float* invstd, const float* weight, bool training, int64_t N,
-                               int64_t C, int64_t HW) {
+void batchnorm2d_backward_cuda(float* dx, float* dweight, float* dbias, const float* dy, const float* y,
+                               const float* x, const float* mean, const float* invstd, const float* weight,
+                               bool training, int64_t N, int64_t C, int64_t HW) {
     if (C == 0) return;
     if (N * HW == 0) {  // no values (eval on an empty batch): the sums are 0 and dx is empty
         CUDA_CHECK(cudaMemsetAsync(dweight, 0, size_t(C) * sizeof(float), cuda_current_stream()));
@@ -267,12 +282,12 @@ void batchnorm2d_backward_cuda(float* dx, float* dweight, float* dbias, const fl
         return;
     }
     CUEMU_LAUNCH(batchnorm2d_backward_sums_kernel, clamp_grid(C), kChannelThreads, 0, cuda_current_stream(), dweight,
-                 dbias, dy, x, mean, invstd, N, C, HW);
+                 dbias, dy, y, x, mean, invstd, N, C, HW);
     CUDA_CHECK_LAUNCH();
     if (!dx) return;
     PlaneLaunch pl = plane_launch(N * C, HW);
-    CUEMU_LAUNCH(batchnorm2d_backward_dx_kernel, pl.grid, pl.block, 0, cuda_current_stream(), dx, dy, x, mean, invstd,
-                 weight, dweight, dbias, training, N * HW, N, C, HW);
+    CUEMU_LAUNCH(batchnorm2d_backward_dx_kernel, pl.grid, pl.block, 0, cuda_current_stream(), dx, dy, y, x, mean,
+                 invstd, weight, dweight, dbias, training, N * HW, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -295,21 +310,22 @@ void batchnorm2d_merge_stats_cuda(float* mean, float* invstd, float* running_mea
 }
 
 void batchnorm2d_normalize_cuda(float* y, const float* x, const float* mean, const float* invstd,
-                                const float* weight, const float* bias, int64_t N, int64_t C, int64_t HW) {
+                                const float* weight, const float* bias, const float* residual, bool relu, int64_t N,
+                                int64_t C, int64_t HW) {
     if (N * C * HW == 0) return;
     PlaneLaunch pl = plane_launch(N * C, HW);
     CUEMU_LAUNCH(batchnorm2d_normalize_kernel, pl.grid, pl.block, 0, cuda_current_stream(), y, x, mean, invstd,
-                 weight, bias, N, C, HW);
+                 weight, bias, residual, relu, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }
 
-void batchnorm2d_backward_dx_cuda(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
-                                  const float* weight, const float* sum_dy_xhat, const float* sum_dy, int64_t M,
-                                  int64_t N, int64_t C, int64_t HW) {
+void batchnorm2d_backward_dx_cuda(float* dx, const float* dy, const float* y, const float* x, const float* mean,
+                                  const float* invstd, const float* weight, const float* sum_dy_xhat,
+                                  const float* sum_dy, int64_t M, int64_t N, int64_t C, int64_t HW) {
     if (N * C * HW == 0) return;
     PlaneLaunch pl = plane_launch(N * C, HW);
-    CUEMU_LAUNCH(batchnorm2d_backward_dx_kernel, pl.grid, pl.block, 0, cuda_current_stream(), dx, dy, x, mean, invstd,
-                 weight, sum_dy_xhat, sum_dy, true, M, N, C, HW);
+    CUEMU_LAUNCH(batchnorm2d_backward_dx_kernel, pl.grid, pl.block, 0, cuda_current_stream(), dx, dy, y, x, mean,
+                 invstd, weight, sum_dy_xhat, sum_dy, true, M, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -55,12 +55,17 @@ void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, Ba
     out.impl()->grad_fn = std::move(node);
 }
 
+bool overwritable(const Tensor& t) {
+    return t.defined() && t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1 && t.is_contiguous();
+}
+
 namespace {
 
-// a + b as a new tensor (never in place: a gradient may be shared by several consumers, e.g. add's backward
-// hands the same dout to both inputs).
-Tensor sum_of(const Tensor& a, const Tensor& b) {
-    Tensor s = a.contiguous().clone();
+// a + b: into a's memory when no one else can see it (the engine's pending gradient is its only owner), else as a
+// new tensor (a gradient may be shared by several consumers, e.g. add's backward hands the same dout to both
+// inputs).
+Tensor sum_of(Tensor a, const Tensor& b) {
+    Tensor s = overwritable(a) ? std::move(a) : a.contiguous().clone();
     Tensor bc = b.contiguous();
     accumulate[s.device()](s.f32(), bc.f32(), s.numel());
     return s;
@@ -71,8 +76,7 @@ void accumulate_into_leaf(TensorImpl* leaf, const Tensor& g) {
         // The leaf keeps g itself when nothing else can see g's memory (the usual case: a fresh gradient from a
         // backward kernel); otherwise an own copy, because g may alias another gradient (add hands the same dout
         // to both inputs) that a later accumulation would change.
-        bool exclusive = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous();
-        leaf->grad = exclusive ? g.impl_ptr() : g.contiguous().clone().impl_ptr();
+        leaf->grad = overwritable(g) ? g.impl_ptr() : g.contiguous().clone().impl_ptr();
         return;
     }
     Tensor acc(leaf->grad);
@@ -169,7 +173,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                     check_gradient(*node, i, grads[i]);
                     auto it = pending.find(next);
                     if (it == pending.end() || !it->second.defined()) pending[next] = grads[i];
-                    else it->second = sum_of(it->second, grads[i]);
+                    else it->second = sum_of(std::move(it->second), grads[i]);
                 }
                 if (--dependencies[next] == 0) {
                     // A node none of whose consumers produced a gradient gets zeros, so its own inputs are still

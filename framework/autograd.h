@@ -67,6 +67,12 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 // grad. needs_grad[i] passed to `backward` tells which inputs want a gradient, so that it can skip the others.
 void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn backward);
 
+// True when t is contiguous and nothing but this one Tensor handle can see its memory (its TensorImpl and its
+// storage each have one owner), so that writing over it changes no other tensor. A backward function may then write
+// an elementwise result over the gradient it was given (`dout`: the engine hands it over and keeps no other
+// handle); ask before making any copy of the handle, which counts as an owner.
+bool overwritable(const Tensor& t);
+
 // The engine behind Tensor::backward().
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 

@@ -27,6 +27,21 @@
 //                       once and builds dx with the combined M; dgamma and dbeta stay this rank's own sums, to be
 //                       reduced over the ranks with every other parameter gradient. A rank may have M_r = 0.
 //
+//   fused with the ReLU after it (batchnorm2d_relu), optionally adding a residual r before that ReLU:
+//                       y  = max(0, z),  z = gamma_c * xhat + beta_c (+ r)
+//                       dz = dy * [y > 0]            (the ReLU's mask, read from y: [y > 0] = [z > 0])
+//                       dr = dz,  and dx, dgamma, dbeta are the formulas above with dz in place of dy.
+//                       The forward is one pass (z never reaches memory); the backward masks dy as it reads it.
+//                       It keeps x and y; y is what the next layer keeps anyway, so the fused pair holds one
+//                       activation where BN then ReLU held two (BN's x and ReLU's z), and a ResNet block's last
+//                       BN + shortcut + ReLU holds one where it held two (BN's x, and ReLU's z = sum).
+//
+// NOTE: why the fusion is an option of this op and not an op of its own: the statistics, their synchronization over
+// ranks, the running-statistics update and the backward's sums are batch norm's, unchanged; the ReLU (and the
+// residual) is an epilogue of the elementwise pass and a mask on dy. As a separate op it would duplicate every one of
+// those kernels and their CUDA twins; as an option it is two pointer arguments on the existing ones (residual and
+// relu forward, y backward), null for plain batch norm, whose results stay bit for bit what they were.
+//
 // NOTE: training needs M >= 2 (in synchronized batch norm: the combined M): with one value per channel the batch variance is 0 (every output becomes beta) and
 // M / (M - 1) is undefined. PyTorch refuses ("Expected more than 1 value per channel when training") and so do we.
 // PSPNet's bin-1 pyramid branch pools to 1x1 before its BN, so it has M = N: train with batch size >= 2.
@@ -50,6 +65,7 @@
 #include "framework/check.h"
 #include "framework/parallel.h"
 #include "framework/registry.h"
+#include "layers/relu.h"
 
 namespace strata {
 
@@ -69,9 +85,11 @@ int64_t grain_for(int64_t elements_per_iteration) {
     return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, elements_per_iteration));
 }
 
-// y = (x - mean_c) * (gamma_c * invstd_c) + beta_c over every (n, c) plane. x, y: (N, C, HW).
+// y = (x - mean_c) * (gamma_c * invstd_c) + beta_c over every (n, c) plane, then the fused epilogue: + residual
+// (unless null), then max(0, .) if relu (written `v <= 0 ? 0 : v`, which keeps a NaN, as layers/relu.cpp).
+// x, y, residual: (N, C, HW).
 void normalize_planes(float* y, const float* x, const float* mean, const float* invstd, const float* weight,
-                      const float* bias, int64_t N, int64_t C, int64_t HW) {
+                      const float* bias, const float* residual, bool relu, int64_t N, int64_t C, int64_t HW) {
     parallel_for(0, N * C, grain_for(HW), [&](int64_t lo, int64_t hi) {
         for (int64_t p = lo; p < hi; ++p) {
             int64_t c = p % C;
@@ -80,7 +98,23 @@ void normalize_planes(float* y, const float* x, const float* mean, const float* 
             float shift = bias ? bias[c] : 0.0f;
             const float* xp = x + p * HW;
             float* yp = y + p * HW;
-            for (int64_t i = 0; i < HW; ++i) yp[i] = (xp[i] - m) * scale + shift;
+            if (!residual && !relu) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) yp[i] = (xp[i] - m) * scale + shift;
+            } else if (!residual) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) {
+                    float v = (xp[i] - m) * scale + shift;
+                    yp[i] = v <= 0.0f ? 0.0f : v;
+                }
+            } else {
+                const float* rp = residual + p * HW;
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) {
+                    float v = (xp[i] - m) * scale + shift + rp[i];
+                    yp[i] = relu && v <= 0.0f ? 0.0f : v;
+                }
+            }
         }
     });
 }
@@ -92,19 +126,24 @@ void channel_mean_m2(double& mean, double& m2, const float* x, int64_t c, int64_
     mean = 0;
     m2 = 0;
     if (M == 0) return;
+    // `omp simd reduction`: vectorized sums, in an order fixed by the build (not by the thread count)
     double sum = 0;
     for (int64_t n = 0; n < N; ++n) {
         const float* xp = x + (n * C + c) * HW;
-        for (int64_t i = 0; i < HW; ++i) sum += xp[i];
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < HW; ++i) sum += double(xp[i]);
     }
     mean = sum / double(M);
+    double sq = 0;
     for (int64_t n = 0; n < N; ++n) {
         const float* xp = x + (n * C + c) * HW;
+#pragma omp simd reduction(+ : sq)
         for (int64_t i = 0; i < HW; ++i) {
             double d = double(xp[i]) - mean;
-            m2 += d * d;
+            sq += d * d;
         }
     }
+    m2 = sq;
 }
 
 // mean_c, invstd_c and the running statistics from the mean and M2 of M >= 2 values (unbiased variance for the
@@ -124,8 +163,8 @@ void store_channel_stats(float* mean, float* invstd, float* running_mean, float*
 // Training. y, x: (N, C, HW); mean, invstd (outputs), running_mean, running_var (in/out, may be null), weight,
 // bias (may be null): (C). Needs M = N * HW >= 2 (the op checks).
 void batchnorm2d_forward_train_cpu(float* y, float* mean, float* invstd, float* running_mean, float* running_var,
-                                   const float* x, const float* weight, const float* bias, float momentum, float eps,
-                                   int64_t N, int64_t C, int64_t HW) {
+                                   const float* x, const float* weight, const float* bias, const float* residual,
+                                   bool relu, float momentum, float eps, int64_t N, int64_t C, int64_t HW) {
     const int64_t M = N * HW;
     parallel_for(0, C, grain_for(M), [&](int64_t lo, int64_t hi) {
         for (int64_t c = lo; c < hi; ++c) {
@@ -134,7 +173,7 @@ void batchnorm2d_forward_train_cpu(float* y, float* mean, float* invstd, float* 
             store_channel_stats(mean, invstd, running_mean, running_var, c, m, m2, double(M), momentum, eps);
         }
     });
-    normalize_planes(y, x, mean, invstd, weight, bias, N, C, HW);
+    normalize_planes(y, x, mean, invstd, weight, bias, residual, relu, N, C, HW);
 }
 
 // stats: (2C + 1) = [M, mean (C), M2 (C)]; x: (N, C, HW).
@@ -174,24 +213,26 @@ void batchnorm2d_merge_stats_cpu(float* mean, float* invstd, float* running_mean
 }
 
 void batchnorm2d_normalize_cpu(float* y, const float* x, const float* mean, const float* invstd, const float* weight,
-                               const float* bias, int64_t N, int64_t C, int64_t HW) {
-    normalize_planes(y, x, mean, invstd, weight, bias, N, C, HW);
+                               const float* bias, const float* residual, bool relu, int64_t N, int64_t C, int64_t HW) {
+    normalize_planes(y, x, mean, invstd, weight, bias, residual, relu, N, C, HW);
 }
 
 // Eval. y, x: (N, C, HW); mean, invstd (outputs), weight, bias (may be null), running_mean, running_var: (C).
 void batchnorm2d_forward_eval_cpu(float* y, float* mean, float* invstd, const float* x, const float* weight,
-                                  const float* bias, const float* running_mean, const float* running_var, float eps,
-                                  int64_t N, int64_t C, int64_t HW) {
+                                  const float* bias, const float* residual, bool relu, const float* running_mean,
+                                  const float* running_var, float eps, int64_t N, int64_t C, int64_t HW) {
     for (int64_t c = 0; c < C; ++c) {
         mean[c] = running_mean[c];
         invstd[c] = float(1.0 / std::sqrt(double(running_var[c]) + double(eps)));
     }
-    normalize_planes(y, x, mean, invstd, weight, bias, N, C, HW);
+    normalize_planes(y, x, mean, invstd, weight, bias, residual, relu, N, C, HW);
 }
 
-// dx per (n, c) plane from the per-channel sums over M values; training: g * (dy - sum(dy)/M - xhat *
-// sum(dy*xhat)/M), eval: g * dy. dx, dy, x: (N, C, HW); the rest (C).
-void dx_planes(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
+// dx per (n, c) plane from the per-channel sums over M values; training: g * (dz - sum(dz)/M - xhat *
+// sum(dz*xhat)/M), eval: g * dz, with dz = dy masked by [y > 0] when y is not null (the ReLU's derivative read from
+// its output: [y > 0] = [z > 0]; a NaN y passes dy, as layers/relu.cpp). dx, dy, y, x: (N, C, HW); the
+// rest (C).
+void dx_planes(float* dx, const float* dy, const float* y, const float* x, const float* mean, const float* invstd,
                const float* weight, const float* sum_dy_xhat, const float* sum_dy, bool training, int64_t M,
                int64_t N, int64_t C, int64_t HW) {
     parallel_for(0, N * C, grain_for(HW), [&](int64_t lo, int64_t hi) {
@@ -200,47 +241,71 @@ void dx_planes(float* dx, const float* dy, const float* x, const float* mean, co
             float g = (weight ? weight[c] : 1.0f) * invstd[c];
             const float* xp = x + p * HW;
             const float* dyp = dy + p * HW;
+            const float* yp = y ? y + p * HW : nullptr;
             float* dxp = dx + p * HW;
-            if (!training) {
-                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * dyp[i];
-                continue;
-            }
+            // one loop per case (training or eval, masked or not), each vectorized: a = mean(dz), b = mean(dz * xhat)
             float m = mean[c], s = invstd[c];
-            float mean_dy = sum_dy[c] / float(M), mean_dy_xhat = sum_dy_xhat[c] / float(M);
-            for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (dyp[i] - mean_dy - (xp[i] - m) * s * mean_dy_xhat);
+            float a = training ? sum_dy[c] / float(M) : 0.0f, b = training ? sum_dy_xhat[c] / float(M) : 0.0f;
+            if (!training && yp) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (yp[i] <= 0.0f ? 0.0f : dyp[i]);
+            } else if (!training) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * dyp[i];
+            } else if (yp) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i)
+                    dxp[i] = g * ((yp[i] <= 0.0f ? 0.0f : dyp[i]) - a - (xp[i] - m) * s * b);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; ++i) dxp[i] = g * (dyp[i] - a - (xp[i] - m) * s * b);
+            }
         }
     });
 }
 
-// dx (may be null), dy, x: (N, C, HW); dweight, dbias (outputs), mean, invstd, weight (may be null): (C).
-void batchnorm2d_backward_cpu(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
-                              const float* mean, const float* invstd, const float* weight, bool training, int64_t N,
-                              int64_t C, int64_t HW) {
+// dx (may be null), dy, y (may be null), x: (N, C, HW); dweight, dbias (outputs), mean, invstd, weight (may be
+// null): (C).
+void batchnorm2d_backward_cpu(float* dx, float* dweight, float* dbias, const float* dy, const float* y,
+                              const float* x, const float* mean, const float* invstd, const float* weight,
+                              bool training, int64_t N, int64_t C, int64_t HW) {
     const int64_t M = N * HW;
-    // the per-channel sums: dbeta = sum(dy), dgamma = sum(dy * xhat)
+    // the per-channel sums: dbeta = sum(dz), dgamma = sum(dz * xhat)
     parallel_for(0, C, grain_for(M), [&](int64_t lo, int64_t hi) {
         for (int64_t c = lo; c < hi; ++c) {
             double m = mean[c], s = invstd[c];
-            double sum_dy = 0, sum_dy_xhat = 0;
+            double sum_dy = 0, sum_dy_xhat = 0;  // vectorized sums, in an order fixed by the build
             for (int64_t n = 0; n < N; ++n) {
                 const float* xp = x + (n * C + c) * HW;
                 const float* dyp = dy + (n * C + c) * HW;
-                for (int64_t i = 0; i < HW; ++i) {
-                    sum_dy += dyp[i];
-                    sum_dy_xhat += double(dyp[i]) * ((double(xp[i]) - m) * s);
+                const float* yp = y ? y + (n * C + c) * HW : nullptr;
+                if (yp) {
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+                    for (int64_t i = 0; i < HW; ++i) {
+                        double d = yp[i] <= 0.0f ? 0.0 : double(dyp[i]);
+                        sum_dy += d;
+                        sum_dy_xhat += d * ((double(xp[i]) - m) * s);
+                    }
+                } else {
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+                    for (int64_t i = 0; i < HW; ++i) {
+                        double d = dyp[i];
+                        sum_dy += d;
+                        sum_dy_xhat += d * ((double(xp[i]) - m) * s);
+                    }
                 }
             }
             dbias[c] = float(sum_dy);
             dweight[c] = float(sum_dy_xhat);
         }
     });
-    if (dx) dx_planes(dx, dy, x, mean, invstd, weight, dweight, dbias, training, M, N, C, HW);
+    if (dx) dx_planes(dx, dy, y, x, mean, invstd, weight, dweight, dbias, training, M, N, C, HW);
 }
 
-void batchnorm2d_backward_dx_cpu(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
-                                 const float* weight, const float* sum_dy_xhat, const float* sum_dy, int64_t M,
-                                 int64_t N, int64_t C, int64_t HW) {
-    dx_planes(dx, dy, x, mean, invstd, weight, sum_dy_xhat, sum_dy, true, M, N, C, HW);
+void batchnorm2d_backward_dx_cpu(float* dx, const float* dy, const float* y, const float* x, const float* mean,
+                                 const float* invstd, const float* weight, const float* sum_dy_xhat,
+                                 const float* sum_dy, int64_t M, int64_t N, int64_t C, int64_t HW) {
+    dx_planes(dx, dy, y, x, mean, invstd, weight, sum_dy_xhat, sum_dy, true, M, N, C, HW);
 }
 
 // num_batches_tracked: an I64 scalar.
@@ -294,30 +359,42 @@ const char* const kOneValueHint = "the batch variance needs at least two values.
 
 }  // namespace
 
-Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const Tensor& running_mean,
-                   const Tensor& running_var, bool training, float momentum, float eps, Communicator* sync) {
-    check_dtype(x_in, DType::F32, "batchnorm2d", "input");
-    check_dim(x_in, 4, "batchnorm2d", "input", "(N,C,H,W)");
+namespace {
+
+// batchnorm2d (relu false, residual undefined) and batchnorm2d_relu: y = bn(x), or relu(bn(x) + residual).
+Tensor batchnorm2d_op(const char* op, const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                      const Tensor& running_mean, const Tensor& running_var, const Tensor& residual_in, bool relu,
+                      bool training, float momentum, float eps, Communicator* sync) {
+    check_dtype(x_in, DType::F32, op, "input");
+    check_dim(x_in, 4, op, "input", "(N,C,H,W)");
     check_channel_vector(weight_in, x_in, "weight");
     check_channel_vector(bias_in, x_in, "bias");
     check_channel_vector(running_mean, x_in, "running_mean");
     check_channel_vector(running_var, x_in, "running_var");
+    if (residual_in.defined()) {
+        check_dtype(residual_in, DType::F32, op, "residual");
+        STRATA_CHECK(residual_in.shape() == x_in.shape(), op, ": residual must have the input's shape ",
+                     x_in.shape_string(), ", got ", residual_in.shape_string());
+        check_same_device(residual_in, x_in, op);
+    }
     STRATA_CHECK(running_mean.defined() == running_var.defined(),
-                 "batchnorm2d: running_mean and running_var must be both defined or both undefined");
-    STRATA_CHECK(eps >= 0, "batchnorm2d: eps must be >= 0, got ", eps);
-    STRATA_CHECK(momentum >= 0 && momentum <= 1, "batchnorm2d: momentum must be in [0, 1], got ", momentum);
+                 op, ": running_mean and running_var must be both defined or both undefined");
+    STRATA_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+    STRATA_CHECK(momentum >= 0 && momentum <= 1, op, ": momentum must be in [0, 1], got ", momentum);
     const int64_t N = x_in.size(0), C = x_in.size(1), HW = x_in.size(2) * x_in.size(3);
-    STRATA_CHECK(training || running_mean.defined(), "batchnorm2d: eval mode normalises with the running "
+    STRATA_CHECK(training || running_mean.defined(), op, ": eval mode normalises with the running "
                  "statistics, but running_mean and running_var are undefined; pass them, or use training mode");
     // synchronized: the statistics of all ranks' batches together (and one rank's count is checked after the
     // exchange, against the combined batch)
     const bool synced = training && sync && sync->world_size() > 1;
-    STRATA_CHECK(synced || !training || N * HW > 1, "batchnorm2d: expected more than 1 value per channel when "
+    STRATA_CHECK(synced || !training || N * HW > 1, op, ": expected more than 1 value per channel when "
                  "training, got input of shape ", x_in.shape_string(), " (N*H*W = ", N * HW, "): ", kOneValueHint);
 
     Tensor x = x_in.contiguous();
     Tensor weight = weight_in.defined() ? weight_in.contiguous() : Tensor();
     Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+    Tensor residual = residual_in.defined() ? residual_in.contiguous() : Tensor();
+    const float* r = f32_or_null(residual);
     Tensor y = empty_like(x);
     Tensor mean = empty({C}, DType::F32, x.device());    // the statistics used, saved for the backward
     Tensor invstd = empty({C}, DType::F32, x.device());
@@ -330,17 +407,17 @@ Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bi
             batchnorm2d_local_stats[x.device()](f64(stats), x.f32(), N, C, HW);
             Tensor gathered = all_gather(*sync, stats, CommType::F64);
             M = combined_count(gathered);
-            STRATA_CHECK(M > 1, "batchnorm2d: expected more than 1 value per channel when training, got ", M,
+            STRATA_CHECK(M > 1, op, ": expected more than 1 value per channel when training, got ", M,
                          " over the ", sync->world_size(), " ranks of synchronized batch norm (this rank's input: ",
                          x_in.shape_string(), "): ", kOneValueHint, " in all");
             batchnorm2d_merge_stats[x.device()](mean.f32(), invstd.f32(), f32_or_null(rm), f32_or_null(rv),
                                                 f64(gathered), momentum, eps, sync->world_size(), C);
             batchnorm2d_normalize[x.device()](y.f32(), x.f32(), mean.f32(), invstd.f32(), f32_or_null(weight),
-                                              f32_or_null(bias), N, C, HW);
+                                              f32_or_null(bias), r, relu, N, C, HW);
         } else {
             batchnorm2d_forward_train[x.device()](y.f32(), mean.f32(), invstd.f32(), f32_or_null(rm),
                                                   f32_or_null(rv), x.f32(), f32_or_null(weight), f32_or_null(bias),
-                                                  momentum, eps, N, C, HW);
+                                                  r, relu, momentum, eps, N, C, HW);
         }
         // A strided buffer was updated through a contiguous copy: write the new values back into it.
         if (rm.defined() && !rm.is_same(running_mean)) Tensor(running_mean).copy_(rm);
@@ -348,43 +425,76 @@ Tensor batchnorm2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bi
     } else {
         Tensor rm = running_mean.contiguous(), rv = running_var.contiguous();
         batchnorm2d_forward_eval[x.device()](y.f32(), mean.f32(), invstd.f32(), x.f32(), f32_or_null(weight),
-                                             f32_or_null(bias), rm.f32(), rv.f32(), eps, N, C, HW);
+                                             f32_or_null(bias), r, relu, rm.f32(), rv.f32(), eps, N, C, HW);
     }
 
-    if (any_requires_grad({x, weight, bias})) {
+    if (any_requires_grad({x, weight, bias, residual})) {
+        // Saved: the input and, with the ReLU, the output (for the mask [y > 0]); the output is the next layer's
+        // input, which that layer keeps anyway, so the fused op holds no tensor of its own beyond x.
         Tensor xs = x.detach();
+        Tensor ys = relu ? y.detach() : Tensor();
         Tensor ws = weight.defined() ? weight.detach() : Tensor();
         Communicator* comm = synced ? sync : nullptr;
-        record(y, "batchnorm2d", {x, weight, bias},
-               [xs, ws, mean, invstd, training, comm, M](const Tensor& dy_in, const std::vector<bool>& needs_grad) {
-                   Tensor dy = dy_in.contiguous();
+        record(y, op, {x, weight, bias, residual},
+               [xs, ys, ws, mean, invstd, training, comm, M](const Tensor& dy_in,
+                                                              const std::vector<bool>& needs_grad) {
                    const int64_t N = xs.size(0), C = xs.size(1), HW = xs.size(2) * xs.size(3);
+                   // The gradient of the residual is dy through the ReLU's mask. When the residual wants it, it is
+                   // made once and the batch norm's backward reads it unmasked; otherwise the kernels mask dy as
+                   // they read it.
+                   // NOTE: dx (or the residual's gradient) could be written over dy when nothing else sees dy
+                   // (autograd.h: overwritable), which saves a buffer, but measured on PSPNet-50 it made this
+                   // backward 2x and the convolutions' backward 20% slower (docs/PERFORMANCE.md), so both are new.
+                   Tensor dy = dy_in.contiguous();
+                   Tensor dresidual, mask = ys;
+                   if (needs_grad[3]) {
+                       dresidual = empty_like(xs);
+                       relu_backward[dy.device()](dresidual.f32(), dy.f32(), ys.f32(), dy.numel());
+                       dy = dresidual;
+                       mask = Tensor();
+                   }
                    Tensor dx = needs_grad[0] ? empty_like(xs) : Tensor();
-                   // [sum(dy) (C), sum(dy * xhat) (C)]: dbias and dweight, and what dx is built from, so they are
+                   // [sum(dz) (C), sum(dz * xhat) (C)]: dbias and dweight, and what dx is built from, so they are
                    // always computed
                    Tensor sums = empty({2 * C}, DType::F32, dy.device());
                    float* sum_dy = sums.f32();
                    float* sum_dy_xhat = sums.f32() + C;
                    if (!comm) {
-                       batchnorm2d_backward[dy.device()](f32_or_null(dx), sum_dy_xhat, sum_dy, dy.f32(), xs.f32(),
-                                                         mean.f32(), invstd.f32(), f32_or_null(ws), training, N, C,
-                                                         HW);
+                       batchnorm2d_backward[dy.device()](f32_or_null(dx), sum_dy_xhat, sum_dy, dy.f32(),
+                                                         f32_or_null(mask), xs.f32(), mean.f32(), invstd.f32(),
+                                                         f32_or_null(ws), training, N, C, HW);
                    } else {
                        // The parameter gradients are this rank's sums; dx needs the sums over all ranks' dy.
-                       batchnorm2d_backward[dy.device()](nullptr, sum_dy_xhat, sum_dy, dy.f32(), xs.f32(),
-                                                         mean.f32(), invstd.f32(), f32_or_null(ws), true, N, C, HW);
+                       batchnorm2d_backward[dy.device()](nullptr, sum_dy_xhat, sum_dy, dy.f32(), f32_or_null(mask),
+                                                         xs.f32(), mean.f32(), invstd.f32(), f32_or_null(ws), true,
+                                                         N, C, HW);
                        Tensor total = sums.clone();
                        all_reduce_sum(*comm, total);
                        if (dx.defined())
-                           batchnorm2d_backward_dx[dy.device()](dx.f32(), dy.f32(), xs.f32(), mean.f32(),
-                                                                invstd.f32(), f32_or_null(ws), total.f32() + C,
-                                                                total.f32(), M, N, C, HW);
+                           batchnorm2d_backward_dx[dy.device()](dx.f32(), dy.f32(), f32_or_null(mask), xs.f32(),
+                                                                mean.f32(), invstd.f32(), f32_or_null(ws),
+                                                                total.f32() + C, total.f32(), M, N, C, HW);
                    }
                    return std::vector<Tensor>{dx, needs_grad[1] ? sums.narrow(0, C, C).clone() : Tensor(),
-                                              needs_grad[2] ? sums.narrow(0, 0, C).clone() : Tensor()};
+                                              needs_grad[2] ? sums.narrow(0, 0, C).clone() : Tensor(), dresidual};
                });
     }
     return y;
+}
+
+}  // namespace
+
+Tensor batchnorm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                   const Tensor& running_var, bool training, float momentum, float eps, Communicator* sync) {
+    return batchnorm2d_op("batchnorm2d", x, weight, bias, running_mean, running_var, Tensor(), false, training,
+                          momentum, eps, sync);
+}
+
+Tensor batchnorm2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                        const Tensor& running_var, bool training, float momentum, float eps, const Tensor& residual,
+                        Communicator* sync) {
+    return batchnorm2d_op("batchnorm2d_relu", x, weight, bias, running_mean, running_var, residual, true, training,
+                          momentum, eps, sync);
 }
 
 // ---- the module ----
@@ -402,15 +512,23 @@ BatchNorm2d::BatchNorm2d(int64_t num_features_, float eps_, float momentum_, boo
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
+    if (relu) return forward_relu(x);
     Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, sync.get());
-    if (is_training()) {
-        // PyTorch reads this counter only for momentum = None (a cumulative average, not offered here); we keep it
-        // so that checkpoints round-trip. A kernel adds the 1 where the counter lives: on a GPU, a read-modify-write
-        // through the host would cost two synchronizing copies per BN layer and step.
-        batchnorm2d_count_batch[num_batches_tracked.device()](num_batches_tracked.i64());
-    }
+    if (is_training()) count_batch();
     return y;
 }
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
+    Tensor y = batchnorm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, residual,
+                                sync.get());
+    if (is_training()) count_batch();
+    return y;
+}
+
+// PyTorch reads this counter only for momentum = None (a cumulative average, not offered here); we keep it so that
+// checkpoints round-trip. A kernel adds the 1 where the counter lives: on a GPU, a read-modify-write through the host
+// would cost two synchronizing copies per BN layer and step.
+void BatchNorm2d::count_batch() { batchnorm2d_count_batch[num_batches_tracked.device()](num_batches_tracked.i64()); }
 
 int use_sync_batchnorm(Module& root, std::shared_ptr<Communicator> comm) {
     int count = 0;
@@ -422,6 +540,24 @@ int use_sync_batchnorm(Module& root, std::shared_ptr<Communicator> comm) {
     return count;
 }
 
+int fuse_batchnorm_relu(Module& root) {
+    int count = 0;
+    std::shared_ptr<Module> previous;
+    const bool sequential = dynamic_cast<Sequential*>(&root) != nullptr;
+    for (auto& [name, child] : root.named_children()) {
+        auto* bn = dynamic_cast<BatchNorm2d*>(previous.get());
+        auto* relu = dynamic_cast<ReLU*>(child.get());
+        if (sequential && bn && relu && !bn->relu && !relu->fused) {
+            bn->relu = true;
+            relu->fused = true;
+            ++count;
+        }
+        count += fuse_batchnorm_relu(*child);
+        previous = child;
+    }
+    return count;
+}
+
 namespace {
 
 std::shared_ptr<Module> make_batchnorm2d(Attrs& attrs) {
@@ -429,7 +565,9 @@ std::shared_ptr<Module> make_batchnorm2d(Attrs& attrs) {
     float eps = float(attrs.get_float("eps", 1e-5));
     float momentum = float(attrs.get_float("momentum", 0.1));
     bool affine = attrs.get_bool("affine", true);
-    return std::make_shared<BatchNorm2d>(num_features, eps, momentum, affine);
+    auto bn = std::make_shared<BatchNorm2d>(num_features, eps, momentum, affine);
+    bn->relu = attrs.get_bool("relu", false);
+    return bn;
 }
 
 }  // namespace

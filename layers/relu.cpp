@@ -22,14 +22,18 @@ constinit KernelTable<relu_backward_fn> relu_backward{"relu_backward"};
 
 namespace {
 
+// `omp simd`: the loops vectorize (the compiler cannot prove on its own that dx, dy and x do not overlap; they may
+// only coincide, dx == dy, which an elementwise loop allows).
 void relu_forward_cpu(float* y, const float* x, int64_t n) {
     parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+#pragma omp simd
         for (int64_t i = lo; i < hi; ++i) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
     });
 }
 
 void relu_backward_cpu(float* dx, const float* dy, const float* x, int64_t n) {
     parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+#pragma omp simd
         for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] <= 0.0f ? 0.0f : dy[i];
     });
 }

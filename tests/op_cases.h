@@ -528,6 +528,49 @@ inline std::vector<OpCase> make_op_cases() {
                   },
                   bn_grad, true, 1e-4});
     }
+    // batchnorm2d_relu: the fused BN + (residual) + ReLU. Its inputs are x, weight, bias and the residual; the ReLU's
+    // kink at 0 is where the checker's kink window applies, and with std-2 inputs few values sit near it.
+    for (BnCase c : {BnCase{{2, 3, 4, 5}, true, true}, BnCase{{3, 2, 1, 1}, true, false},
+                     BnCase{{2, 3, 3, 5}, false, true}}) {
+        int64_t C = c.shape[1];
+        bool affine = c.affine, running = c.running;
+        for (bool with_residual : {false, true}) {
+            add_case({"batchnorm2d", str("relu train ", shape_str(c.shape), affine ? "" : " no affine",
+                                         running ? "" : " no running statistics", with_residual ? " residual" : ""),
+                      [=](Generator& gen) {
+                          std::vector<Tensor> xs{mul(randn(c.shape, gen), 2.f)};
+                          if (affine) xs.push_back(rand_uniform({C}, 0.5f, 1.5f, gen)), xs.push_back(randn({C}, gen));
+                          if (with_residual) xs.push_back(randn(c.shape, gen));
+                          return xs;
+                      },
+                      [=](const auto& in) {
+                          Device d = in[0].device();
+                          Tensor rm = running ? zeros({C}, DType::F32, d) : Tensor();
+                          Tensor rv = running ? ones({C}, DType::F32, d) : Tensor();
+                          Tensor r = with_residual ? in.back() : Tensor();
+                          return batchnorm2d_relu(in[0], affine ? in[1] : Tensor(), affine ? in[2] : Tensor(), rm,
+                                                  rv, true, 0.1f, 1e-5f, r);
+                      },
+                      bn_grad, true, 1e-4});
+        }
+    }
+    for (bool with_residual : {false, true}) {
+        Shape s{2, 3, 4, 5};
+        int64_t C = s[1];
+        add_case({"batchnorm2d", str("relu eval ", shape_str(s), with_residual ? " residual" : ""),
+                  [=](Generator& gen) {
+                      std::vector<Tensor> xs{randn(s, gen), rand_uniform({C}, 0.5f, 1.5f, gen), randn({C}, gen)};
+                      if (with_residual) xs.push_back(randn(s, gen));
+                      return xs;
+                  },
+                  [=](const auto& in) {
+                      Device d = in[0].device();
+                      Tensor rm = full({C}, 0.3f, DType::F32, d), rv = full({C}, 1.7f, DType::F32, d);
+                      return batchnorm2d_relu(in[0], in[1], in[2], rm, rv, false, 0.1f, 1e-5f,
+                                              with_residual ? in[3] : Tensor());
+                  },
+                  {}, true, 1e-5});
+    }
     for (Shape s : {Shape{2, 3, 4, 5}, Shape{1, 5, 3, 1}}) {
         int64_t C = s[1];
         // eval BN is affine in x, weight and bias: the default gradcheck options hold

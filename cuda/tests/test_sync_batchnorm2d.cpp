@@ -37,8 +37,11 @@ struct SyncResult {
     std::vector<float> mean, invstd, running_mean, running_var, y, dx;
 };
 
-// The op's steps on `device` for the parts [0, 3), [3, 3) (empty) and [3, 5) of x.
-SyncResult run_sync_kernels(const Tensor& x_cpu, const Tensor& dy_cpu, const Tensor& weight_cpu, Device device) {
+// The op's steps on `device` for the parts [0, 3), [3, 3) (empty) and [3, 5) of x. With a residual (defined): the
+// fused form, y = max(0, bn(x) + residual), and the backward masks dy by [y > 0].
+SyncResult run_sync_kernels(const Tensor& x_cpu, const Tensor& dy_cpu, const Tensor& weight_cpu,
+                            const Tensor& residual_cpu, Device device) {
+    const bool fused = residual_cpu.defined();
     const int64_t C = x_cpu.size(1), HW = x_cpu.size(2) * x_cpu.size(3);
     const int64_t starts[3] = {0, 3, 3}, counts[3] = {3, 0, 2};
     Tensor x = x_cpu.to(device), dy = dy_cpu.to(device), weight = weight_cpu.to(device);
@@ -58,10 +61,12 @@ SyncResult run_sync_kernels(const Tensor& x_cpu, const Tensor& dy_cpu, const Ten
         Tensor part = x.narrow(0, starts[r], counts[r]).contiguous();
         Tensor part_dy = dy.narrow(0, starts[r], counts[r]).contiguous();
         Tensor part_y = empty_like(part), part_sums = empty({2 * C}, DType::F32, device);
+        Tensor part_r = fused ? residual_cpu.narrow(0, starts[r], counts[r]).contiguous().to(device) : Tensor();
         batchnorm2d_normalize[device](part_y.f32(), part.f32(), mean.f32(), invstd.f32(), weight.f32(), nullptr,
-                                      counts[r], C, HW);
+                                      fused ? part_r.f32() : nullptr, fused, counts[r], C, HW);
         y.narrow(0, starts[r], counts[r]).copy_(part_y);
-        batchnorm2d_backward[device](nullptr, part_sums.f32() + C, part_sums.f32(), part_dy.f32(), part.f32(),
+        batchnorm2d_backward[device](nullptr, part_sums.f32() + C, part_sums.f32(), part_dy.f32(),
+                                     fused ? part_y.f32() : nullptr, part.f32(),
                                      mean.f32(), invstd.f32(), weight.f32(), true, counts[r], C, HW);
         std::vector<float> a = sums.to_vector(), b = part_sums.to_vector();
         for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
@@ -72,9 +77,10 @@ SyncResult run_sync_kernels(const Tensor& x_cpu, const Tensor& dy_cpu, const Ten
         if (counts[r] == 0) continue;
         Tensor part = x.narrow(0, starts[r], counts[r]).contiguous();
         Tensor part_dy = dy.narrow(0, starts[r], counts[r]).contiguous();
-        Tensor part_dx = empty_like(part);
-        batchnorm2d_backward_dx[device](part_dx.f32(), part_dy.f32(), part.f32(), mean.f32(), invstd.f32(),
-                                        weight.f32(), sums.f32() + C, sums.f32(), M, counts[r], C, HW);
+        Tensor part_dx = empty_like(part), part_y = y.narrow(0, starts[r], counts[r]).contiguous();
+        batchnorm2d_backward_dx[device](part_dx.f32(), part_dy.f32(), fused ? part_y.f32() : nullptr, part.f32(),
+                                        mean.f32(), invstd.f32(), weight.f32(), sums.f32() + C, sums.f32(), M,
+                                        counts[r], C, HW);
         dx.narrow(0, starts[r], counts[r]).copy_(part_dx);
     }
     return {doubles(gathered), mean.to_vector(),        invstd.to_vector(), running_mean.to_vector(),
@@ -89,23 +95,28 @@ std::string relative_difference_above(const std::vector<float>& got, const std::
 
 }  // namespace
 
-TEST_CASE("cuda batchnorm2d: the synchronized batch norm kernels match the CPU, with an empty part") {
+TEST_CASE("cuda batchnorm2d: the synchronized batch norm kernels match the CPU, with an empty part, plain and "
+          "fused with a residual and the ReLU") {
     if (skip_unless_cuda()) return;
     for (Shape shape : {Shape{5, 3, 4, 7}, Shape{5, 4, 1, 1}}) {
-        INFO("shape ", shape_str(shape));
-        Generator gen(5);
-        std::vector<float> xv = randn(shape, gen).to_vector();
-        for (float& v : xv) v = v * 2.f + 50.f;  // |mean| >> std: no cancellation allowed
-        Tensor x = from_vector(xv, shape), dy = randn(shape, gen), weight = randn({shape[1]}, gen);
-        SyncResult got = run_sync_kernels(x, dy, weight, kCuda0), want = run_sync_kernels(x, dy, weight, kCPU);
-        REQUIRE(got.gathered.size() == want.gathered.size());
-        for (size_t i = 0; i < got.gathered.size(); ++i)
-            CHECK(got.gathered[i] == doctest::Approx(want.gathered[i]).epsilon(1e-12));
-        CHECK(relative_difference_above(got.mean, want.mean, 1e-6) == "");
-        CHECK(relative_difference_above(got.invstd, want.invstd, 1e-6) == "");
-        CHECK(relative_difference_above(got.running_mean, want.running_mean, 1e-6) == "");
-        CHECK(relative_difference_above(got.running_var, want.running_var, 1e-6) == "");
-        CHECK(relative_difference_above(got.y, want.y, 1e-5) == "");
-        CHECK(relative_difference_above(got.dx, want.dx, 1e-5) == "");
+        for (bool fused : {false, true}) {
+            INFO("shape ", shape_str(shape), fused ? " fused" : "");
+            Generator gen(5);
+            std::vector<float> xv = randn(shape, gen).to_vector();
+            for (float& v : xv) v = v * 2.f + 50.f;  // |mean| >> std: no cancellation allowed
+            Tensor x = from_vector(xv, shape), dy = randn(shape, gen), weight = randn({shape[1]}, gen);
+            Tensor residual = fused ? randn(shape, gen) : Tensor();
+            SyncResult got = run_sync_kernels(x, dy, weight, residual, kCuda0);
+            SyncResult want = run_sync_kernels(x, dy, weight, residual, kCPU);
+            REQUIRE(got.gathered.size() == want.gathered.size());
+            for (size_t i = 0; i < got.gathered.size(); ++i)
+                CHECK(got.gathered[i] == doctest::Approx(want.gathered[i]).epsilon(1e-12));
+            CHECK(relative_difference_above(got.mean, want.mean, 1e-6) == "");
+            CHECK(relative_difference_above(got.invstd, want.invstd, 1e-6) == "");
+            CHECK(relative_difference_above(got.running_mean, want.running_mean, 1e-6) == "");
+            CHECK(relative_difference_above(got.running_var, want.running_var, 1e-6) == "");
+            CHECK(relative_difference_above(got.y, want.y, 1e-5) == "");
+            CHECK(relative_difference_above(got.dx, want.dx, 1e-5) == "");
+        }
     }
 }

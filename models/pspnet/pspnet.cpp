@@ -49,6 +49,7 @@ PSPNet::PSPNet(const PSPNetConfig& c) : config_(c) {
     double width = c.backbone.width;
     cls = register_module("cls", head(features, scaled(512, width), c.classes, c.dropout));
     if (c.aux_weight > 0) aux = register_module("aux", head(b.layer3_channels, scaled(256, width), c.classes, c.dropout));
+    fuse_batchnorm_relu(*this);  // the stem's, the context module's and the heads' BN + ReLU pairs, one op each
 }
 
 int64_t PSPNet::output_size(int64_t input) const {

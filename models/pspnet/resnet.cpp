@@ -50,11 +50,12 @@ BasicBlock::BasicBlock(int64_t in, int64_t planes, int64_t stride, int64_t dilat
     if (stride != 1 || in != planes) downsample = register_module("downsample", projection(in, planes, stride));
 }
 
+// Each BN and the ReLU after it run as one fused op (batchnorm2d_relu), the last one with the shortcut added
+// before its ReLU: the same values as relu(bn(conv(x)) + shortcut), with fewer passes and saved activations.
 Tensor BasicBlock::forward(const Tensor& x) {
-    Tensor out = relu(bn1->forward(conv1->forward(x)));
-    out = bn2->forward(conv2->forward(out));
+    Tensor out = bn1->forward_relu(conv1->forward(x));
     Tensor shortcut = downsample ? downsample->forward(x) : x;
-    return relu(out + shortcut);
+    return bn2->forward_relu(conv2->forward(out), shortcut);
 }
 
 Bottleneck::Bottleneck(int64_t in, int64_t planes, int64_t stride, int64_t dilation) {
@@ -69,11 +70,10 @@ Bottleneck::Bottleneck(int64_t in, int64_t planes, int64_t stride, int64_t dilat
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-    Tensor out = relu(bn1->forward(conv1->forward(x)));
-    out = relu(bn2->forward(conv2->forward(out)));
-    out = bn3->forward(conv3->forward(out));
+    Tensor out = bn1->forward_relu(conv1->forward(x));
+    out = bn2->forward_relu(conv2->forward(out));
     Tensor shortcut = downsample ? downsample->forward(x) : x;
-    return relu(out + shortcut);
+    return bn3->forward_relu(conv3->forward(out), shortcut);
 }
 
 Backbone make_backbone(const BackboneConfig& c) {

@@ -1,5 +1,6 @@
 // batchnorm2d: hand-computed cases (training and eval), the PyTorch fixture, N = 1, views,
-// errors, and the module (registry, PyTorch names, running-statistics updates against nn.BatchNorm2d).
+// errors, and the module (registry, PyTorch names, running-statistics updates against nn.BatchNorm2d); the fused
+// batchnorm2d_relu against batchnorm2d, add and relu run one after the other, and fuse_batchnorm_relu on a model.
 // Its finite-difference gradient check on every input and parameter, the 1-vs-N-thread and non-contiguous checks and
 // the CPU/CUDA parity run from its entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 #include <doctest/doctest.h>
@@ -10,7 +11,9 @@
 #include "framework/autograd.h"
 #include "framework/check.h"
 #include "framework/registry.h"
+#include "layers/add.h"
 #include "layers/batchnorm2d.h"
+#include "layers/relu.h"
 #include "tests/fixtures.h"
 #include "tests/gradcheck.h"
 
@@ -79,18 +82,23 @@ TEST_CASE("batchnorm2d: hand-computed eval forward and backward") {
     check_values(bias.grad(), {1, 2});
 }
 
-TEST_CASE("batchnorm2d: matches PyTorch forward, backward and running statistics") {
+TEST_CASE("batchnorm2d: matches PyTorch forward, backward and running statistics, plain and fused with the ReLU") {
     SafetensorsFile fx = load_fixture("batchnorm2d");
     for (const std::string& c : fixture_cases(fx)) {
         if (c == "module") continue;
         nlohmann::json p = fixture_params(fx, c);
         bool affine = p["affine"], running = p["running"], training = p["training"];
+        // the fused cases: relu(bn(x) + residual), the residual optional
+        bool fused = p.value("relu", false), with_residual = p.value("residual", false);
         Tensor x = fx.get(c + ".x").clone().requires_grad_();
         Tensor weight = affine ? fx.get(c + ".weight").clone().requires_grad_() : Tensor();
         Tensor bias = affine ? fx.get(c + ".bias").clone().requires_grad_() : Tensor();
         Tensor rm = running ? fx.get(c + ".running_mean").clone() : Tensor();
         Tensor rv = running ? fx.get(c + ".running_var").clone() : Tensor();
-        Tensor y = batchnorm2d(x, weight, bias, rm, rv, training, float(p["momentum"]), float(p["eps"]));
+        Tensor residual = with_residual ? fx.get(c + ".residual").clone().requires_grad_() : Tensor();
+        float momentum = p["momentum"], eps = p["eps"];
+        Tensor y = fused ? batchnorm2d_relu(x, weight, bias, rm, rv, training, momentum, eps, residual)
+                         : batchnorm2d(x, weight, bias, rm, rv, training, momentum, eps);
         check_close(y, fx.get(c + ".y"), 1e-5, 1e-5, c + " forward");
         if (running) {
             check_close(rm, fx.get(c + ".new_running_mean"), 1e-6, 1e-5, c + " running_mean");
@@ -98,6 +106,7 @@ TEST_CASE("batchnorm2d: matches PyTorch forward, backward and running statistics
         }
         y.backward(fx.get(c + ".dy"));
         check_close(x.grad(), fx.get(c + ".dx"), 1e-5, 1e-4, c + " dx");
+        if (with_residual) check_close(residual.grad(), fx.get(c + ".dresidual"), 1e-6, 1e-6, c + " dresidual");
         if (affine) {
             // sums over N*H*W products: a looser absolute tolerance
             check_close(weight.grad(), fx.get(c + ".dweight"), 1e-4, 1e-4, c + " dweight");
@@ -235,6 +244,89 @@ TEST_CASE("batchnorm2d: module and registry") {
     m->train();
     CHECK_THROWS_WITH_AS(m->forward(randn({1, 3, 1, 1})), doctest::Contains("more than 1 value per channel"), Error);
     CHECK(count.to_vector_i64() == std::vector<int64_t>{2});  // a failed forward is not counted
+}
+
+namespace {
+
+// BN(3) ReLU BN(3) BN(3) ReLU, and (BN(3) ReLU) nested in a Sequential of its own: three BN + ReLU pairs.
+std::shared_ptr<Sequential> bn_relu_stack() {
+    auto inner = std::make_shared<Sequential>(
+        std::vector<std::shared_ptr<Module>>{std::make_shared<BatchNorm2d>(3), std::make_shared<ReLU>()});
+    return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+        std::make_shared<BatchNorm2d>(3), std::make_shared<ReLU>(), std::make_shared<BatchNorm2d>(3),
+        std::make_shared<BatchNorm2d>(3), std::make_shared<ReLU>(), inner});
+}
+
+}  // namespace
+
+TEST_CASE("batchnorm2d: fuse_batchnorm_relu computes what BN then ReLU computed and keeps every name") {
+    auto plain = bn_relu_stack(), fused = bn_relu_stack();
+    CHECK(fuse_batchnorm_relu(*fused) == 3);
+    CHECK(fuse_batchnorm_relu(*fused) == 0);  // already fused
+    auto* first = dynamic_cast<BatchNorm2d*>(fused->named_children()[0].second.get());
+    auto* middle = dynamic_cast<BatchNorm2d*>(fused->named_children()[2].second.get());
+    REQUIRE((first && middle));
+    CHECK(first->relu);
+    CHECK(!middle->relu);  // followed by a BN, not a ReLU
+    std::vector<std::string> plain_names, fused_names;
+    for (auto& [name, t] : plain->state_dict()) plain_names.push_back(name);
+    for (auto& [name, t] : fused->state_dict()) fused_names.push_back(name);
+    CHECK(fused_names == plain_names);
+
+    Tensor x = randn_scaled({2, 3, 4, 5}, 2.f, 0.5f);
+    Tensor dy = randn({2, 3, 4, 5});
+    Tensor xp = x.clone().requires_grad_(), xf = x.clone().requires_grad_();
+    Tensor yp = plain->forward(xp), yf = fused->forward(xf);
+    CHECK(yf.to_vector() == yp.to_vector());
+    yp.backward(dy);
+    yf.backward(dy);
+    CHECK(xf.grad().to_vector() == xp.grad().to_vector());
+    auto pp = plain->named_parameters(), pf = fused->named_parameters();
+    REQUIRE(pp.size() == pf.size());
+    for (size_t i = 0; i < pp.size(); ++i) {
+        INFO(pp[i].first);
+        CHECK(pf[i].second.grad().to_vector() == pp[i].second.grad().to_vector());
+    }
+    NamedTensors sp = plain->state_dict(), sf = fused->state_dict();
+    for (size_t i = 0; i < sp.size(); ++i) {
+        INFO(sp[i].first);
+        if (sp[i].second.dtype() == DType::F32) CHECK(sf[i].second.to_vector() == sp[i].second.to_vector());
+        else CHECK(sf[i].second.to_vector_i64() == sp[i].second.to_vector_i64());  // num_batches_tracked
+    }
+}
+
+TEST_CASE("batchnorm2d_relu: the same bits as batchnorm2d, add and relu, and its errors") {
+    Tensor x = randn_scaled({2, 3, 4, 5}, 2.f, 1.f), r = randn({2, 3, 4, 5}), dy = randn({2, 3, 4, 5});
+    Tensor w = from_vector({1.5f, 0.5f, -1.f}, {3}), b = from_vector({0.1f, -0.2f, 0.3f}, {3});
+    for (bool with_residual : {false, true}) {
+        for (bool training : {true, false}) {
+            CAPTURE(with_residual);
+            CAPTURE(training);
+            std::vector<Tensor> ins = {x.clone(), w.clone(), b.clone(), r.clone()};
+            std::vector<Tensor> ref = {x.clone(), w.clone(), b.clone(), r.clone()};
+            for (Tensor& t : ins) t.requires_grad_();
+            for (Tensor& t : ref) t.requires_grad_();
+            Tensor rm1 = zeros({3}), rv1 = ones({3}), rm2 = zeros({3}), rv2 = ones({3});
+            Tensor yf = batchnorm2d_relu(ins[0], ins[1], ins[2], rm1, rv1, training, 0.1f, 1e-5f,
+                                         with_residual ? ins[3] : Tensor());
+            Tensor z = batchnorm2d(ref[0], ref[1], ref[2], rm2, rv2, training, 0.1f, 1e-5f);
+            Tensor yr = relu(with_residual ? add(z, ref[3]) : z);
+            CHECK(yf.to_vector() == yr.to_vector());
+            CHECK(rv1.to_vector() == rv2.to_vector());
+            yf.backward(dy);
+            yr.backward(dy);
+            for (size_t i = 0; i < (with_residual ? 4u : 3u); ++i) {
+                CAPTURE(i);
+                CHECK(ins[i].grad().to_vector() == ref[i].grad().to_vector());
+            }
+        }
+    }
+    CHECK_THROWS_WITH_AS(batchnorm2d_relu(x, w, b, Tensor(), Tensor(), true, 0.1f, 1e-5f, randn({2, 3, 4, 4})),
+                         doctest::Contains("batchnorm2d_relu: residual must have the input's shape [2, 3, 4, 5]"),
+                         Error);
+    CHECK_THROWS_WITH_AS(batchnorm2d_relu(x, w, b, Tensor(), Tensor(), false, 0.1f, 1e-5f),
+                         doctest::Contains("batchnorm2d_relu: eval mode normalises with the running statistics"),
+                         Error);
 }
 
 TEST_CASE("batchnorm2d: module matches nn.BatchNorm2d and loads its state_dict") {

@@ -1,7 +1,7 @@
 // Synchronized batch norm on 2 ranks (run by tests/mpi/mpirun2.sh) against plain batch norm on the combined batch
 // in one process: outputs, input gradients, gamma/beta gradients (summed over the ranks) and running statistics,
-// for the batch split 2+2, 3+1 and 4+0; bitwise reproducibility; the global "more than one value" check; eval
-// mode and the module switch.
+// for the batch split 2+2, 3+1 and 4+0, and the same for the fused batchnorm2d_relu with a residual; bitwise
+// reproducibility; the global "more than one value" check; eval mode and the module switch.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -31,19 +31,26 @@ Tensor fixed_randn(const Shape& shape, uint64_t seed, float scale, float offset)
 }
 
 struct BnRun {
-    Tensor y, dx, dweight, dbias, running_mean, running_var;
+    Tensor y, dx, dweight, dbias, running_mean, running_var, dresidual;
 };
 
-// batchnorm2d on the images [start, start + count) of the global x, backward with the same images of dy.
-BnRun run_bn(const Tensor& x_all, const Tensor& dy_all, int64_t start, int64_t count, Communicator* sync) {
+// batchnorm2d on the images [start, start + count) of the global x, backward with the same images of dy. With
+// residual_all defined: the fused batchnorm2d_relu with those images of the residual (which gets a gradient too).
+BnRun run_bn(const Tensor& x_all, const Tensor& dy_all, int64_t start, int64_t count, Communicator* sync,
+             const Tensor& residual_all = Tensor()) {
     const int64_t C = x_all.size(1);
     Tensor x = x_all.narrow(0, start, count).clone().requires_grad_();
     Tensor weight = from_vector({1.5f, -0.5f, 2.f}, {C}).requires_grad_();
     Tensor bias = from_vector({0.1f, 0.2f, -0.3f}, {C}).requires_grad_();
     Tensor running_mean = from_vector({0.5f, -1.f, 0.f}, {C}), running_var = from_vector({1.f, 2.f, 0.5f}, {C});
-    Tensor y = batchnorm2d(x, weight, bias, running_mean, running_var, true, 0.1f, 1e-5f, sync);
+    Tensor residual;
+    if (residual_all.defined()) residual = residual_all.narrow(0, start, count).clone().requires_grad_();
+    Tensor y = residual.defined()
+                   ? batchnorm2d_relu(x, weight, bias, running_mean, running_var, true, 0.1f, 1e-5f, residual, sync)
+                   : batchnorm2d(x, weight, bias, running_mean, running_var, true, 0.1f, 1e-5f, sync);
     y.backward(dy_all.narrow(0, start, count).clone());
-    return {y, x.grad(), weight.grad(), bias.grad(), running_mean, running_var};
+    return {y, x.grad(), weight.grad(), bias.grad(), running_mean, running_var,
+            residual.defined() ? residual.grad() : Tensor()};
 }
 
 void check_close(const Tensor& got, const Tensor& expected, float tolerance) {
@@ -75,6 +82,29 @@ TEST_CASE("sync batchnorm2d: 2 ranks equal plain batchnorm2d on the combined bat
         check_close(run.running_mean, ref.running_mean, 1e-6f);
         check_close(run.running_var, ref.running_var, 1e-5f);
         // gamma/beta: each rank's own sum; over the ranks, the combined batch's gradient
+        Tensor dweight = run.dweight.clone(), dbias = run.dbias.clone();
+        all_reduce_sum(comm(), dweight);
+        all_reduce_sum(comm(), dbias);
+        check_close(dweight, ref.dweight, 1e-4f);
+        check_close(dbias, ref.dbias, 1e-4f);
+    }
+}
+
+TEST_CASE("sync batchnorm2d_relu: fused with a residual, 2 ranks equal the fused op on the combined batch") {
+    REQUIRE(comm().world_size() == 2);
+    const int r = comm().rank();
+    Tensor x = fixed_randn({4, 3, 3, 5}, 7, 2.f, 100.f);
+    Tensor dy = fixed_randn({4, 3, 3, 5}, 8, 1.f, 0.3f);
+    Tensor residual = fixed_randn({4, 3, 3, 5}, 9, 1.f, 0.f);  // about half the outputs end up clipped to 0
+    BnRun ref = run_bn(x, dy, 0, 4, nullptr, residual);
+    for (int64_t first : {2, 3}) {
+        CAPTURE(first);
+        const int64_t start = r == 0 ? 0 : first, count = r == 0 ? first : 4 - first;
+        BnRun run = run_bn(x, dy, start, count, &comm(), residual);
+        check_close(run.y, ref.y.narrow(0, start, count), 1e-5f);
+        check_close(run.dx, ref.dx.narrow(0, start, count), 1e-4f);
+        check_close(run.dresidual, ref.dresidual.narrow(0, start, count), 1e-6f);
+        check_close(run.running_var, ref.running_var, 1e-5f);
         Tensor dweight = run.dweight.clone(), dbias = run.dbias.clone();
         all_reduce_sum(comm(), dweight);
         all_reduce_sum(comm(), dbias);
