@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "framework/check.h"
 #include "framework/communicator.h"
@@ -109,16 +111,19 @@ TEST_CASE("communicator: data-parallel training picks NCCL for GPU tensors on se
 }
 
 TEST_CASE("communicator: the local rank comes from the launcher, else it is the rank") {
-    unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    unsetenv("MPI_LOCALRANKID");
-    unsetenv("SLURM_LOCALID");
+    const char* names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    std::vector<std::pair<std::string, std::string>> saved;  // restored at the end
+    for (const char* name : names) {
+        if (const char* v = std::getenv(name)) saved.emplace_back(name, v);
+        unsetenv(name);
+    }
     CHECK(local_rank(5) == 5);
     setenv("SLURM_LOCALID", "2", 1);
     CHECK(local_rank(5) == 2);
     setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);  // Open MPI's mpirun: first
     CHECK(local_rank(5) == 1);
-    unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    unsetenv("SLURM_LOCALID");
+    for (const char* name : names) unsetenv(name);
+    for (const auto& [name, value] : saved) setenv(name.c_str(), value.c_str(), 1);
 }
 
 TEST_CASE("communicator: a rank that throws ends every rank non-zero within 30 s, naming the rank and the error") {
