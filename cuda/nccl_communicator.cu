@@ -8,13 +8,16 @@
 // it (fail_all_ranks: MPI_Abort).
 //
 // Buffers: CUDA memory of this rank's device goes to NCCL directly (handles()); host buffers (the order check's
-// exchange, CPU tensors) are staged through device memory. Every collective runs on the device's stream (the one
-// its kernels use, so it is ordered after them) and is complete when the call returns.
+// exchange, CPU tensors) are staged through device memory. Every blocking collective runs on the device's stream
+// (the one its kernels use, so it is ordered after them) and is complete when the call returns.
 //
 // Non-blocking all-reduce (all_reduce_sum_start, for the gradient buckets): issued on a communication stream of
 // its own, after an event recorded on the device's stream (so after the kernels that wrote the buffer); test()
 // queries an event recorded after it (and NCCL's asynchronous error), wait() polls it until the deadline counted
 // from the start. On completion the device's stream is made to wait for it, and a staged host buffer is copied back.
+// Blocking collectives (synchronized batch norm's) may be issued on the device's stream while buckets are in flight
+// on the communication stream: every rank issues them in the same order, the order NCCL runs one communicator's
+// operations in.
 //
 // Deadline: after issuing the NCCL call the host polls the stream (cudaStreamQuery) and NCCL's asynchronous error
 // until the deadline; on expiry it aborts the NCCL communicator (ncclCommAbort: a pending NCCL collective cannot
