@@ -3,8 +3,8 @@
 // runs on, and the launch sizes of elementwise kernels.
 //
 // NOTE: kernels run on the stream of the calling host thread's *current* device (cudaSetDevice). Kernel-table
-// signatures carry no device index; with one GPU that is device 0, and a data-parallel program drives each GPU
-// from its own host thread after calling cudaSetDevice once.
+// signatures carry no device index: the dispatcher makes the tensor's device current before calling the kernel
+// (DeviceBackend::make_current, framework/dispatch.h), so a launcher's cuda_current_stream() is its tensors' device's.
 #pragma once
 
 #include <cstdint>

@@ -206,9 +206,18 @@ void cuda_synchronize(int index) {
     CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+// Kernels run on the calling thread's current device (backend.h): the dispatcher calls this before each one.
+void cuda_make_current(int index) {
+    int current = 0;
+    CUDA_CHECK(cudaGetDevice(&current));
+    if (current == index) return;
+    check_index(index);
+    CUDA_CHECK(cudaSetDevice(index));
+}
+
 const DeviceBackend kCudaBackend = {
-    "cuda",           cuda_device_count, cuda_alloc,  cuda_free,        cuda_copy_from_host,
-    cuda_copy_to_host, cuda_copy_on_device, cuda_memset, cuda_synchronize,
+    "cuda",            cuda_device_count,   cuda_alloc,  cuda_free,        cuda_copy_from_host,
+    cuda_copy_to_host, cuda_copy_on_device, cuda_memset, cuda_synchronize, cuda_make_current,
 };
 
 struct RegisterCudaBackend {

@@ -14,8 +14,10 @@ std::vector<int64_t> nccl_unique_id();
 
 // Rank `rank` of `world` on CUDA device `device` (made the calling thread's current device), joining the clique
 // named by `id` (every rank passes the same id). The registered factory "nccl" does this bootstrap over a base
-// communicator (MPI): rank 0 makes the id, base broadcasts it, each rank takes device base.rank() % GPU count.
+// communicator (MPI): rank 0 makes the id, base broadcasts it, each rank takes device local_rank % GPU count.
+// fail_all_ranks goes through `base` when there is one.
 std::shared_ptr<Communicator> make_nccl_communicator(const std::vector<int64_t>& id, int rank, int world, int device,
-                                                     Communicator::Options options);
+                                                     Communicator::Options options,
+                                                     std::shared_ptr<Communicator> base = nullptr);
 
 }  // namespace strata

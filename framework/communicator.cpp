@@ -309,4 +309,44 @@ std::shared_ptr<Communicator> world_communicator() {
     return world;
 }
 
+// ---- choosing the backend of data-parallel training ----
+
+std::string choose_data_parallel_backend(const std::string& setting, Device device, int world, bool have_nccl) {
+    STRATA_CHECK(setting == "auto" || setting == "mpi" || setting == "nccl", "communicator=", setting,
+                 " is not one of auto, mpi, nccl");
+    if (world <= 1) return "single";
+    const bool cuda = device.type == DeviceType::CUDA;
+    if (setting == "nccl") {
+        STRATA_CHECK(have_nccl, "communicator=nccl: this build has no NCCL backend (it comes with the CUDA build: "
+                     "make CUDA=1, with nvcc); use communicator=mpi or auto");
+        STRATA_CHECK(cuda, "communicator=nccl carries GPU tensors, but the device is ", device_name(device),
+                     ": set device=cuda (one GPU per rank), or communicator=mpi or auto");
+        return "nccl";
+    }
+    if (setting == "auto" && cuda && have_nccl) return "nccl";
+    return "mpi";
+}
+
+int local_rank(int rank) {
+    for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+        if (const char* v = std::getenv(var); v && *v) return std::atoi(v);
+    return rank;
+}
+
+std::shared_ptr<Communicator> data_parallel_communicator(const std::string& setting, Device device,
+                                                         std::shared_ptr<Communicator> base) {
+    const std::string chosen =
+        choose_data_parallel_backend(setting, device, base->world_size(), has_communicator_backend("nccl"));
+    if (chosen != "nccl") return base;
+    return make_communicator("nccl", base->options(), base);
+}
+
+Device data_parallel_device(Device configured, const Communicator& comm) {
+    if (configured.type != DeviceType::CUDA || comm.world_size() == 1) return configured;
+    if (comm.home_device().type == DeviceType::CUDA) return comm.home_device();
+    const int count = backend(DeviceType::CUDA).device_count();
+    STRATA_CHECK(count > 0, "device=", device_name(configured), ": no usable CUDA device; use device=cpu");
+    return Device{DeviceType::CUDA, local_rank(comm.rank()) % count};
+}
+
 }  // namespace strata

@@ -64,6 +64,9 @@ public:
     // Whether the collectives can read and write buffers on `device` directly. The tensor forms below move other
     // tensors through host memory.
     virtual bool handles(Device device) const { return device.type == DeviceType::CPU; }
+    // The device this rank's collectives run on (NCCL: its GPU), where the data-parallel trainer puts this rank's
+    // model; the CPU for the host backends.
+    virtual Device home_device() const { return kCPU; }
 
     // The collectives on raw buffers of `count` elements on `device` (one the backend handles). All ranks pass the
     // same count, type and root.
@@ -154,5 +157,23 @@ Communicator::Options communicator_options_from_env();
 // The process-wide communicator over all ranks, created on the first call: "mpi" when launched_by_mpirun(), else
 // the single-process one. Options from the environment.
 std::shared_ptr<Communicator> world_communicator();
+
+// ---- choosing the backend of data-parallel training ----
+//
+// The `communicator` config key: "mpi", "nccl" or "auto" (NCCL for tensors on a CUDA device when this build has
+// the "nccl" backend, else MPI). One rank: "single" (no collective). "nccl" with a CPU device, or in a build
+// without it, is an error that names the fix. `have_nccl` is has_communicator_backend("nccl") (a parameter, so the
+// rule is testable in any build).
+std::string choose_data_parallel_backend(const std::string& setting, Device device, int world, bool have_nccl);
+// This process's index among the ranks of its machine: OMPI_COMM_WORLD_LOCAL_RANK (Open MPI's mpirun), else
+// MPI_LOCALRANKID (MPICH) or SLURM_LOCALID; without any of them, `rank` (every rank on one machine).
+int local_rank(int rank);
+// The communicator of data-parallel training over `base`'s ranks (world_communicator()): base itself, or the
+// chosen GPU backend bootstrapped over it (its GPU: local_rank % the GPU count). Options: base's.
+std::shared_ptr<Communicator> data_parallel_communicator(const std::string& setting, Device device,
+                                                         std::shared_ptr<Communicator> base);
+// Where this rank's model lives: `configured` (the device setting) on one rank or on the CPU; on several ranks
+// with a CUDA device, comm's GPU (NCCL), else GPU local_rank % the GPU count, so ranks on one machine share them out.
+Device data_parallel_device(Device configured, const Communicator& comm);
 
 }  // namespace strata

@@ -159,4 +159,10 @@ const DeviceBackend& backend(DeviceType type) {
     return *b;
 }
 
+void make_device_current(Device device) {
+    if (device.type == DeviceType::CPU) return;
+    const DeviceBackend& b = backend(device.type);
+    if (b.make_current) b.make_current(device.index);
+}
+
 }  // namespace strata

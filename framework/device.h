@@ -5,7 +5,9 @@
 // backend interface. The CPU backend is filled in device.cpp; the CUDA one is filled by cuda/ when the build has
 // CUDA, and calling into an empty slot fails with a message saying how to get it.
 //
-// There is no global "current device": every tensor carries its own (style rule 4).
+// There is no global "current device": every tensor carries its own (style rule 4). A backend whose runtime has one
+// (CUDA: per host thread, and a kernel runs on it) gets make_current(index) before each kernel of that device is
+// called (framework/dispatch.h), so a tensor on cuda:1 runs its kernels on cuda:1 from any thread.
 #pragma once
 
 #include <cstddef>
@@ -42,6 +44,7 @@ struct DeviceBackend {
     void (*copy_on_device)(void* dst, const void* src, size_t nbytes, int index);
     void (*memset)(void* ptr, int byte, size_t nbytes, int index);
     void (*synchronize)(int index);
+    void (*make_current)(int index) = nullptr;               // before a kernel on device `index`; null: nothing to do
 };
 
 // Resolves a device setting as programs accept it: "cpu", "cuda", "cuda:N", or "auto" (the first CUDA device if
@@ -54,6 +57,8 @@ Device select_device(const std::string& setting, std::string* note = nullptr);
 void register_backend(DeviceType type, const DeviceBackend* backend, const std::string& owner);
 // The backend for a device; fails with a clear message if this build has none.
 const DeviceBackend& backend(DeviceType type);
+// Makes `device` its backend's current one (make_current), before a kernel runs on it. Nothing for the CPU.
+void make_device_current(Device device);
 bool has_backend(DeviceType type);
 
 }  // namespace strata

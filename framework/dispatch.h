@@ -10,7 +10,8 @@
 //     // cuda/relu.cu
 //     REGISTER_KERNEL(relu_forward, DeviceType::CUDA, relu_forward_cuda);
 //
-// and the op calls `relu_forward[x.device()](y, x, n)`. A missing slot fails loudly, naming the devices that do
+// and the op calls `relu_forward[x.device()](y, x, n)` (which makes x's device current first: a CUDA kernel runs
+// on the calling thread's current device). A missing slot fails loudly, naming the devices that do
 // have the kernel; there is never a silent fallback to another device. A slot filled twice (two files, or a plugin
 // and a file, giving "relu_forward" a CPU kernel) is an error naming both (framework/registration.h).
 //
@@ -51,9 +52,11 @@ struct KernelTable {
 
     constexpr explicit KernelTable(const char* kernel_name) : name(kernel_name) {}
 
+    // The kernel for `device`, which is made its backend's current device first (make_device_current).
     KernelCall<Fn> operator[](Device device) const {
         Fn fn = slots[int(device.type)];
         if (!fn) fail_missing_kernel(name, device, registered());
+        make_device_current(device);
         return {fn, name};
     }
     bool has(DeviceType type) const { return slots[int(type)] != nullptr; }

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "framework/check.h"
 #include "framework/communicator.h"
@@ -82,6 +84,48 @@ TEST_CASE("communicator: the registry names what it has; the options come from t
 }
 
 // The scenarios run under `timeout 30`: exit code 124 means the job hung past 30 s.
+TEST_CASE("communicator: data-parallel training picks NCCL for GPU tensors on several ranks, else MPI") {
+    const Device cpu = kCPU, gpu{DeviceType::CUDA, 0};
+    // one rank: no collective, whatever the setting
+    CHECK(choose_data_parallel_backend("auto", gpu, 1, true) == "single");
+    CHECK(choose_data_parallel_backend("nccl", cpu, 1, false) == "single");
+    // auto: NCCL for a GPU when the build has it, else MPI
+    CHECK(choose_data_parallel_backend("auto", gpu, 2, true) == "nccl");
+    CHECK(choose_data_parallel_backend("auto", gpu, 2, false) == "mpi");
+    CHECK(choose_data_parallel_backend("auto", cpu, 2, true) == "mpi");
+    CHECK(choose_data_parallel_backend("mpi", gpu, 4, true) == "mpi");
+    CHECK(choose_data_parallel_backend("nccl", gpu, 2, true) == "nccl");
+    // nccl where it cannot work: the error names the fix
+    CHECK_THROWS_WITH_AS(choose_data_parallel_backend("nccl", gpu, 2, false),
+                         doctest::Contains("this build has no NCCL backend (it comes with the CUDA build: make CUDA=1"),
+                         Error);
+    CHECK_THROWS_WITH_AS(choose_data_parallel_backend("nccl", cpu, 2, true),
+                         doctest::Contains("the device is cpu: set device=cuda"), Error);
+    CHECK_THROWS_WITH_AS(choose_data_parallel_backend("gloo", cpu, 2, true),
+                         doctest::Contains("communicator=gloo is not one of auto, mpi, nccl"), Error);
+    // the single-process world keeps itself and its device
+    auto single = make_single_process_communicator();
+    CHECK(data_parallel_communicator("nccl", gpu, single) == single);
+    CHECK(data_parallel_device(gpu, *single) == gpu);
+    CHECK(data_parallel_device(cpu, *single) == cpu);
+}
+
+TEST_CASE("communicator: the local rank comes from the launcher, else it is the rank") {
+    const char* names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    std::vector<std::pair<std::string, std::string>> saved;  // restored at the end
+    for (const char* name : names) {
+        if (const char* v = std::getenv(name)) saved.emplace_back(name, v);
+        unsetenv(name);
+    }
+    CHECK(local_rank(5) == 5);
+    setenv("SLURM_LOCALID", "2", 1);
+    CHECK(local_rank(5) == 2);
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);  // Open MPI's mpirun: first
+    CHECK(local_rank(5) == 1);
+    for (const char* name : names) unsetenv(name);
+    for (const auto& [name, value] : saved) setenv(name.c_str(), value.c_str(), 1);
+}
+
 TEST_CASE("communicator: a rank that throws ends every rank non-zero within 30 s, naming the rank and the error") {
     ProgramResult r = run_program("MPI_TEST_TIMEOUT=30 tests/mpi/mpirun2.sh build/tests/mpi_scenarios throw");
     CAPTURE(r.output);

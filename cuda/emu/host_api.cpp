@@ -11,6 +11,12 @@
 
 #include "cuda/emu/internal.h"
 
+// Streams carry nothing: every operation is synchronous. A stream is a unique address to check handles against.
+struct CUstream_st {
+    unsigned flags;
+    int device;  // the device current when it was created: kernels launched on it must run with that one current
+};
+
 namespace cuemu::detail {
 
 namespace {
@@ -166,6 +172,17 @@ int current_device() {
     return t_device;
 }
 
+int device_of_pointer(const void* ptr) {
+    MemoryTable& t = table();
+    std::lock_guard<std::mutex> lock(t.mutex);
+    auto* a = find_locked(t, ptr);
+    return a ? a->second.device : -1;
+}
+
+int device_of_stream(cudaStream_t stream) {
+    return stream ? stream->device : t_device;
+}
+
 int max_dynamic_shared(const void* kernel) {
     MemoryTable& t = table();
     std::lock_guard<std::mutex> lock(t.mutex);
@@ -260,17 +277,13 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t nbytes, cudaStream_t st
     return set("cudaMemsetAsync", ptr, value, nbytes, where);
 }
 
-// Streams carry nothing: every operation is synchronous. A stream is a unique address to check handles against.
-struct CUstream_st {
-    unsigned flags;
-};
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags, cuemu_where where) {
     if (!stream) {
         report_host(Severity::Error, where, "cudaStreamCreate: the output pointer is null");
         return fail(cudaErrorInvalidValue);
     }
-    *stream = new CUstream_st{flags};
+    *stream = new CUstream_st{flags, t_device};
     MemoryTable& t = table();
     std::lock_guard<std::mutex> lock(t.mutex);
     t.streams.insert(*stream);
@@ -303,6 +316,87 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream, cuemu_where where) {
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream, cuemu_where where) { return cudaStreamSynchronize(stream, where); }
+
+// ---- events ----
+
+struct CUevent_st {
+    unsigned flags;
+    int device;  // current when it was created: it may only be recorded on that device's streams
+};
+
+namespace {
+
+std::mutex g_event_mutex;
+std::set<cudaEvent_t>& live_events() {
+    static std::set<cudaEvent_t>* events = new std::set<cudaEvent_t>();  // never destroyed, as the memory table
+    return *events;
+}
+
+bool is_live_event(cudaEvent_t event) {
+    std::lock_guard<std::mutex> lock(g_event_mutex);
+    return event && live_events().count(event) != 0;
+}
+
+}  // namespace
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags, cuemu_where where) {
+    if (!event) {
+        report_host(Severity::Error, where, "cudaEventCreate: the output pointer is null");
+        return fail(cudaErrorInvalidValue);
+    }
+    *event = new CUevent_st{flags, t_device};
+    std::lock_guard<std::mutex> lock(g_event_mutex);
+    live_events().insert(*event);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event, cuemu_where where) {
+    return cudaEventCreateWithFlags(event, cudaEventDefault, where);
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event, cuemu_where where) {
+    {
+        std::lock_guard<std::mutex> lock(g_event_mutex);
+        if (!event || !live_events().erase(event)) {
+            report_host(Severity::Error, where, "cudaEventDestroy: not a live event");
+            return fail(cudaErrorInvalidResourceHandle);
+        }
+    }
+    delete event;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream, cuemu_where where) {
+    if (!is_live_event(event) || !is_valid_stream(stream)) {
+        report_host(Severity::Error, where, "cudaEventRecord: not a live event and stream");
+        return fail(cudaErrorInvalidResourceHandle);
+    }
+    if (device_of_stream(stream) != event->device) {
+        report_host(Severity::Error, where,
+                    "cudaEventRecord: the event was created on device " + std::to_string(event->device) +
+                        ", the stream belongs to device " + std::to_string(device_of_stream(stream)));
+        return fail(cudaErrorInvalidResourceHandle);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event, cuemu_where where) {
+    if (!is_live_event(event)) {
+        report_host(Severity::Error, where, "cudaEventQuery: not a live event");
+        return fail(cudaErrorInvalidResourceHandle);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event, cuemu_where where) { return cudaEventQuery(event, where); }
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned, cuemu_where where) {
+    if (!is_live_event(event) || !is_valid_stream(stream)) {
+        report_host(Severity::Error, where, "cudaStreamWaitEvent: not a live stream and event");
+        return fail(cudaErrorInvalidResourceHandle);
+    }
+    return cudaSuccess;
+}
 
 cudaError_t cudaDeviceSynchronize() {
     cudaError_t e = t_sync_error;

@@ -29,6 +29,10 @@ void set_last_error(cudaError_t error);
 void set_launch_failed();  // a kernel reported an error: the next synchronize returns cudaErrorLaunchFailure
 bool is_valid_stream(cudaStream_t stream);
 int current_device();
+// The device of the cudaMalloc allocation that contains ptr (-1: not device memory).
+int device_of_pointer(const void* ptr);
+// The device a stream was created on (the current device for the null stream).
+int device_of_stream(cudaStream_t stream);
 int max_dynamic_shared(const void* kernel);  // from cudaFuncSetAttribute; 48 KiB by default
 
 }  // namespace cuemu::detail

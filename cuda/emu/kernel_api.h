@@ -460,9 +460,18 @@ struct LaunchInfo {
     cudaStream_t stream;
     void (*run)(void* context);  // runs the kernel body once, for the current GPU thread
     void* context;
+    // The kernel's pointer arguments (not pointers inside struct arguments): device memory among them must belong
+    // to the current device, the one the launch runs on.
+    const void* const* pointers;
+    int num_pointers;
 };
 // Runs the whole grid before returning; problems are reported and make cudaDeviceSynchronize fail.
 void launch(const LaunchInfo& info);
+
+template <typename T>
+void note_pointer(const void** pointers, int& n, const T& value) {
+    if constexpr (std::is_pointer_v<T>) pointers[n++] = static_cast<const void*>(value);
+}
 
 // Converts the arguments to the kernel's parameter types once, as a launch does, and gives each GPU thread its
 // own copy of them (std::apply passes copies of the stored parameters to the by-value kernel parameters).
@@ -476,12 +485,15 @@ void launch_kernel(const char* name, const char* file, int line, void (*kernel)(
         void (*kernel)(Params...);
         Stored* params;
     } context{kernel, &stored};
+    const void* pointers[sizeof...(Params) + 1] = {};
+    int num_pointers = 0;
+    std::apply([&](const auto&... p) { (note_pointer(pointers, num_pointers, p), ...); }, stored);
     LaunchInfo info{name, reinterpret_cast<const void*>(kernel), file, line, grid, block, smem_bytes, stream,
                     [](void* c) {
                         Context* ctx = static_cast<Context*>(c);
                         std::apply(ctx->kernel, *ctx->params);
                     },
-                    &context};
+                    &context, pointers, num_pointers};
     launch(info);
 }
 

@@ -281,6 +281,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
         return ncclInvalidUsage;
     }
     *comm = new ncclComm{clique, rank, device, 0};
+    std::lock_guard<std::mutex> alive_lock(clique->mutex);  // ncclCommDestroy counts down under it
     if (++clique->alive == nranks) g_forming.erase(key);
     return ncclSuccess;
 }
@@ -298,8 +299,16 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm, cuemu_where where) {
     Clique* clique = comm->clique;
     bool last;
     {
+        // A clique whose last member goes before every rank joined is still forming: it leaves the table too, so a
+        // late ncclCommInitRank starts a new one instead of joining a deleted one.
+        std::lock_guard<std::mutex> forming(g_forming_mutex);
         std::lock_guard<std::mutex> lock(clique->mutex);
         last = --clique->alive == 0;
+        for (auto it = g_forming.begin(); last && it != g_forming.end(); ++it) {
+            if (it->second != clique) continue;
+            g_forming.erase(it);
+            break;
+        }
     }
     comm->clique = nullptr;
     delete comm;

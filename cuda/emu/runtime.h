@@ -113,6 +113,21 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream, CUEMU_HERE_DEFAULT);
 // Work runs when it is issued here, so a live stream is always complete: cudaStreamSynchronize's result.
 cudaError_t cudaStreamQuery(cudaStream_t stream, CUEMU_HERE_DEFAULT);
 
+// Events mark a point in a stream. Work is done when it is issued, so a recorded event is always complete
+// (cudaEventQuery returns cudaSuccess) and cudaStreamWaitEvent has nothing to wait for; the handles are checked
+// (live, recorded on a live stream of the event's device) as CUDA would.
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
+constexpr unsigned cudaEventDefault = 0;
+constexpr unsigned cudaEventDisableTiming = 2;
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags, CUEMU_HERE_DEFAULT);
+cudaError_t cudaEventCreate(cudaEvent_t* event, CUEMU_HERE_DEFAULT);
+cudaError_t cudaEventDestroy(cudaEvent_t event, CUEMU_HERE_DEFAULT);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr, CUEMU_HERE_DEFAULT);
+cudaError_t cudaEventQuery(cudaEvent_t event, CUEMU_HERE_DEFAULT);
+cudaError_t cudaEventSynchronize(cudaEvent_t event, CUEMU_HERE_DEFAULT);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0, CUEMU_HERE_DEFAULT);
+
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();   // returns and clears this host thread's last error
 cudaError_t cudaPeekAtLastError();

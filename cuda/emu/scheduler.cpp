@@ -721,6 +721,23 @@ cudaError_t check_configuration(const LaunchInfo& info) {
                                       "kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) first");
     if (!is_valid_stream(info.stream))
         return fail(cudaErrorInvalidResourceHandle, "the stream is not one cudaStreamCreate returned");
+    // Devices: a kernel runs on the current device, so its stream and the device memory it is given must be that
+    // device's (all emulated devices share host memory, so without this check a kernel given another device's
+    // memory would work here and fail on GPUs without peer access, or run on the wrong GPU's stream).
+    const int device = current_device();
+    if (device_of_stream(info.stream) != device)
+        return fail(cudaErrorInvalidResourceHandle, "the stream belongs to device " +
+                                                        std::to_string(device_of_stream(info.stream)) +
+                                                        ", but the current device is " + std::to_string(device) +
+                                                        " (cudaSetDevice first)");
+    for (int i = 0; i < info.num_pointers; ++i) {
+        int owner = device_of_pointer(info.pointers[i]);
+        if (owner >= 0 && owner != device)
+            return fail(cudaErrorInvalidValue, "pointer argument " + hex(uint64_t(uintptr_t(info.pointers[i]))) +
+                                                   " is memory of device " + std::to_string(owner) +
+                                                   ", but the kernel runs on device " + std::to_string(device) +
+                                                   " (the current device: cudaSetDevice first)");
+    }
     return cudaSuccess;
 }
 

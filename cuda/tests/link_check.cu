@@ -2,8 +2,8 @@
 //   - real (nvcc, linked with cudart, cuBLAS and NCCL, never -lcuda): the program must link and start on any
 //     machine. Without a GPU or a driver, cudaGetDeviceCount fails (cudaErrorInsufficientDriver): the test says so
 //     in one line and checks that the other libraries fail cleanly too. With a GPU it runs the device case below;
-//   - emulated: the emulator reports CUEMU_DEVICES devices (1), so the device case runs on the CPU, through the
-//     cuBLAS and NCCL stand-ins.
+//   - emulated: the emulator reports CUEMU_DEVICES devices (2 in the test programs: two_devices.cu), so the device
+//     case runs on the CPU, through the cuBLAS and NCCL stand-ins.
 #include <doctest/doctest.h>
 
 #include <cstdio>

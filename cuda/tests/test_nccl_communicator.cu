@@ -1,10 +1,11 @@
 // The "nccl" communicator (cuda/nccl_communicator.cu) with two ranks in one process, one host thread each, as
 // ncclCommInitRank allows: every collective against its expected values on device tensors and staged host buffers,
 // the debug mode's order check, and synchronized batch norm over NCCL on device tensors against plain batch norm
-// on the combined batch on the CPU. On the emulator both ranks share emulated device 0 (the stand-in does not
-// mind; the backend's device count is fixed when it starts); real NCCL needs two GPUs, one per rank.
+// on the combined batch on the CPU. Rank r drives cuda:r: two GPUs, or the emulated programs' two devices.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "framework/check.h"
 #include "framework/random.h"
 #include "layers/batchnorm2d.h"
+#include "layers/mul.h"
 
 using namespace strata;
 
@@ -25,14 +27,10 @@ namespace {
 
 constexpr int kRanks = 2;
 
-// The device rank r drives, or -1 when this machine cannot run two ranks.
+// The device rank r drives, or -1 when this machine cannot run two ranks (the emulated programs have two devices:
+// two_devices.cu).
 int rank_device(int r) {
-#if defined(CUEMU)
-    (void)r;
-    return 0;
-#else
     return backend(DeviceType::CUDA).device_count() >= kRanks ? r : -1;
-#endif
 }
 
 // Counts the case as skipped where there is no CUDA device, or (real NCCL) fewer than two.
@@ -144,6 +142,59 @@ TEST_CASE("cuda nccl communicator: synchronized batchnorm2d over NCCL equals bat
     CHECK(difference_above(dx_all, x_ref.grad().to_vector(), 1e-4) == "");
     CHECK(difference_above(running_var[0], rv_ref.to_vector(), 1e-5) == "");
     CHECK(running_var[0] == running_var[1]);
+}
+
+TEST_CASE("cuda nccl communicator: non-blocking all-reduces in flight together complete with the sums") {
+    if (skip_unless_two_ranks()) return;
+    std::vector<std::string> errors = on_two_ranks([](Communicator& comm) {
+        const int r = comm.rank();
+        const Device dev{DeviceType::CUDA, rank_device(r)};
+        // as the gradient buckets: host buffers (staged through the GPU), and a device tensor written by a kernel
+        std::vector<float> host = {1.f + r, 2.f * r};
+        std::vector<int64_t> ints = {int64_t(1) << 40, r};
+        Tensor d = mul(from_vector({float(r), 5.f}, {2}, dev), 2.f);
+        CollectiveRequest a = comm.all_reduce_sum_start(host.data(), 2, CommType::F32, kCPU);
+        CollectiveRequest b = comm.all_reduce_sum_start(d.raw(), 2, CommType::F32, dev);
+        CollectiveRequest c = comm.all_reduce_sum_start(ints.data(), 2, CommType::I64, kCPU);
+        expect(a.pending() && b.pending() && c.pending(), "started and in flight");
+        while (!comm.test(c)) std::this_thread::yield();
+        expect(!c.pending(), "test() completes it");
+        comm.wait(b);
+        comm.wait(a);
+        expect(host == std::vector<float>{3.f, 2.f}, "host F32 buffer");
+        expect(ints == std::vector<int64_t>{int64_t(1) << 41, 1}, "host I64 buffer");
+        expect(d.to_vector() == std::vector<float>{2.f, 20.f}, "device tensor");
+        comm.barrier();  // the blocking collectives go on in step after them
+        expect(comm.collectives_called() == 4, "sequence numbers");
+    });
+    CHECK(errors[0] == "");
+    CHECK(errors[1] == "");
+}
+
+TEST_CASE("cuda nccl communicator: a non-blocking all-reduce another rank never joins fails at its deadline") {
+    if (skip_unless_two_ranks()) return;
+#if defined(CUEMU)
+    cuemu::CaptureReports capture;  // the stand-in reports the unmatched call too
+#endif
+    std::atomic<bool> rank_0_done{false};
+    std::vector<std::string> errors = on_two_ranks([&](Communicator& comm) {
+        if (comm.rank() == 1) {  // never joins, but keeps its communicator until rank 0 is done
+            while (!rank_0_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            return;
+        }
+        struct Done {
+            std::atomic<bool>& flag;
+            ~Done() { flag = true; }
+        } done{rank_0_done};
+        comm.set_timeout(1.0);
+        float x[3] = {1.f, 2.f, 3.f};
+        CollectiveRequest request = comm.all_reduce_sum_start(x, 3, CommType::F32, kCPU);
+        comm.wait(request);  // (on the emulator the start itself fails: its stand-in runs a collective in the call)
+    });
+    CAPTURE(errors[0]);
+    CHECK(errors[0].find("rank 0: all_reduce #1 (3 F32 values)") != std::string::npos);
+    CHECK(errors[0].find("another rank has not joined it") != std::string::npos);
+    CHECK(errors[1] == "");
 }
 
 TEST_CASE("cuda communicator: the single-process communicator on device tensors") {

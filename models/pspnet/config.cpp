@@ -174,6 +174,12 @@ std::vector<KeySpec> make_schema() {
         at_least(key(R, "collective_timeout", FIELD(collective_timeout), 0.0,
                      "data parallel: seconds a collective waits for the other ranks (0 = STRATA_COLLECTIVE_TIMEOUT "
                      "or 300)"), 0),
+        one_of(key(R, "communicator", FIELD(communicator), "auto",
+                   "data parallel: what carries the collectives: nccl (GPUs; the CUDA build), mpi, or auto (nccl "
+                   "when device is a GPU and the build has it, else mpi)"), {"auto", "mpi", "nccl"}),
+        at_most(above(key(R, "bucket_mb", FIELD(bucket_mb), 25.0,
+                          "data parallel: MiB of gradients per all-reduce, launched during the backward as each "
+                          "bucket's gradients are final (smaller: earlier overlap, more messages)"), 0), 4096),
         non_empty(key(R, "run_dir", FIELD(run_dir), "runs/pspnet",
                       "the run folder: config.json, metrics, checkpoints, weights, evaluation")),
         // ---- evaluation ----

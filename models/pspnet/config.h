@@ -86,6 +86,8 @@ struct RunConfig {
     std::vector<std::string> plugins;      // shared objects to load before the model is built (docs/plugins.md)
     bool sync_bn;                          // synchronized batch norm when there are several ranks
     double collective_timeout;             // seconds; 0: the communicator's own deadline
+    std::string communicator;              // data parallel: auto, mpi or nccl (choose_data_parallel_backend)
+    double bucket_mb;                      // data parallel: MiB of gradients per all-reduce bucket
 };
 
 // ---- the schema ----

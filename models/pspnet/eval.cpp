@@ -9,11 +9,13 @@
 // per-class table; writes <run_dir>/eval/<protocol>.json and prediction panels in <run_dir>/eval/<protocol>/, named
 // after the mode, scales and flip (e.g. eval/slide_ms0.5-1.75_flip.json), so that evaluating with another protocol
 // never overwrites an earlier result (nor the one made at the end of training); eval_output=<file.json> chooses
-// the path instead.
+// the path instead. Under mpirun (`mpirun -np 2 build/bin/eval ...`) the ranks share the images out and the counts
+// are summed, so the result is the single-process one (docs/distributed.md).
 #include <filesystem>
 #include <iostream>
 
 #include "framework/check.h"
+#include "framework/communicator.h"
 #include "models/pspnet/cli.h"
 #include "models/pspnet/eval_report.h"
 
@@ -34,10 +36,16 @@ const char* kUsage =
 int eval_main(int argc, char** argv) {
     CommandLine cl = parse_command_line(argc, argv, {}, {}, kUsage);
     RunConfig config = load_program_config(cl);
+    // Under mpirun each rank evaluates its share of the images (on its own GPU with device=cuda) and the counts are
+    // summed over the ranks: the mIoU of one process. Rank 0 alone writes and prints.
+    std::shared_ptr<Communicator> world = world_communicator();
+    const bool root = world->rank() == 0;
     TrainedModel trained = load_trained_model(config);
-    std::filesystem::create_directories(config.run_dir);
-    evaluate_run(*trained.model, config, true);
-    std::cout << "wrote " << eval_output_paths(config).json << "\n";
+    trained.device = data_parallel_device(trained.device, *world);
+    trained.model->to(trained.device);
+    if (root) std::filesystem::create_directories(config.run_dir);
+    evaluate_run(*trained.model, config, root, world.get());
+    if (root) std::cout << "wrote " << eval_output_paths(config).json << "\n";
     return 0;
 }
 

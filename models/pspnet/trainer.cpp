@@ -104,7 +104,7 @@ StepLosses training_step(PSPNet& model, SGD& optimizer, const Tensor& images, co
     // backward, the gradients averaged over the ranks (in buckets launched during the backward as their gradients
     // become final), then SGD with momentum and weight decay
     optimizer.zero_grad();
-    GradientBucketer buckets(comm, model.parameters());
+    GradientBucketer buckets(comm, model.parameters(), int64_t(c.bucket_mb * double(1 << 20)));
     (weight == 1.0f ? loss : loss * weight).backward();
     buckets.finish();
     optimizer.step();
@@ -304,10 +304,12 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
     const auto start = Clock::now();
 
     // The ranks: mpirun's (or the caller's), else this process alone. Rank 0 alone writes the run folder and talks.
-    std::shared_ptr<Communicator> comm = options.comm ? options.comm : world_communicator();
-    const int world = comm->world_size();
-    const bool root = comm->rank() == 0, verbose = options.verbose && root;
-    if (c.collective_timeout > 0) comm->set_timeout(c.collective_timeout);
+    // Over mpirun's ranks the collectives go by `communicator=`: NCCL (bootstrapped over MPI) when the device is a
+    // GPU and the build has it, else MPI; each rank then runs on its own GPU (data_parallel_device).
+    std::shared_ptr<Communicator> base = options.comm ? options.comm : world_communicator();
+    const int world = base->world_size();
+    const bool root = base->rank() == 0, verbose = options.verbose && root;
+    if (c.collective_timeout > 0) base->set_timeout(c.collective_timeout);
     STRATA_CHECK(t.batch_size % world == 0, "config: batch_size=", t.batch_size, " is the global batch, split evenly "
                  "over the ", world, " ranks, so it must be a multiple of the world size ", world, ": set batch_size=",
                  std::max(1, t.batch_size / world) * world, " or run on a number of ranks that divides it");
@@ -321,7 +323,13 @@ TrainResult train(const RunConfig& c, const TrainOptions& options) {
     // Where it runs: threads, device, the GEMM mode, and the seed every random draw derives from.
     ReproducibleGemmScope gemm_mode(c.reproducible);
     GemmChoiceScope gemm_choice(parse_gemm_choice(c.gemm));  // restored when the run ends, for in-process callers
-    const Device device = use_running_config(c, verbose);
+    const Device configured = use_running_config(c, verbose);
+    std::shared_ptr<Communicator> comm =
+        options.comm ? options.comm : data_parallel_communicator(c.communicator, configured, base);
+    const Device device = data_parallel_device(configured, *comm);
+    if (verbose && world > 1)
+        std::cerr << "data parallel: " << world << " ranks over " << comm->backend() << ", rank 0 on "
+                  << device_name(device) << "\n";
     manual_seed(uint64_t(t.seed));
 
     // The data and the model: PSPNet with its initial weights (e.g. an ImageNet backbone), on the device before the

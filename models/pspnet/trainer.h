@@ -34,7 +34,9 @@ struct TrainOptions {
     bool evaluate = true;       // evaluate on the validation split at the end
     bool verbose = true;        // progress on stderr
     bool reset_optimizer = false;  // resume with zero momentum instead of the checkpoint's optimizer state
-    // The ranks of data-parallel training; null: world_communicator() (mpirun's ranks, else one process).
+    // The ranks of data-parallel training; null: world_communicator() (mpirun's ranks, else one process), over
+    // which `communicator=` builds NCCL for a CUDA device. Given here, it is used as it is (the communicator key is
+    // not applied) and a CUDA run goes on its GPU (home_device()).
     std::shared_ptr<Communicator> comm = nullptr;
     // Called before each step with the number of steps done (tests inject failures with it).
     std::function<void(int64_t)> before_step = nullptr;

@@ -71,6 +71,14 @@ TEST_CASE("config: defaults, files, overrides and their errors") {
     CHECK_THROWS_WITH_AS(load_config("", {"bins=[1,2.5]"}),
                          doctest::Contains("'bins' must be a list of integers, got [1,2.5]"), Error);
     CHECK_THROWS_WITH_AS(load_config("", {"batch_size"}), doctest::Contains("expected key=value"), Error);
+    // data parallel: the gradient bucket size and the backend
+    CHECK(load_config("", {}).bucket_mb == 25.0);
+    CHECK(load_config("", {"bucket_mb=0.5"}).bucket_mb == 0.5);
+    CHECK_THROWS_WITH_AS(load_config("", {"bucket_mb=0"}), doctest::Contains("bucket_mb"), Error);
+    CHECK_THROWS_WITH_AS(load_config("", {"bucket_mb=5000"}), doctest::Contains("bucket_mb"), Error);
+    CHECK(load_config("", {}).communicator == "auto");
+    CHECK_THROWS_WITH_AS(load_config("", {"communicator=gloo"}), doctest::Contains("not one of the allowed values"),
+                         Error);
     CHECK_THROWS_WITH_AS(load_config("no/such/config.json", {}), doctest::Contains("cannot open config file"), Error);
     fs::create_directories("build/test_runs");
     std::ofstream("build/test_runs/bad.json") << "{\"depth\": 50, \"widht\": 1.0}";

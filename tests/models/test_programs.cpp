@@ -88,6 +88,16 @@ TEST_CASE("programs: train, Ctrl-C, resume, eval and infer end to end") {
         CHECK_MESSAGE(fs::exists(kDir + "/" + f), f);
     std::string whole = slurp(kDir + "/eval/whole.json");
 
+    // eval on 2 MPI ranks: each evaluates its share of the images, the counts are summed: one process's mIoU
+    r = run_program("MPI_TEST_TIMEOUT=60 tests/mpi/mpirun2.sh build/bin/eval " + kRun + " eval_output=" + kDir +
+                    "/eval/two_ranks.json");
+    CHECK_MESSAGE(r.code == 0, r.output);
+    nlohmann::json sharded = nlohmann::json::parse(std::ifstream(kDir + "/eval/two_ranks.json"));
+    nlohmann::json single = nlohmann::json::parse(whole);
+    CHECK(sharded["ranks"] == 2);
+    CHECK(sharded["mIoU"] == single["mIoU"]);
+    CHECK(sharded["classes"] == single["classes"]);
+
     // eval of the saved weights, with the sliding-window protocol and flip, on 2 of the 4 images: its own output
     // file (the training's evaluation stays), progress lines (the output is a pipe here, not a terminal) and a
     // header that counts the images evaluated

@@ -260,3 +260,54 @@ TEST_CASE("cuemu checks: the error counter and cudaGetDeviceCount") {
     CHECK(cudaGetLastError() == cudaErrorInvalidDevice);
     CHECK(cudaGetLastError() == cudaSuccess);  // reading it cleared it
 }
+
+namespace {
+
+__global__ void add_one(float* x, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += 1.0f;
+}
+
+}  // namespace
+
+TEST_CASE("cuemu checks: a kernel runs on the current device, with that device's memory and streams") {
+    const int saved = cuemu::settings().devices;
+    cuemu::settings().devices = 2;
+    REQUIRE(cudaSetDevice(1) == cudaSuccess);
+    DeviceArray<float> on_1(4);
+    on_1.zero();
+    cudaStream_t stream_1 = nullptr;
+    REQUIRE(cudaStreamCreate(&stream_1) == cudaSuccess);
+    CUEMU_LAUNCH(add_one, 1, 32, 0, stream_1, on_1.ptr, 4);  // all on device 1: fine
+    CHECK(cudaGetLastError() == cudaSuccess);
+    CHECK(on_1.download() == std::vector<float>(4, 1.0f));
+    REQUIRE(cudaSetDevice(0) == cudaSuccess);
+    {
+        cuemu::CaptureReports capture;
+        CUEMU_LAUNCH(add_one, 1, 32, 0, 0, on_1.ptr, 4);
+        CHECK(cudaGetLastError() == cudaErrorInvalidValue);
+        CUEMU_LAUNCH(add_one, 1, 32, 0, stream_1, nullptr, 0);
+        CHECK(cudaGetLastError() == cudaErrorInvalidResourceHandle);
+        INFO(capture.all());
+        CHECK(capture.contains("is memory of device 1, but the kernel runs on device 0"));
+        CHECK(capture.contains("the stream belongs to device 1, but the current device is 0"));
+    }
+    CHECK(on_1.download() == std::vector<float>(4, 1.0f));  // neither launch ran
+    // events: created on a device, recorded on its streams only, always complete
+    cudaEvent_t event_0 = nullptr;
+    REQUIRE(cudaEventCreateWithFlags(&event_0, cudaEventDisableTiming) == cudaSuccess);
+    {
+        cuemu::CaptureReports capture;
+        CHECK(cudaEventRecord(event_0, stream_1) == cudaErrorInvalidResourceHandle);
+        CHECK(capture.contains("cudaEventRecord: the event was created on device 0, the stream belongs to device 1"));
+        CHECK(cudaGetLastError() == cudaErrorInvalidResourceHandle);
+    }
+    CHECK(cudaEventRecord(event_0) == cudaSuccess);
+    CHECK(cudaEventQuery(event_0) == cudaSuccess);
+    CHECK(cudaStreamWaitEvent(stream_1, event_0, 0) == cudaSuccess);
+    CHECK(cudaEventDestroy(event_0) == cudaSuccess);
+    REQUIRE(cudaSetDevice(1) == cudaSuccess);
+    CHECK(cudaStreamDestroy(stream_1) == cudaSuccess);
+    REQUIRE(cudaSetDevice(0) == cudaSuccess);
+    cuemu::settings().devices = saved;
+}
