@@ -16,9 +16,10 @@
 // the input (polyphase decomposition), and nothing has to be copied: a tile of phase (a_h, a_w) simply gathers its
 // 6x6 inputs with step d from x (zeros where that falls in the padding) and scatters its 4x4 outputs with step d.
 //
-// Work is done in chunks of tiles (at most kMaxTileFloats floats of M) and, inside a chunk, of input channels (U
-// and V at most kMaxChannelFloats each), so the scratch stays bounded: the 3x3 4096->512 classifier at 60x60 needs
-// three buffers of 16-32 MB instead of the 300 MB that U alone would take for all channels.
+// Work is done in chunks of tiles, of output channels and of input channels, so that U (36, K', C'), V (36, C', T')
+// and M (36, K', T') hold at most g.chunk_floats floats each (32 MB): the 3x3 4096->512 classifier at 60x60 would
+// need 300 MB for U and 265 MB for V over all channels. The chunks are as large as that allows: each GEMM then
+// has a few hundred rows, columns and depth, where the packed GEMM runs near its peak.
 // The transforms work on kLanes tiles (or filters) at a time, one per SIMD lane.
 #include "layers/conv2d_winograd.h"
 
@@ -37,8 +38,7 @@ constexpr int kTile = 4;                // output tile (m in F(m x m, 3x3))
 constexpr int kAlpha = kTile + 3 - 1;   // input tile: 6
 constexpr int kPoints = kAlpha * kAlpha;  // 36 GEMMs
 constexpr int kLanes = 16;              // tiles per transform call: one AVX-512 vector of floats
-constexpr int64_t kMaxTileFloats = int64_t(1) << 23;     // M: 32 MB
-constexpr int64_t kMaxChannelFloats = int64_t(1) << 22;  // U and V: 16 MB each
+constexpr int64_t kMaxTiles = 256;  // tiles per chunk (GEMM columns): more gains little, and costs U's channels
 
 // Lavin & Gray's F(4x4, 3x3): interpolation points 0, ±1, ±2 and infinity.
 constexpr float kBT[kAlpha][kAlpha] = {
@@ -123,21 +123,27 @@ TileInfo tile_info(const WinogradShape& g, int64_t t) {
 
 int64_t total_tiles(const WinogradShape& g) { return g.N * axis_tiles(rows_of(g)) * axis_tiles(cols_of(g)); }
 
-// The chunk sizes: tiles per chunk (a multiple of kLanes unless all tiles fit) and input channels per chunk, each
-// evened out over the chunks it takes.
+// The chunk sizes: tiles (a multiple of kLanes unless all tiles fit in one chunk), output channels and input
+// channels per chunk, each at most `most` and evened out over the chunks it takes.
 struct Chunks {
-    int64_t tiles, channels;
+    int64_t tiles, outputs, inputs;
 };
+
+int64_t even_chunk(int64_t n, int64_t most) {
+    most = std::max<int64_t>(1, most);
+    const int64_t count = (n + most - 1) / most;
+    return (n + count - 1) / count;
+}
 
 Chunks chunks(const WinogradShape& g) {
     const int64_t T = total_tiles(g);
-    const int64_t most_tiles = std::max<int64_t>(kLanes, kMaxTileFloats / (kPoints * g.K));
-    const int64_t tile_chunks = (T + most_tiles - 1) / most_tiles;
-    int64_t tiles = (T + tile_chunks - 1) / tile_chunks;
-    if (tile_chunks > 1) tiles = (tiles + kLanes - 1) / kLanes * kLanes;
-    const int64_t most_channels = std::max<int64_t>(1, kMaxChannelFloats / (kPoints * std::max(g.K, tiles)));
-    const int64_t channel_chunks = (g.C + most_channels - 1) / most_channels;
-    return {tiles, (g.C + channel_chunks - 1) / channel_chunks};
+    const int64_t budget = std::max<int64_t>(g.chunk_floats / kPoints, 16 * kLanes);  // floats per point ξ
+    int64_t tiles = even_chunk(T, std::min(kMaxTiles, budget / 16));
+    if (tiles < T) tiles = (tiles + kLanes - 1) / kLanes * kLanes;
+    // K' and C' up to budget / tiles (M and V), and K' * C' up to budget (U)
+    const int64_t most = std::max<int64_t>(16, budget / tiles);
+    const int64_t outputs = even_chunk(g.K, most);
+    return {tiles, outputs, even_chunk(g.C, std::max<int64_t>(16, std::min(most, budget / outputs)))};
 }
 
 // ---- the three transforms, on kLanes tiles (filters) at a time: v[point][lane] ----
@@ -222,13 +228,16 @@ void output_tile_transform(float out[kTile * kTile][kLanes], const float m[kPoin
 
 // ---- the kernels of one chunk ----
 
-// U (36, K, cn): U[ξ][k, c] = (G g_{k, c0+c} Gᵀ)[ξ], the filters of input channels c0 .. c0+cn. Lanes: channels.
-void filter_transform_cpu(float* U, const float* w, int64_t c0, int64_t cn, const WinogradShape& g) {
+// U (36, kn, cn): U[ξ][k, c] = (G g_{k0+k, c0+c} Gᵀ)[ξ], the filters of output channels k0 .. k0+kn and input
+// channels c0 .. c0+cn. Lanes: input channels.
+void filter_transform_cpu(float* U, const float* w, int64_t k0, int64_t kn, int64_t c0, int64_t cn,
+                          const WinogradShape& g) {
     const int64_t groups = (cn + kLanes - 1) / kLanes;
-    parallel_for(0, g.K * groups, 4, [&](int64_t lo, int64_t hi) {
+    parallel_for(0, kn * groups, 4, [&](int64_t lo, int64_t hi) {
         float taps[9][kLanes], out[kPoints][kLanes];
         for (int64_t item = lo; item < hi; ++item) {
-            const int64_t k = item / groups, c1 = item % groups * kLanes, lanes = std::min<int64_t>(kLanes, cn - c1);
+            const int64_t k = k0 + item / groups, c1 = item % groups * kLanes;
+            const int64_t lanes = std::min<int64_t>(kLanes, cn - c1);
             for (int l = 0; l < kLanes; ++l) {
                 const int64_t c = c0 + c1 + std::min<int64_t>(l, lanes - 1);  // spare lanes repeat the last one
                 for (int rs = 0; rs < 9; ++rs)
@@ -236,7 +245,7 @@ void filter_transform_cpu(float* U, const float* w, int64_t c0, int64_t cn, cons
             }
             filter_transform(out, taps);
             for (int xi = 0; xi < kPoints; ++xi)
-                std::copy(out[xi], out[xi] + lanes, U + (xi * g.K + k) * cn + c1);
+                std::copy(out[xi], out[xi] + lanes, U + (xi * kn + k - k0) * cn + c1);
         }
     });
 }
@@ -271,8 +280,8 @@ void input_transform_cpu(float* V, const float* x, int64_t c0, int64_t cn, int64
     });
 }
 
-// y's tiles t0 .. t0+tn = Aᵀ M A + bias, M (36, K, tn). Lanes: tiles.
-void output_transform_cpu(float* y, const float* M, const float* bias, int64_t t0, int64_t tn,
+// Output channels k0 .. k0+kn of y's tiles t0 .. t0+tn = Aᵀ M A + bias, M (36, kn, tn). Lanes: tiles.
+void output_transform_cpu(float* y, const float* M, const float* bias, int64_t k0, int64_t kn, int64_t t0, int64_t tn,
                           const WinogradShape& g) {
     const int64_t groups = (tn + kLanes - 1) / kLanes;
     parallel_for(0, groups, 1, [&](int64_t lo, int64_t hi) {
@@ -281,9 +290,9 @@ void output_transform_cpu(float* y, const float* M, const float* bias, int64_t t
         for (int64_t group = lo; group < hi; ++group) {
             const int64_t t1 = group * kLanes, lanes = std::min<int64_t>(kLanes, tn - t1);
             for (int l = 0; l < lanes; ++l) tiles[l] = tile_info(g, t0 + t1 + l);
-            for (int64_t k = 0; k < g.K; ++k) {
+            for (int64_t k = k0; k < k0 + kn; ++k) {
                 for (int xi = 0; xi < kPoints; ++xi) {
-                    const float* src = M + (xi * g.K + k) * tn + t1;
+                    const float* src = M + (xi * kn + k - k0) * tn + t1;
                     std::copy(src, src + lanes, m[xi]);
                     std::fill(m[xi] + lanes, m[xi] + kLanes, 0.0f);
                 }
@@ -345,7 +354,7 @@ WinogradShape winograd_dx_shape(const Conv2dShape& s) {
 
 int64_t winograd_scratch_floats(const WinogradShape& g) {
     const Chunks c = chunks(g);
-    return kPoints * (g.K * c.channels + c.channels * c.tiles + g.K * c.tiles);
+    return kPoints * (c.outputs * c.inputs + c.inputs * c.tiles + c.outputs * c.tiles);
 }
 
 int64_t conv2d_winograd_scratch(const Conv2dShape& s) {
@@ -357,24 +366,30 @@ void winograd_conv3x3_cpu(float* y, const float* x, const float* w, const float*
     STRATA_CHECK(scratch, "winograd_conv3x3: scratch is null but ", winograd_scratch_floats(g), " floats are needed");
     const Chunks ch = chunks(g);
     const int64_t T = total_tiles(g);
-    float* U = scratch;                          // (36, K, channels)
-    float* V = U + kPoints * g.K * ch.channels;  // (36, channels, tiles)
-    float* M = V + kPoints * ch.channels * ch.tiles;  // (36, K, tiles)
+    float* U = scratch;                                  // (36, outputs, inputs)
+    float* V = U + kPoints * ch.outputs * ch.inputs;     // (36, inputs, tiles)
+    float* M = V + kPoints * ch.inputs * ch.tiles;       // (36, outputs, tiles)
+    const bool one_u = ch.outputs == g.K && ch.inputs == g.C;  // U of all channels: transformed once
+    const bool one_v = ch.inputs == g.C;                       // V of all input channels: once per tile chunk
     for (int64_t t0 = 0; t0 < T; t0 += ch.tiles) {
         const int64_t tn = std::min(ch.tiles, T - t0);
-        for (int64_t c0 = 0; c0 < g.C; c0 += ch.channels) {
-            const int64_t cn = std::min(ch.channels, g.C - c0);
-            if (t0 == 0 || cn < g.C) filter_transform_cpu(U, w, c0, cn, g);  // all channels in U: reuse it
-            input_transform_cpu(V, x, c0, cn, t0, tn, g);
-            // the 36 GEMMs, one per thread at a time (each runs on its calling thread: no barrier inside)
-            const float beta = c0 == 0 ? 0.0f : 1.0f;
-            parallel_for(0, kPoints, 1, [&](int64_t lo, int64_t hi) {
-                for (int64_t xi = lo; xi < hi; ++xi)
-                    gemm_cpu(false, false, g.K, tn, cn, 1.0f, U + xi * g.K * cn, cn, V + xi * cn * tn, tn, beta,
-                             M + xi * g.K * tn, tn);
-            });
+        if (one_v) input_transform_cpu(V, x, 0, g.C, t0, tn, g);
+        for (int64_t k0 = 0; k0 < g.K; k0 += ch.outputs) {
+            const int64_t kn = std::min(ch.outputs, g.K - k0);
+            for (int64_t c0 = 0; c0 < g.C; c0 += ch.inputs) {
+                const int64_t cn = std::min(ch.inputs, g.C - c0);
+                if (!one_u || t0 == 0) filter_transform_cpu(U, w, k0, kn, c0, cn, g);
+                if (!one_v) input_transform_cpu(V, x, c0, cn, t0, tn, g);
+                // M (+)= U · V, one GEMM per point ξ, each on one thread (no barrier inside a GEMM)
+                const float beta = c0 == 0 ? 0.0f : 1.0f;
+                parallel_for(0, kPoints, 1, [&](int64_t lo, int64_t hi) {
+                    for (int64_t xi = lo; xi < hi; ++xi)
+                        gemm_cpu(false, false, kn, tn, cn, 1.0f, U + xi * kn * cn, cn, V + xi * cn * tn, tn, beta,
+                                 M + xi * kn * tn, tn);
+                });
+            }
+            output_transform_cpu(y, M, bias, k0, kn, t0, tn, g);
         }
-        output_transform_cpu(y, M, bias, t0, tn, g);
     }
 }
 

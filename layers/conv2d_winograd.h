@@ -40,10 +40,13 @@ bool conv2d_use_winograd(const Conv2dShape& s);
 //     y[n,k,p,q] = sum_{c,r,s} g[k,c,r,s] * x[n, c, p - pad_h + r*dil_h, q - pad_w + s*dil_w]   (0 outside x)
 // The weight tensor w is g itself (K, C, 3, 3), or, when `flipped`, (C, K, 3, 3) with g[k,c,r,s] = w[c,k,2-r,2-s]
 // (the input gradient's filter, read from the forward's weight without a copy).
+// chunk_floats bounds each of the three work buffers (the scratch is about 3x that): the tiles, output channels
+// and input channels are processed in chunks that fit (tests make it small to exercise the chunking).
 struct WinogradShape {
     int64_t N, C, H, W, K, P, Q;
     int64_t pad_h, pad_w, dil_h, dil_w;
     bool flipped;
+    int64_t chunk_floats = int64_t(1) << 23;  // 32 MB
 };
 
 // The forward of s, and its input gradient as a convolution of dy (N, K, P, Q) into dx (N, C, H, W).
