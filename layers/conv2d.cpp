@@ -484,7 +484,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     if (any_requires_grad({x, weight, bias})) {
         Tensor saved_x = x.detach(), saved_w = weight.detach();
         record(y, "conv2d", {x, weight, bias},
-               [saved_x, saved_w, options](const Tensor& dy, const std::vector<bool>& needs_grad) {
+               [saved_x, saved_w, options, algo = conv2d_algo()](const Tensor& dy, const std::vector<bool>& needs_grad) {
+                   Conv2dAlgoScope same_algo(algo);  // the backward uses the algorithm choice of the forward
                    Conv2dGrads g =
                        conv2d_grads(dy, saved_x, saved_w, options, needs_grad[0], needs_grad[1], needs_grad[2]);
                    return std::vector<Tensor>{g.dx, g.dweight, g.dbias};

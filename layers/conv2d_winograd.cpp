@@ -38,7 +38,7 @@ constexpr int kTile = 4;                // output tile (m in F(m x m, 3x3))
 constexpr int kAlpha = kTile + 3 - 1;   // input tile: 6
 constexpr int kPoints = kAlpha * kAlpha;  // 36 GEMMs
 constexpr int kLanes = 16;              // tiles per transform call: one AVX-512 vector of floats
-constexpr int64_t kMaxTiles = 256;  // tiles per chunk (GEMM columns): more gains little, and costs U's channels
+constexpr int64_t kMaxTiles = 512;  // tiles per chunk (GEMM columns): each GEMM packs all of U[ξ] per call
 
 // Lavin & Gray's F(4x4, 3x3): interpolation points 0, ±1, ±2 and infinity.
 constexpr float kBT[kAlpha][kAlpha] = {
@@ -333,11 +333,13 @@ bool conv2d_use_winograd(const Conv2dShape& s) {
     if (algo == Conv2dAlgo::kGemm || !s.implicit_gemm) return false;
     if (s.R != 3 || s.S != 3 || s.stride_h != 1 || s.stride_w != 1) return false;
     if (algo == Conv2dAlgo::kWinograd) return true;
-    // auto: the transforms cost O(C + K) per tile against O(C·K) in the GEMMs, so few channels do not pay; and a
-    // tile computes 16 outputs whether they exist or not, so maps that fill less than half their tiles do not.
+    // auto: the transforms, and the passes over the chunks, cost O((C + K)·T) against the GEMMs' O(C·K·T), so it
+    // needs many channels: on the 2-core Zen 5 of docs/PERFORMANCE.md it won on PSPNet-50's 3x3 4096->512 and
+    // 1024->256, broke even on 512->512 and lost on 256->256 and 128->128. And a tile computes 16 outputs whether
+    // they exist or not, so maps that fill less than half their tiles do not pay either.
     const WinogradShape g = winograd_forward_shape(s);
     const double used = double(g.N * g.P * g.Q) / double(total_tiles(g) * kTile * kTile);
-    return s.C >= 32 && s.K >= 32 && used >= 0.5;
+    return s.C * s.K >= 512 * 512 && std::min(s.C, s.K) >= 32 && used >= 0.5;
 }
 
 WinogradShape winograd_forward_shape(const Conv2dShape& s) {

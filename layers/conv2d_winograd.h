@@ -14,7 +14,7 @@
 namespace strata {
 
 // Which algorithm the CPU conv2d uses for stride-1 3x3 kernels (the `conv_algo` config key). Process-wide.
-//   auto      Winograd where it wins (enough channels, tiles mostly used), implicit GEMM elsewhere
+//   auto      Winograd where it wins (C*K >= 512*512, tiles mostly used), implicit GEMM elsewhere
 //   winograd  Winograd for every stride-1 3x3 conv it can run (tests use it at tiny shapes)
 //   gemm      never Winograd: implicit GEMM (or im2col) as before
 enum class Conv2dAlgo { kAuto, kWinograd, kGemm };

@@ -141,6 +141,20 @@ TEST_CASE("conv2d winograd: the PyTorch fixtures and autograd with Winograd forc
     }
 }
 
+TEST_CASE("conv2d winograd: the backward uses the algorithm of the forward") {
+    Tensor x = randn({1, 3, 6, 7}).requires_grad_(), w = randn({2, 3, 3, 3});
+    Tensor dy = randn({1, 2, 6, 7});
+    Tensor y;
+    {
+        Conv2dAlgoScope scope(Conv2dAlgo::kWinograd);
+        y = conv2d(x, w, Tensor(), {.padding = 1});
+    }
+    y.backward(dy);  // outside the scope: still Winograd's dx
+    NoGradGuard no_grad;
+    Conv2dAlgoScope scope(Conv2dAlgo::kWinograd);
+    CHECK(x.grad().to_vector() == conv2d_grads(dy, x.detach(), w, {.padding = 1}, true, false, false).dx.to_vector());
+}
+
 TEST_CASE("conv2d winograd: where auto chooses it") {
     auto chosen = [](Shape x, Shape w, Conv2dOptions o) {
         Conv2dShape s = conv2d_shape(x, w, o);
@@ -155,7 +169,8 @@ TEST_CASE("conv2d winograd: where auto chooses it") {
     CHECK_FALSE(chosen({2, 128, 119, 119}, {128, 128, 3, 3}, {.stride = 2, .padding = 1}));  // stride 2
     CHECK_FALSE(chosen({2, 256, 60, 60}, {512, 256, 1, 1}, {}));                              // 1x1
     CHECK_FALSE(chosen({2, 3, 60, 60}, {64, 3, 3, 3}, {.padding = 1}));                       // 3 input channels
-    CHECK_FALSE(chosen({8, 256, 2, 2}, {256, 256, 3, 3}, {.padding = 1}));  // 2x2 maps: a quarter of each tile
+    CHECK_FALSE(chosen({2, 256, 60, 60}, {256, 256, 3, 3}, {.padding = 2, .dilation = 2}));  // 256 x 256: too few
+    CHECK_FALSE(chosen({8, 512, 2, 2}, {512, 512, 3, 3}, {.padding = 1}));  // 2x2 maps: a quarter of each tile
     {
         Conv2dAlgoScope off(Conv2dAlgo::kGemm);
         CHECK_FALSE(chosen({2, 4096, 60, 60}, {512, 4096, 3, 3}, {.padding = 1}));
