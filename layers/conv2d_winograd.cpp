@@ -8,7 +8,8 @@
 // all output channels k and all tiles t at once it is one GEMM per position:
 //     M[ξ] (K, T) = U[ξ] (K, C) · V[ξ] (C, T),   U[ξ][k,c] = (G g_kc Gᵀ)[ξ],   V[ξ][c,t] = (Bᵀ d_ct B)[ξ]
 // 36 GEMMs of K·C·T multiply-adds in all: 36 products per (k, c, tile) where the direct conv does 16 · 9 = 144,
-// 4x fewer. The transforms cost O((K + C)·T) and O(K·C): small next to the GEMMs once C and K are a few dozen.
+// 4x fewer. The transforms cost O((K + C)·T) and O(K·C): few FLOPs next to the GEMMs' (see conv2d_use_winograd
+// for where it pays in time).
 //
 // Dilation d (layer3/layer4 of PSPNet): output row p reads input rows p - pad + r·d. Split the output rows by
 // their phase a = p mod d: the rows p = d·i + a of one phase read only input rows d·(i + r) + a - pad, i.e. a
@@ -18,8 +19,8 @@
 //
 // Work is done in chunks of tiles, of output channels and of input channels, so that U (36, K', C'), V (36, C', T')
 // and M (36, K', T') hold at most g.chunk_floats floats each (32 MB): the 3x3 4096->512 classifier at 60x60 would
-// need 300 MB for U and 265 MB for V over all channels. The chunks are as large as that allows: each GEMM then
-// has a few hundred rows, columns and depth, where the packed GEMM runs near its peak.
+// need 300 MB for U and 265 MB for V over all channels. The chunks are as large as that allows, so each GEMM has
+// a few hundred rows, columns and depth. The error bound and its measurement: tests/layers/test_conv2d_winograd.cpp.
 // The transforms work on kLanes tiles (or filters) at a time, one per SIMD lane.
 #include "layers/conv2d_winograd.h"
 
@@ -34,11 +35,11 @@ namespace strata {
 
 namespace {
 
-constexpr int kTile = 4;                // output tile (m in F(m x m, 3x3))
-constexpr int kAlpha = kTile + 3 - 1;   // input tile: 6
+constexpr int kTile = 4;                  // output tile (m in F(m x m, 3x3))
+constexpr int kAlpha = kTile + 3 - 1;     // input tile: 6
 constexpr int kPoints = kAlpha * kAlpha;  // 36 GEMMs
-constexpr int kLanes = 16;              // tiles per transform call: one AVX-512 vector of floats
-constexpr int64_t kMaxTiles = 512;  // tiles per chunk (GEMM columns): each GEMM packs all of U[ξ] per call
+constexpr int kLanes = 16;                // tiles per transform call: one AVX-512 vector of floats
+constexpr int64_t kMaxTiles = 512;        // tiles per chunk (GEMM columns): each GEMM packs all of U[ξ] per call
 
 // Lavin & Gray's F(4x4, 3x3): interpolation points 0, ±1, ±2 and infinity.
 constexpr float kBT[kAlpha][kAlpha] = {
@@ -226,6 +227,17 @@ void output_tile_transform(float out[kTile * kTile][kLanes], const float m[kPoin
         }
 }
 
+// dst[l] = src[l] for l < lanes. A whole vector (the common case) is one store; std::copy of a run-time length
+// would call memmove for 16 floats, which made the transforms several times slower than their arithmetic.
+inline void copy_lanes(float* dst, const float* src, int64_t lanes) {
+    if (lanes == kLanes) {
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) dst[l] = src[l];
+    } else {
+        for (int64_t l = 0; l < lanes; ++l) dst[l] = src[l];
+    }
+}
+
 // ---- the kernels of one chunk ----
 
 // U (36, kn, cn): U[ξ][k, c] = (G g_{k0+k, c0+c} Gᵀ)[ξ], the filters of output channels k0 .. k0+kn and input
@@ -238,14 +250,20 @@ void filter_transform_cpu(float* U, const float* w, int64_t k0, int64_t kn, int6
         for (int64_t item = lo; item < hi; ++item) {
             const int64_t k = k0 + item / groups, c1 = item % groups * kLanes;
             const int64_t lanes = std::min<int64_t>(kLanes, cn - c1);
+            // filter (k, c) at w + k*step_k + c*step_c, its taps in order (flipped: backwards)
+            const int64_t step_k = g.flipped ? 9 : g.C * 9, step_c = g.flipped ? g.K * 9 : 9;
             for (int l = 0; l < kLanes; ++l) {
                 const int64_t c = c0 + c1 + std::min<int64_t>(l, lanes - 1);  // spare lanes repeat the last one
-                for (int rs = 0; rs < 9; ++rs)
-                    taps[rs][l] = g.flipped ? w[(c * g.K + k) * 9 + 8 - rs] : w[(k * g.C + c) * 9 + rs];
+                const float* f = w + k * step_k + c * step_c;
+                if (g.flipped) {
+                    for (int rs = 0; rs < 9; ++rs) taps[rs][l] = f[8 - rs];
+                } else {
+                    for (int rs = 0; rs < 9; ++rs) taps[rs][l] = f[rs];
+                }
             }
             filter_transform(out, taps);
             for (int xi = 0; xi < kPoints; ++xi)
-                std::copy(out[xi], out[xi] + lanes, U + (xi * kn + k - k0) * cn + c1);
+                copy_lanes(U + (xi * kn + k - k0) * cn + c1, out[xi], lanes);
         }
     });
 }
@@ -274,7 +292,7 @@ void input_transform_cpu(float* V, const float* x, int64_t c0, int64_t cn, int64
                 }
                 input_tile_transform(out, d);
                 for (int xi = 0; xi < kPoints; ++xi)
-                    std::copy(out[xi], out[xi] + lanes, V + (xi * cn + c) * tn + t1);
+                    copy_lanes(V + (xi * cn + c) * tn + t1, out[xi], lanes);
             }
         }
     });
@@ -293,8 +311,8 @@ void output_transform_cpu(float* y, const float* M, const float* bias, int64_t k
             for (int64_t k = k0; k < k0 + kn; ++k) {
                 for (int xi = 0; xi < kPoints; ++xi) {
                     const float* src = M + (xi * kn + k - k0) * tn + t1;
-                    std::copy(src, src + lanes, m[xi]);
-                    std::fill(m[xi] + lanes, m[xi] + kLanes, 0.0f);
+                    copy_lanes(m[xi], src, lanes);
+                    for (int64_t l = lanes; l < kLanes; ++l) m[xi][l] = 0.0f;
                 }
                 output_tile_transform(out, m);
                 const float b = bias ? bias[k] : 0.0f;
