@@ -352,8 +352,8 @@ bool conv2d_use_winograd(const Conv2dShape& s) {
     if (s.R != 3 || s.S != 3 || s.stride_h != 1 || s.stride_w != 1) return false;
     if (algo == Conv2dAlgo::kWinograd) return true;
     // auto: the transforms, and the passes over the chunks, cost O((C + K)·T) against the GEMMs' O(C·K·T), so it
-    // needs many channels: on the 2-core Zen 5 of docs/PERFORMANCE.md it won on PSPNet-50's 3x3 4096->512 and
-    // 1024->256, broke even on 512->512 and lost on 256->256 and 128->128. And a tile computes 16 outputs whether
+    // needs many channels: on the 2-core Zen 5 of docs/PERFORMANCE.md it won on every PSPNet-50 3x3 conv at 60x60,
+    // but at 29x29 only from 512->512 up (256->256 and 128->128 lost). And a tile computes 16 outputs whether
     // they exist or not, so maps that fill less than half their tiles do not pay either.
     const WinogradShape g = winograd_forward_shape(s);
     const double used = double(g.N * g.P * g.Q) / double(total_tiles(g) * kTile * kTile);
