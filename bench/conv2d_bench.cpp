@@ -1,7 +1,8 @@
 // conv2d on the CPU: forward and backward GFLOP/s for the convolutions of PSPNet-50 at a 473x473 crop (60x60
-// feature map; layer2's first convs read the 119x119 map of layer1), on both CPU paths of conv2d measured in the
-// same run: implicit GEMM (the default with gemm=strata: the GEMM packs col's panels straight from x) and im2col
-// (the whole col matrix built, then the same GEMM), each as a fraction of this machine's FMA peak.
+// feature map; layer2's first convs read the 119x119 map of layer1), on the CPU paths of conv2d measured in the
+// same run: implicit GEMM (conv_algo=gemm: the GEMM packs col's panels straight from x), im2col (the whole col
+// matrix built, then the same GEMM) and, for the stride-1 3x3 convs, Winograd F(4x4, 3x3) (conv_algo=winograd:
+// forward and dx by Winograd, dW by implicit GEMM), each as a fraction of this machine's FMA peak.
 //
 //     build/bench/conv2d_bench [--batch N] [--feature F] [--reps R] [--layer TEXT]
 //     build/bench/conv2d_bench --net psp18w32 [--batch N] [--reps R] [--layer TEXT]
@@ -19,13 +20,16 @@
 //         chunks of channels with implicit GEMM), db. What the autograd node runs, without the engine's bookkeeping.
 // Each figure is the best of R runs; the runs of the four measurements are interleaved, so that a burst of load
 // from other processes hits both paths alike. FLOPs are the nominal 2*N*K*C*R*S*P*Q per GEMM pass (padding taps
-// included, as both paths execute them): forward 1 pass, backward 2 (dX and dW). "%pk" is the rate over the FMA
-// peak of the ISA the GEMM uses (bench/machine.h measures it at the start, on all threads).
+// included, as both paths execute them): forward 1 pass, backward 2 (dX and dW). Winograd is counted in the same
+// nominal FLOPs (it does 4x fewer multiplies in its GEMMs), so it can exceed 100% of the peak. "%pk" is the rate
+// over the FMA peak of the ISA the GEMM uses (bench/machine.h measures it at the start, on all threads). "err" is
+// Winograd's largest difference from implicit GEMM in y, over the largest |y|.
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,6 +46,7 @@
 #include "bench/machine.h"
 #include "framework/gemm.h"
 #include "layers/conv2d.h"
+#include "layers/conv2d_winograd.h"
 
 using namespace strata;
 
@@ -213,14 +218,17 @@ int main(int argc, char** argv) {
     const double peak = bench::fma_peak_gflops(isa == GemmIsa::kAvx512, num_threads());
     std::printf("GEMM:     %s, micro-kernel %s; FMA peak of that ISA on %d threads: %.1f GFLOP/s\n\n",
                 gemm_choice_name(gemm_choice()), gemm_isa_name(isa), num_threads(), peak);
-    std::printf("%-36s %4s %3s %7s | %-21s %-21s | %-21s %-21s\n", "", "", "", "", "fwd implicit GEMM", "fwd im2col",
-                "bwd implicit GEMM", "bwd im2col");
-    std::printf("%-36s %4s %3s %7s |", "layer", "map", "G", "GFLOP");
-    for (int i = 0; i < 4; ++i) std::printf(" %8s %6s %4s ", "ms", "GF/s", "%pk");
-    std::printf("\n");
+    constexpr int kRuns = 6;  // fwd implicit, fwd im2col, fwd Winograd, bwd implicit, bwd im2col, bwd Winograd
+    const char* names[kRuns] = {"fwd implicit GEMM", "fwd im2col", "fwd Winograd",
+                                "bwd implicit GEMM", "bwd im2col", "bwd Winograd"};
+    std::printf("%-36s %4s %3s %7s |", "", "", "", "");
+    for (int i = 0; i < kRuns; ++i) std::printf(" %-21s%s", names[i], i == 2 ? " |" : "");
+    std::printf(" |\n%-36s %4s %3s %7s |", "layer", "map", "G", "GFLOP");
+    for (int i = 0; i < kRuns; ++i) std::printf(" %8s %6s %4s %s", "ms", "GF/s", "%pk", i == 2 ? " |" : "");
+    std::printf(" | %7s\n", "err");
 
-    Totals total[4];  // fwd implicit, fwd im2col, bwd implicit, bwd im2col
-    double lowest[4] = {1e9, 1e9, 1e9, 1e9};
+    Totals total[kRuns];
+    double lowest[kRuns] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9};
     const Layer* first = psp18 ? std::begin(kPsp18Layers) : std::begin(kLayers);
     const Layer* last = psp18 ? std::end(kPsp18Layers) : std::end(kLayers);
     for (const Layer* layer = first; layer != last; ++layer) {
@@ -235,34 +243,61 @@ int main(int argc, char** argv) {
         Tensor x = random_tensor(x_shape, 1), w = random_tensor(w_shape, 2);
         Tensor b = L.bias ? random_tensor({L.K}, 3) : Tensor();
         Tensor dy = random_tensor({s.N, s.K, s.P, s.Q}, 4);
-        auto on_path = [](bool implicit, const std::function<void()>& f) {
-            set_conv2d_implicit_gemm(implicit);
+        enum class Path { kImplicit, kIm2col, kWinograd };
+        auto on_path = [](Path path, const std::function<void()>& f) {
+            set_conv2d_implicit_gemm(path != Path::kIm2col);
+            Conv2dAlgoScope algo(path == Path::kWinograd ? Conv2dAlgo::kWinograd : Conv2dAlgo::kGemm);
             f();
             set_conv2d_implicit_gemm(true);
         };
-        auto fwd = [&] { Tensor y = conv2d(x, w, b, o); };
+        Tensor y;
+        auto fwd = [&] { y = conv2d(x, w, b, o); };
         auto bwd = [&] { Conv2dGrads g = conv2d_grads(dy, x, w, o, true, true, L.bias); };
-        const std::function<void()> runs[4] = {[&] { on_path(true, fwd); }, [&] { on_path(false, fwd); },
-                                               [&] { on_path(true, bwd); }, [&] { on_path(false, bwd); }};
+        const std::function<void()> runs[kRuns] = {
+            [&] { on_path(Path::kImplicit, fwd); }, [&] { on_path(Path::kIm2col, fwd); },
+            [&] { on_path(Path::kWinograd, fwd); }, [&] { on_path(Path::kImplicit, bwd); },
+            [&] { on_path(Path::kIm2col, bwd); },   [&] { on_path(Path::kWinograd, bwd); }};
+        const bool winograd = L.R == 3 && L.stride == 1;  // the convs Winograd computes
 
         // warm-up (first-touch page faults, the allocator cache), then interleaved timed runs
-        for (const auto& f : runs) f();
-        double best[4] = {1e30, 1e30, 1e30, 1e30};
+        for (int i = 0; i < kRuns; ++i)
+            if (winograd || i % 3 != 2) runs[i]();
+        double err = 0;
+        if (winograd) {  // Winograd's y against implicit GEMM's
+            runs[0]();
+            std::vector<float> want = y.to_vector();
+            runs[2]();
+            std::vector<float> got = y.to_vector();
+            double largest = 0;
+            for (size_t i = 0; i < want.size(); ++i) {
+                err = std::max(err, double(std::fabs(got[i] - want[i])));
+                largest = std::max(largest, double(std::fabs(want[i])));
+            }
+            err /= largest;
+        }
+        double best[kRuns] = {1e30, 1e30, 1e30, 1e30, 1e30, 1e30};
         for (int r = 0; r < reps; ++r)
-            for (int i = 0; i < 4; ++i) best[i] = std::min(best[i], time_s(runs[i]));
+            for (int i = 0; i < kRuns; ++i)
+                if (winograd || i % 3 != 2) best[i] = std::min(best[i], time_s(runs[i]));
         std::printf("%-36s %4lld %3lld %7.2f |", L.name, (long long)H, (long long)s.images_per_gemm, flop * 1e-9);
-        for (int i = 0; i < 4; ++i) {
-            const double f = i < 2 ? flop : 2 * flop, gf = f / best[i] * 1e-9;
-            std::printf(" %8.2f %6.1f %3.0f%% ", best[i] * 1e3, gf, 100 * gf / peak);
+        for (int i = 0; i < kRuns; ++i) {
+            const char* bar = i == 2 ? " |" : "";
+            if (!winograd && i % 3 == 2) {
+                std::printf(" %8s %6s %4s %s", "-", "-", "-", bar);
+                continue;
+            }
+            const double f = i < 3 ? flop : 2 * flop, gf = f / best[i] * 1e-9;
+            std::printf(" %8.2f %6.1f %3.0f%% %s", best[i] * 1e3, gf, 100 * gf / peak, bar);
             total[i].flop += f, total[i].conv_s += best[i];
             if (flop >= 1e9) lowest[i] = std::min(lowest[i], gf / peak);
         }
-        std::printf("\n");
+        if (winograd) std::printf(" | %7.1e\n", err);
+        else std::printf(" |\n");
         std::fflush(stdout);
     }
-    const char* names[4] = {"fwd implicit GEMM", "fwd im2col", "bwd implicit GEMM", "bwd im2col"};
-    std::printf("\nall layers above, once each (time-weighted), and the lowest %%peak among layers of >= 1 GFLOP:\n");
-    for (int i = 0; i < 4; ++i)
+    std::printf("\nall layers above, once each (time-weighted; Winograd: the stride-1 3x3 layers only), and the lowest "
+                "%%peak among layers of >= 1 GFLOP:\n");
+    for (int i = 0; i < kRuns; ++i)
         std::printf("%-18s %7.1f GFLOP in %8.1f ms = %6.1f GF/s = %3.0f%% of peak; lowest >= 1 GFLOP layer %3.0f%%\n",
                     names[i], total[i].flop * 1e-9, total[i].conv_s * 1e3, total[i].flop / total[i].conv_s * 1e-9,
                     100 * total[i].flop / total[i].conv_s * 1e-9 / peak, lowest[i] < 1e9 ? 100 * lowest[i] : 0.0);

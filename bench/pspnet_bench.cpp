@@ -4,6 +4,7 @@
 //
 //     make bench-pspnet [QUICK=1]          (builds this program and runs it)
 //     build/bench/pspnet_bench [--quick] [--rounds R] [--steps S] [--case NAME] [--python PATH] [--gemm G]
+//                              [--conv-algo auto|winograd|gemm]   (Winograd for the 3x3 convs: layers/conv2d_winograd.h)
 //     build/bench/pspnet_bench --profile --case NAME [--steps S]   (Strata alone, with the per-kernel profile)
 //
 // Cases: psp18w32 train and forward at batch 8 x 97x97, PSPNet-50 train at 2 x 225x225, forward at 2 x 473x473 and
@@ -43,6 +44,7 @@
 #include "framework/profile.h"
 #include "framework/random.h"
 #include "layers/add.h"
+#include "layers/conv2d_winograd.h"
 #include "layers/cross_entropy.h"
 #include "layers/mul.h"
 #include "models/pspnet/pspnet.h"
@@ -215,10 +217,12 @@ int main(int argc, char** argv) {
         else if (a == "--case" && more) only = argv[++i];
         else if (a == "--python" && more) python = argv[++i];
         else if (a == "--gemm" && more) set_gemm_choice(parse_gemm_choice(argv[++i]));
+        else if (a == "--conv-algo" && more) set_conv2d_algo(parse_conv2d_algo(argv[++i]));
         else if (a == "--run" && more) only = child_case = argv[++i];
         else {
             std::fprintf(stderr, "pspnet_bench: unknown argument '%s'\nusage: pspnet_bench [--quick] [--rounds R] "
-                         "[--steps S] [--case NAME] [--python PATH] [--gemm strata|openblas] [--profile]\n", a.c_str());
+                         "[--steps S] [--case NAME] [--python PATH] [--gemm strata|openblas] [--conv-algo auto|winograd|gemm] [--profile]\n",
+                         a.c_str());
             return 2;
         }
     }
@@ -239,8 +243,9 @@ int main(int argc, char** argv) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     const int threads = num_threads();
     bench::print_machine(threads);
-    std::printf("Strata:   gemm=%s (%s kernel); OMP_WAIT_POLICY=%s for both sides\n", gemm_choice_name(gemm_choice()),
-                gemm_isa_name(best_gemm_isa()), std::getenv("OMP_WAIT_POLICY"));
+    std::printf("Strata:   gemm=%s (%s kernel), conv_algo=%s; OMP_WAIT_POLICY=%s for both sides\n",
+                gemm_choice_name(gemm_choice()), gemm_isa_name(best_gemm_isa()), conv2d_algo_name(conv2d_algo()),
+                std::getenv("OMP_WAIT_POLICY"));
     const double avx2 = bench::fma_peak_gflops(false, threads), avx512 = bench::fma_peak_gflops(true, threads);
     const double peak = std::max(avx2, avx512);
     std::printf("FMA peak: AVX2 %.1f GFLOP/s, AVX-512 %.1f GFLOP/s (%d threads, measured now)\n", avx2, avx512,
@@ -262,7 +267,7 @@ int main(int argc, char** argv) {
         for (int r = 0; r < n_rounds; ++r) {
             add(strata_side,
                 run_child({self, "--run", c.name, "--steps", std::to_string(n_steps), "--gemm",
-                           gemm_choice_name(gemm_choice())}),
+                           gemm_choice_name(gemm_choice()), "--conv-algo", conv2d_algo_name(conv2d_algo())}),
                 "Strata", c);
             if (torch)
                 add(torch_side, run_child({python, script, c.name, std::to_string(n_steps), std::to_string(threads)}),

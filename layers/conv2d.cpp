@@ -60,6 +60,7 @@
 #include "framework/parallel.h"
 #include "framework/registry.h"
 #include "layers/conv2d_plan.h"
+#include "layers/conv2d_winograd.h"
 
 namespace strata {
 
@@ -95,6 +96,7 @@ int64_t conv2d_dx_chunk_channels(const Conv2dShape& s) {
 }
 
 int64_t conv2d_scratch_col(const Conv2dShape& s) {
+    if (s.winograd) return conv2d_winograd_scratch(s);
     if (conv2d_is_pointwise(s) && s.images_per_gemm == 1) return 0;
     return conv2d_dx_chunk_channels(s) * s.R * s.S * s.images_per_gemm * s.P * s.Q;
 }
@@ -399,11 +401,16 @@ const Conv2dDevice kCpu{gemm_cpu,       im2col_cpu,    col2im_cpu,           yco
 // The kernels of conv2d.h: the shared plan (layers/conv2d_plan.cpp) on the CPU's primitives.
 void conv2d_forward_cpu(float* y, const float* x, const float* weight, const float* bias, float* col, float* ycol,
                         const Conv2dShape& s) {
+    if (s.winograd) return winograd_conv3x3_cpu(y, x, weight, bias, col, winograd_forward_shape(s));
     conv2d_forward_plan(kCpu, y, x, weight, bias, col, ycol, s);
 }
 
 void conv2d_backward_cpu(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* weight,
                          float* col, float* ycol, const Conv2dShape& s) {
+    if (s.winograd && dx) {  // dx by Winograd (col is its scratch), dweight and dbias by the plan
+        conv2d_backward_plan(kCpu, nullptr, dweight, dbias, dy, x, weight, col, ycol, s);
+        return winograd_conv3x3_cpu(dx, dy, weight, nullptr, col, winograd_dx_shape(s));
+    }
     conv2d_backward_plan(kCpu, dx, dweight, dbias, dy, x, weight, col, ycol, s);
 }
 
@@ -483,15 +490,17 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     Tensor bias = has_bias ? bias_in.contiguous() : Tensor();
     Device device = x.device();
     s.implicit_gemm = conv2d_use_implicit_gemm(device);
+    s.winograd = conv2d_use_winograd(s);
     Tensor y = empty({s.N, s.K, s.P, s.Q}, DType::F32, device);
-    Tensor col = s.implicit_gemm ? Tensor() : scratch(conv2d_scratch_col(s), device);  // (see conv2d.h)
+    Tensor col = s.implicit_gemm && !s.winograd ? Tensor() : scratch(conv2d_scratch_col(s), device);  // (see conv2d.h)
     Tensor ycol = scratch(conv2d_scratch_ycol(s), device);
     conv2d_forward[device](y.f32(), x.f32(), weight.f32(), ptr(bias), ptr(col), ptr(ycol), s);
 
     if (any_requires_grad({x, weight, bias})) {
         Tensor saved_x = x.detach(), saved_w = weight.detach();
         record(y, "conv2d", {x, weight, bias},
-               [saved_x, saved_w, options](const Tensor& dy, const std::vector<bool>& needs_grad) {
+               [saved_x, saved_w, options, algo = conv2d_algo()](const Tensor& dy, const std::vector<bool>& needs_grad) {
+                   Conv2dAlgoScope same_algo(algo);  // the backward uses the algorithm choice of the forward
                    Conv2dGrads g =
                        conv2d_grads(dy, saved_x, saved_w, options, needs_grad[0], needs_grad[1], needs_grad[2]);
                    return std::vector<Tensor>{g.dx, g.dweight, g.dbias};
@@ -510,6 +519,7 @@ Conv2dGrads conv2d_grads(const Tensor& dy_in, const Tensor& x_in, const Tensor& 
     Tensor weight = weight_in.contiguous();
     Device device = dy.device();
     s.implicit_gemm = conv2d_use_implicit_gemm(device);
+    s.winograd = conv2d_use_winograd(s);
     Conv2dGrads g;
     if (need_dx) g.dx = empty(x.shape(), DType::F32, device);
     if (need_dweight) g.dweight = empty(weight.shape(), DType::F32, device);

@@ -60,6 +60,9 @@ struct Conv2dShape {
     // buffer exists in the forward and the weight gradient; the input gradient then goes through col in chunks of
     // channels. Set by the op (conv2d_use_implicit_gemm), false from conv2d_shape().
     bool implicit_gemm = false;
+    // CPU only: the forward and the input gradient run as Winograd F(4x4, 3x3) (layers/conv2d_winograd.h), the
+    // weight gradient as implicit GEMM. Set by the op (conv2d_use_winograd), false from conv2d_shape().
+    bool winograd = false;
 };
 
 // The sizes for input shape x (N, C, H, W), weight shape (K, C, R, S) and the options, images_per_gemm included.
@@ -77,6 +80,7 @@ void set_conv2d_implicit_gemm(bool on);
 //                         with stride 1 and no padding, one image per GEMM, multiplies x itself and needs none.
 //                         With implicit_gemm, only the input gradient uses col, for a chunk of channels at a time:
 //                         (c*R*S, G*P*Q) with c = conv2d_dx_chunk_channels(s), and the forward passes null.
+//                         With winograd, col is Winograd's scratch (conv2d_winograd_scratch) in both directions.
 //   ycol  (K, G*P*Q)      y or dy of G images side by side, as the GEMM sees them. Null when G == 1.
 int64_t conv2d_scratch_col(const Conv2dShape& s);   // element count of col (0: not needed)
 int64_t conv2d_scratch_ycol(const Conv2dShape& s);  // element count of ycol (0: not needed)

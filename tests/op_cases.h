@@ -35,6 +35,7 @@
 #include "layers/batchnorm2d.h"
 #include "layers/concat.h"
 #include "layers/conv2d.h"
+#include "layers/conv2d_winograd.h"
 #include "layers/cross_entropy.h"
 #include "layers/dropout2d.h"
 #include "layers/linear.h"
@@ -145,14 +146,20 @@ inline std::vector<double> linear_bound(const std::vector<Tensor>& in, const Ten
 // values), computed with the CPU op on |x|, |w|, |dy|. The permutations (im2col, ycol) are exact, and col2im adds
 // in the CPU's order.
 inline std::function<std::vector<double>(const std::vector<Tensor>&, const Tensor&, const std::vector<float>&, size_t)>
-conv2d_bound(const Conv2dOptions& o) {
-    return [o](const std::vector<Tensor>& in, const Tensor& dy, const std::vector<float>&, size_t k) {
+conv2d_bound(const Conv2dOptions& o, Conv2dAlgo algo) {
+    return [o, algo](const std::vector<Tensor>& in, const Tensor& dy, const std::vector<float>&, size_t k) {
         NoGradGuard no_grad;
+        Conv2dAlgoScope scope(algo);
         Conv2dShape s = conv2d_shape(in[0].shape(), in[1].shape(), o);
         Tensor ax = abs_of(in[0]), aw = abs_of(in[1]), ady = abs_of(dy);
         const int64_t crs = s.C * s.R * s.S, krs = s.K * s.R * s.S, npq = s.N * s.P * s.Q;
-        if (k == 0) return sum_tolerance(conv2d(ax, aw, in.size() > 2 ? abs_of(in[2]) : Tensor(), o), crs + 2);
-        if (k == 1) return sum_tolerance(conv2d_grads(ady, in[0], aw, o, true, false, false).dx, krs + 2);
+        // y and dx by the CPU's Winograd path: its own bound on top (tests/layers/test_conv2d_winograd.cpp)
+        s.implicit_gemm = conv2d_use_implicit_gemm(Device{});
+        const bool winograd = conv2d_use_winograd(s);
+        const int64_t y_terms = crs + 2 + (winograd ? 256 * (s.C + 16) : 0);
+        const int64_t dx_terms = krs + 2 + (winograd ? 256 * (s.K + 16) : 0);
+        if (k == 0) return sum_tolerance(conv2d(ax, aw, in.size() > 2 ? abs_of(in[2]) : Tensor(), o), y_terms);
+        if (k == 1) return sum_tolerance(conv2d_grads(ady, in[0], aw, o, true, false, false).dx, dx_terms);
         if (k == 2) return sum_tolerance(conv2d_grads(ady, ax, in[1], o, false, true, false).dweight, npq + 2);
         return sum_tolerance(conv2d_grads(ady, in[0], aw, o, false, false, true).dbias, npq + 2);
     };
@@ -208,6 +215,7 @@ struct ConvCase {
     Shape x, w;
     Conv2dOptions o;
     bool bias;
+    Conv2dAlgo algo = Conv2dAlgo::kAuto;  // conv_algo for the case (forward and backward), on the CPU
 };
 
 inline const std::vector<ConvCase>& conv2d_cases() {
@@ -238,6 +246,10 @@ inline const std::vector<ConvCase>& conv2d_cases() {
         {"groups of 2, last group 1", {3, 2, 24, 25}, {3, 2, 3, 3}, {.padding = 1}, true},
         {"one image per GEMM, im2col", {2, 1, 34, 33}, {2, 1, 3, 3}, {.padding = 1}, true},
         {"one image per GEMM, im2col, dilated", {2, 1, 33, 34}, {2, 1, 3, 3}, {.padding = 2, .dilation = 2}, false},
+        // the CPU's Winograd path (layers/conv2d_winograd.cpp; auto takes it for bigger convs), dilated: polyphase
+        {"Winograd: 3x3 dilation 2", {2, 3, 9, 7}, {4, 3, 3, 3}, {.padding = 2, .dilation = 2}, true,
+         Conv2dAlgo::kWinograd},
+        {"Winograd: 3x3 pad 1, odd sizes", {1, 5, 7, 6}, {3, 5, 3, 3}, {.padding = 1}, false, Conv2dAlgo::kWinograd},
     };
     return cases;
 }
@@ -354,13 +366,22 @@ inline std::vector<OpCase> make_op_cases() {
     // ---- conv2d ----
     for (const ConvCase& c : conv2d_cases()) {
         Conv2dOptions o = c.o;
-        OpCase oc{"conv2d", c.name, randn_inputs({c.x, c.w}),
-                  [o](const auto& in) { return conv2d(in[0], in[1], Tensor(), o); }};
+        Conv2dAlgo algo = c.algo;
+        OpCase oc{"conv2d", c.name, randn_inputs({c.x, c.w}), [o, algo](const auto& in) {
+                      Conv2dAlgoScope scope(algo);
+                      return conv2d(in[0], in[1], Tensor(), o);
+                  }};
         if (c.bias) {
             oc.inputs = randn_inputs({c.x, c.w, {c.w[0]}});
-            oc.f = [o](const auto& in) { return conv2d(in[0], in[1], in[2], o); };
+            oc.f = [o, algo](const auto& in) {
+                Conv2dAlgoScope scope(algo);
+                return conv2d(in[0], in[1], in[2], o);
+            };
         }
-        oc.parity_bound = conv2d_bound(o);
+        oc.parity_bound = conv2d_bound(o, algo);
+        // conv2d is linear in each input, so central differences are exact at any step: a large one divides the
+        // float rounding of the forward (Winograd's is ~10x the direct sum's) by more
+        oc.grad.eps = 0.5;
         add_case(oc);
     }
 

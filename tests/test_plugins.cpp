@@ -52,11 +52,13 @@ TEST_CASE("registry: every op in layers/ is registered under its name, with kern
     // ops composed of other ops' kernels, with no kernel or layer of their own (checked below to stay true)
     const std::set<std::string> composed = {"mean"};
     // <op>_plan.{h,cpp}: the device-independent host plan of an op (conv2d, linear), shared by its CPU and CUDA
-    // files; not an op of its own
+    // files; <op>_winograd.{h,cpp}: an algorithm of the op's CPU kernels (conv2d); not ops of their own
     auto op_of_plan = [](const std::string& stem) {
-        const std::string suffix = "_plan";
-        const size_t n = stem.size() - suffix.size();
-        return stem.size() > suffix.size() && stem.compare(n, suffix.size(), suffix) == 0 ? stem.substr(0, n) : "";
+        for (const std::string suffix : {"_plan", "_winograd"}) {
+            const size_t n = stem.size() - suffix.size();
+            if (stem.size() > suffix.size() && stem.compare(n, suffix.size(), suffix) == 0) return stem.substr(0, n);
+        }
+        return std::string();
     };
     std::set<std::string> in_header(std::begin(kLayerHeaders), std::end(kLayerHeaders));
     std::set<std::string> ops;

@@ -16,6 +16,7 @@
 #include "framework/device.h"
 #include "framework/parallel.h"
 #include "framework/profile.h"
+#include "layers/conv2d_winograd.h"
 
 namespace strata::pspnet {
 
@@ -167,6 +168,9 @@ std::vector<KeySpec> make_schema() {
             "GEMMs on the fixed-order kernel: the same bits on every CPU and BLAS"),
         one_of(key(R, "gemm", FIELD(gemm), "strata", "CPU GEMM: strata (own kernels, by CPU features) or openblas"),
                {"strata", "openblas"}),
+        one_of(key(R, "conv_algo", FIELD(conv_algo), "auto",
+                   "CPU stride-1 3x3 convs: auto (Winograd where it wins), winograd, or gemm (implicit GEMM)"),
+               {"auto", "winograd", "gemm"}),
         key(R, "profile", FIELD(profile), false,
             "print seconds and GFLOP/s per kernel and the share outside GEMM at exit"),
         key(R, "sync_bn", FIELD(sync_bn), true,
@@ -603,6 +607,7 @@ std::shared_ptr<Dataset> open_config_dataset(const RunConfig& c, bool train) {
 Device use_running_config(const RunConfig& c, bool verbose) {
     if (c.threads > 0) set_num_threads(c.threads);
     set_gemm_choice(parse_gemm_choice(c.gemm));
+    set_conv2d_algo(parse_conv2d_algo(c.conv_algo));
     if (c.profile) set_profiling(true);
     std::string note;
     Device device = select_device(c.device, &note);

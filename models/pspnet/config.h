@@ -82,6 +82,7 @@ struct RunConfig {
     int threads;                           // 0: all cores
     bool reproducible;                     // GEMMs on the fixed-order kernel
     std::string gemm;                      // the CPU GEMM: strata or openblas (framework/blas.h)
+    std::string conv_algo;                 // CPU 3x3 convs: auto, winograd or gemm (layers/conv2d_winograd.h)
     bool profile;                          // time every kernel, report at exit (framework/profile.h)
     std::vector<std::string> plugins;      // shared objects to load before the model is built (docs/plugins.md)
     bool sync_bn;                          // synchronized batch norm when there are several ranks
