@@ -149,35 +149,51 @@ Chunks chunks(const WinogradShape& g) {
 
 // ---- the three transforms, on kLanes tiles (filters) at a time: v[point][lane] ----
 
+// The input and output transforms are the same sandwich Tᵀ x T with T = B (6x6) or A (6x4), done as two
+// products on kLanes tiles at once. The sizes are template arguments so that the loops unroll completely and the
+// zero coefficients of Bᵀ and Aᵀ (known at compile time) drop out of the arithmetic.
+
+// out[i][j] = Σ_k L[i][k] in[k][j] for i < Rows, j < Cols (each lane; in has kAlpha rows of Cols).
+template <int Rows, int Cols>
+inline void left_product(float out[][kLanes], const float (&L)[Rows][kAlpha], const float in[][kLanes]) {
+#pragma GCC unroll 6
+    for (int i = 0; i < Rows; ++i)
+#pragma GCC unroll 6
+        for (int j = 0; j < Cols; ++j) {
+            float acc[kLanes] = {};
+#pragma GCC unroll 6
+            for (int k = 0; k < kAlpha; ++k) {
+                if (L[i][k] == 0) continue;
+#pragma omp simd
+                for (int l = 0; l < kLanes; ++l) acc[l] += L[i][k] * in[k * Cols + j][l];
+            }
+            for (int l = 0; l < kLanes; ++l) out[i * Cols + j][l] = acc[l];
+        }
+}
+
+// out[i][j] = Σ_k in[i][k] R[j][k] for i < Rows, j < Cols (each lane; in has Rows rows of kAlpha): in · Rᵀ.
+template <int Rows, int Cols>
+inline void right_product(float out[][kLanes], const float in[][kLanes], const float (&R)[Cols][kAlpha]) {
+#pragma GCC unroll 6
+    for (int i = 0; i < Rows; ++i)
+#pragma GCC unroll 6
+        for (int j = 0; j < Cols; ++j) {
+            float acc[kLanes] = {};
+#pragma GCC unroll 6
+            for (int k = 0; k < kAlpha; ++k) {
+                if (R[j][k] == 0) continue;
+#pragma omp simd
+                for (int l = 0; l < kLanes; ++l) acc[l] += in[i * kAlpha + k][l] * R[j][k];
+            }
+            for (int l = 0; l < kLanes; ++l) out[i * Cols + j][l] = acc[l];
+        }
+}
+
 // out = Bᵀ d B for each lane's 6x6 tile d.
 void input_tile_transform(float out[kPoints][kLanes], const float d[kPoints][kLanes]) {
     float tmp[kPoints][kLanes];  // Bᵀ d
-#pragma GCC unroll 6
-    for (int i = 0; i < kAlpha; ++i)
-#pragma GCC unroll 6
-        for (int j = 0; j < kAlpha; ++j) {
-            float acc[kLanes] = {};
-#pragma GCC unroll 6
-            for (int k = 0; k < kAlpha; ++k) {
-                if (kBT[i][k] == 0) continue;
-#pragma omp simd
-                for (int l = 0; l < kLanes; ++l) acc[l] += kBT[i][k] * d[k * kAlpha + j][l];
-            }
-            for (int l = 0; l < kLanes; ++l) tmp[i * kAlpha + j][l] = acc[l];
-        }
-#pragma GCC unroll 6
-    for (int i = 0; i < kAlpha; ++i)
-#pragma GCC unroll 6
-        for (int j = 0; j < kAlpha; ++j) {
-            float acc[kLanes] = {};
-#pragma GCC unroll 6
-            for (int k = 0; k < kAlpha; ++k) {
-                if (kBT[j][k] == 0) continue;
-#pragma omp simd
-                for (int l = 0; l < kLanes; ++l) acc[l] += tmp[i * kAlpha + k][l] * kBT[j][k];
-            }
-            for (int l = 0; l < kLanes; ++l) out[i * kAlpha + j][l] = acc[l];
-        }
+    left_product<kAlpha, kAlpha>(tmp, kBT, d);
+    right_product<kAlpha, kAlpha>(out, tmp, kBT);
 }
 
 // out = G g Gᵀ for each lane's 3x3 filter g (g[r*3 + s][lane]).
@@ -199,32 +215,8 @@ void filter_transform(float out[kPoints][kLanes], const float g[9][kLanes]) {
 // out = Aᵀ m A for each lane's 6x6 tile m (out: 4x4).
 void output_tile_transform(float out[kTile * kTile][kLanes], const float m[kPoints][kLanes]) {
     float tmp[kTile * kAlpha][kLanes];  // Aᵀ m
-#pragma GCC unroll 4
-    for (int i = 0; i < kTile; ++i)
-#pragma GCC unroll 6
-        for (int j = 0; j < kAlpha; ++j) {
-            float acc[kLanes] = {};
-#pragma GCC unroll 6
-            for (int k = 0; k < kAlpha; ++k) {
-                if (kAT[i][k] == 0) continue;
-#pragma omp simd
-                for (int l = 0; l < kLanes; ++l) acc[l] += kAT[i][k] * m[k * kAlpha + j][l];
-            }
-            for (int l = 0; l < kLanes; ++l) tmp[i * kAlpha + j][l] = acc[l];
-        }
-#pragma GCC unroll 4
-    for (int i = 0; i < kTile; ++i)
-#pragma GCC unroll 4
-        for (int j = 0; j < kTile; ++j) {
-            float acc[kLanes] = {};
-#pragma GCC unroll 6
-            for (int k = 0; k < kAlpha; ++k) {
-                if (kAT[j][k] == 0) continue;
-#pragma omp simd
-                for (int l = 0; l < kLanes; ++l) acc[l] += tmp[i * kAlpha + k][l] * kAT[j][k];
-            }
-            for (int l = 0; l < kLanes; ++l) out[i * kTile + j][l] = acc[l];
-        }
+    left_product<kTile, kAlpha>(tmp, kAT, m);
+    right_product<kTile, kTile>(out, tmp, kAT);
 }
 
 // dst[l] = src[l] for l < lanes. A whole vector (the common case) is one store; std::copy of a run-time length
