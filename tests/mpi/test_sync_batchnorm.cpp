@@ -65,6 +65,20 @@ void check_same_bits(const Tensor& a, const Tensor& b) {
     CHECK(std::memcmp(va.data(), vb.data(), va.size() * sizeof(float)) == 0);
 }
 
+// This rank's share [start, start + count) of the combined batch's run `ref`: outputs, input gradients and
+// running statistics; gamma/beta gradients are each rank's own sum, and over the ranks the combined batch's.
+void check_matches_combined(const BnRun& run, const BnRun& ref, int64_t start, int64_t count) {
+    check_close(run.y, ref.y.narrow(0, start, count), 1e-5f);
+    check_close(run.dx, ref.dx.narrow(0, start, count), 1e-4f);
+    check_close(run.running_mean, ref.running_mean, 1e-6f);
+    check_close(run.running_var, ref.running_var, 1e-5f);
+    Tensor dweight = run.dweight.clone(), dbias = run.dbias.clone();
+    all_reduce_sum(comm(), dweight);
+    all_reduce_sum(comm(), dbias);
+    check_close(dweight, ref.dweight, 1e-4f);
+    check_close(dbias, ref.dbias, 1e-4f);
+}
+
 }  // namespace
 
 TEST_CASE("sync batchnorm2d: 2 ranks equal plain batchnorm2d on the combined batch (splits 2+2, 3+1, 4+0)") {
@@ -76,17 +90,7 @@ TEST_CASE("sync batchnorm2d: 2 ranks equal plain batchnorm2d on the combined bat
     for (int64_t first : {2, 3, 4}) {
         CAPTURE(first);
         const int64_t start = r == 0 ? 0 : first, count = r == 0 ? first : 4 - first;
-        BnRun run = run_bn(x, dy, start, count, &comm());
-        check_close(run.y, ref.y.narrow(0, start, count), 1e-5f);
-        check_close(run.dx, ref.dx.narrow(0, start, count), 1e-4f);
-        check_close(run.running_mean, ref.running_mean, 1e-6f);
-        check_close(run.running_var, ref.running_var, 1e-5f);
-        // gamma/beta: each rank's own sum; over the ranks, the combined batch's gradient
-        Tensor dweight = run.dweight.clone(), dbias = run.dbias.clone();
-        all_reduce_sum(comm(), dweight);
-        all_reduce_sum(comm(), dbias);
-        check_close(dweight, ref.dweight, 1e-4f);
-        check_close(dbias, ref.dbias, 1e-4f);
+        check_matches_combined(run_bn(x, dy, start, count, &comm()), ref, start, count);
     }
 }
 
@@ -101,15 +105,8 @@ TEST_CASE("sync batchnorm2d_relu: fused with a residual, 2 ranks equal the fused
         CAPTURE(first);
         const int64_t start = r == 0 ? 0 : first, count = r == 0 ? first : 4 - first;
         BnRun run = run_bn(x, dy, start, count, &comm(), residual);
-        check_close(run.y, ref.y.narrow(0, start, count), 1e-5f);
-        check_close(run.dx, ref.dx.narrow(0, start, count), 1e-4f);
+        check_matches_combined(run, ref, start, count);
         check_close(run.dresidual, ref.dresidual.narrow(0, start, count), 1e-6f);
-        check_close(run.running_var, ref.running_var, 1e-5f);
-        Tensor dweight = run.dweight.clone(), dbias = run.dbias.clone();
-        all_reduce_sum(comm(), dweight);
-        all_reduce_sum(comm(), dbias);
-        check_close(dweight, ref.dweight, 1e-4f);
-        check_close(dbias, ref.dbias, 1e-4f);
     }
 }
 
