@@ -26,7 +26,7 @@ float Generator::normal() {
 }
 
 Generator& default_generator() {
-    static Generator gen(0);
+    thread_local Generator gen(0);  // one per host thread: see random.h
     return gen;
 }
 

@@ -51,7 +51,12 @@ private:
     uint64_t counter_;
 };
 
-// The process-wide generator used when no Generator is passed (seeded 0; reseed with manual_seed).
+// The generator used when no Generator is passed (seeded 0; reseed with manual_seed): the calling host thread's.
+// One per thread, because the data-parallel trainer may run its ranks as threads of one process (each on its own
+// GPU, as the NCCL tests do) and every rank seeds and draws its model's initial weights as a process would: with
+// one generator for the process, one rank's manual_seed and draws landed in the middle of the other's, so rank 0
+// broadcast weights no single-process run makes (and the counter was a data race). A thread that draws seeds its
+// own; manual_seed does not reach other threads.
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 

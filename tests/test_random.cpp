@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "framework/parallel.h"
@@ -27,6 +28,30 @@ TEST_CASE("random: state save and restore continue the same stream") {
     Generator b;
     b.set_state(a.seed(), a.counter());
     for (int i = 0; i < 5; ++i) CHECK(a.uniform() == b.uniform());
+}
+
+TEST_CASE("random: the default generator is the calling thread's, so ranks run as threads draw as processes do") {
+    // The NCCL trainer test runs two ranks as two threads; each seeds and draws its initial weights. Here a second
+    // thread seeds and draws in the middle of this thread's stream (joined first, so the order is fixed): this
+    // thread's stream must go on as if alone, and the other thread's starts from its own seed.
+    manual_seed(5);
+    Generator alone(5);
+    for (int i = 0; i < 3; ++i) CHECK(default_generator().next_u64() == alone.next_u64());
+    uint64_t first_of_fresh_thread = 0, other_seed = 0, other_counter = 0;
+    std::thread other([&] {
+        first_of_fresh_thread = default_generator().next_u64();
+        manual_seed(9);
+        for (int i = 0; i < 100; ++i) default_generator().normal();
+        other_seed = default_generator().seed();
+        other_counter = default_generator().counter();
+    });
+    other.join();
+    CHECK(first_of_fresh_thread == Generator(0).next_u64());  // a new thread's generator is seeded 0
+    CHECK(other_seed == 9);
+    CHECK(other_counter == 200);
+    CHECK(default_generator().seed() == 5);
+    CHECK(default_generator().counter() == 3);
+    for (int i = 0; i < 3; ++i) CHECK(default_generator().next_u64() == alone.next_u64());
 }
 
 TEST_CASE("random: distributions") {
