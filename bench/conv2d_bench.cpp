@@ -119,12 +119,10 @@ const Layer kPsp18Layers[] = {
     {"aux 3x3 128->128", Map::kBin, 13, 128, 128, 3, 1, 1, 1, false},
 };
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
 double time_s(const std::function<void()>& f) {
-    double t0 = now_s();
+    double t0 = bench::seconds_now();
     f();
-    return now_s() - t0;
+    return bench::seconds_now() - t0;
 }
 
 // Uniform [-1, 1) values, filled in parallel (the generator's sequential loop is slow for 500 MB buffers).
@@ -151,13 +149,6 @@ double own_cpu_s() {
     rusage u;
     getrusage(RUSAGE_SELF, &u);
     return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-std::string loadavg() {
-    std::ifstream f("/proc/loadavg");
-    std::string a, b, c;
-    f >> a >> b >> c;
-    return a + " " + b + " " + c;
 }
 
 struct Totals {
@@ -201,7 +192,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     NoGradGuard no_grad;
-    double t_start = now_s(), busy_start = machine_busy_s(), own_start = own_cpu_s();
+    double t_start = bench::seconds_now(), busy_start = machine_busy_s(), own_start = own_cpu_s();
     int64_t crop = 8 * (feature - 1) + 1, layer1_map = 2 * feature - 1;
     if (psp18)
         std::printf("conv2d on the CPU: psp18w32 convs at a 97x97 crop, batch %lld, %d threads, best of %d runs after "
@@ -297,13 +288,18 @@ int main(int argc, char** argv) {
     }
     std::printf("\nall layers above, once each (time-weighted; Winograd: the stride-1 3x3 layers only), and the lowest "
                 "%%peak among layers of >= 1 GFLOP:\n");
-    for (int i = 0; i < kRuns; ++i)
+    for (int i = 0; i < kRuns; ++i) {
+        if (total[i].conv_s == 0) {  // no layer above took this path (Winograd: no stride-1 3x3 layer)
+            std::printf("%-18s no layer above\n", names[i]);
+            continue;
+        }
         std::printf("%-18s %7.1f GFLOP in %8.1f ms = %6.1f GF/s = %3.0f%% of peak; lowest >= 1 GFLOP layer %3.0f%%\n",
                     names[i], total[i].flop * 1e-9, total[i].conv_s * 1e3, total[i].flop / total[i].conv_s * 1e-9,
                     100 * total[i].flop / total[i].conv_s * 1e-9 / peak, lowest[i] < 1e9 ? 100 * lowest[i] : 0.0);
-    double wall = now_s() - t_start;
+    }
+    double wall = bench::seconds_now() - t_start;
     double others = (machine_busy_s() - busy_start - (own_cpu_s() - own_start)) / wall;
-    std::printf("loadavg at end: %s; bench took %.0f s; other processes used %.2f cores on average meanwhile\n",
-                loadavg().c_str(), wall, std::max(0.0, others));
+    std::printf("load average at end: %s; bench took %.0f s; other processes used %.2f cores on average meanwhile\n",
+                bench::load_average().c_str(), wall, std::max(0.0, others));
     return 0;
 }

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/machine.h"
 #include "framework/check.h"
 #include "framework/communicator.h"
 #include "framework/data_parallel.h"
@@ -56,15 +57,6 @@ struct Case {
     int64_t global_batch, size;
     int steps;
 };
-
-double now() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 struct Timing {
     double step = 0, bn = 0, waiting = 0, gradients = 0;  // seconds per step (medians)
@@ -94,27 +86,27 @@ Timing run(const Case& c, const std::shared_ptr<Communicator>& comm, int64_t buc
     std::vector<double> steps, bn, waiting, gradients;
     for (int s = 0; s <= c.steps; ++s) {
         comm->barrier();  // every rank starts the step together
-        double t0 = now(), c0 = comm->seconds_in_collectives();
+        double t0 = bench::seconds_now(), c0 = comm->seconds_in_collectives();
         PSPNetOutput out = model.forward_all(x);
         Tensor loss = cross_entropy(out.logits, labels) + cross_entropy(out.aux_logits, labels) * 0.4f;
         opt.zero_grad();
         std::unique_ptr<GradientBucketer> buckets;
         if (overlap) buckets = std::make_unique<GradientBucketer>(*comm, model.parameters(), bucket_mib << 20);
         loss.backward();
-        double c1 = comm->seconds_in_collectives(), w0 = now();
+        double c1 = comm->seconds_in_collectives(), w0 = bench::seconds_now();
         comm->barrier();
-        double g0 = now();
+        double g0 = bench::seconds_now();
         if (overlap) buckets->finish();
         else average_gradients(*comm, model.parameters());
-        double g1 = now();
+        double g1 = bench::seconds_now();
         opt.step();
         if (s == 0) continue;  // the warm-up step: the allocator's cache and OpenBLAS
-        steps.push_back(now() - t0);
+        steps.push_back(bench::seconds_now() - t0);
         bn.push_back(c1 - c0);
         waiting.push_back(g0 - w0);
         gradients.push_back(g1 - g0);
     }
-    return {median(steps), median(bn), median(waiting), median(gradients)};
+    return {bench::median(steps), bench::median(bn), bench::median(waiting), bench::median(gradients)};
 }
 
 std::vector<Case> cases(bool quick) {
@@ -158,6 +150,7 @@ int main(int argc, char** argv) {
     }
     std::printf("data-parallel training: the same global batch on 1 rank x %d threads and on 2 ranks x 1 thread\n",
                 num_threads());
+    bench::print_machine(num_threads());
     print_header();
     for (const Case& c : cases(quick)) print_row(c, 1, num_threads(), "", run(c, comm, 0));
     // 2 ranks of 1 thread: this program again, under mpirun

@@ -21,11 +21,20 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace strata::bench {
 
 inline double seconds_now() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The median of timings (0 for none): what the benchmarks report, robust to one disturbed run.
+inline double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // FLOPs done by `iters` rounds of 12 FMA chains on `lanes`-wide vectors.

@@ -72,13 +72,6 @@ const Case kCases[] = {
     {"psp50-train-2x473", 50, 1.0, 2, 473, true, 2, 1, false},
 };
 
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // The child: one case, `steps` timed steps after a warm-up; prints the line pspnet_torch.py prints.
 int run_case(const Case& c, int steps, bool profile) {
     manual_seed(0);
@@ -273,8 +266,8 @@ int main(int argc, char** argv) {
                 add(torch_side, run_child({python, script, c.name, std::to_string(n_steps), std::to_string(threads)}),
                     "PyTorch", c);
         }
-        double s = strata_side.ok ? median(strata_side.seconds) : 0;
-        double t = torch && torch_side.ok ? median(torch_side.seconds) : 0;
+        double s = strata_side.ok ? bench::median(strata_side.seconds) : 0;
+        double t = torch && torch_side.ok ? bench::median(torch_side.seconds) : 0;
         double gflop = t > 0 ? torch_side.gflop : strata_side.gflop;  // the hooks' nominal count when there is one
         auto rate = [&](double sec) { return sec > 0 ? gflop / sec : 0.0; };
         auto pct = [&](double sec) { return sec > 0 && peak > 0 ? 100.0 * rate(sec) / peak : 0.0; };
