@@ -51,21 +51,22 @@ int owned_by(const std::string& owner, const std::string& op) {
 TEST_CASE("registry: every op in layers/ is registered under its name, with kernels, and reachable from strata.h") {
     // ops composed of other ops' kernels, with no kernel or layer of their own (checked below to stay true)
     const std::set<std::string> composed = {"mean"};
-    // <op>_plan.{h,cpp}: the device-independent host plan of an op (conv2d, linear), shared by its CPU and CUDA
-    // files; <op>_winograd.{h,cpp}: an algorithm of the op's CPU kernels (conv2d); not ops of their own
-    auto op_of_plan = [](const std::string& stem) {
-        for (const std::string suffix : {"_plan", "_winograd"}) {
-            const size_t n = stem.size() - suffix.size();
-            if (stem.size() > suffix.size() && stem.compare(n, suffix.size(), suffix) == 0) return stem.substr(0, n);
-        }
-        return std::string();
+    // layers/<op>_<part>.{h,cpp} beside layers/<op>.cpp is a part of that op, not an op of its own: conv2d_plan (the
+    // device-independent host plan its CPU and CUDA files share), conv2d_winograd (an algorithm of its CPU kernels)
+    std::set<std::string> stems;
+    for (const auto& entry : std::filesystem::directory_iterator("layers"))
+        if (entry.path().extension() == ".cpp") stems.insert(entry.path().stem().string());
+    auto owning_op = [&](const std::string& stem) {
+        std::string op;
+        for (const std::string& other : stems)
+            if (stem.size() > other.size() + 1 && stem.rfind(other + "_", 0) == 0 && other.size() > op.size()) op = other;
+        return op;
     };
     std::set<std::string> in_header(std::begin(kLayerHeaders), std::end(kLayerHeaders));
     std::set<std::string> ops;
-    for (const auto& entry : std::filesystem::directory_iterator("layers")) {
-        if (entry.path().extension() != ".cpp") continue;
-        std::string op = entry.path().stem().string(), source = "layers/" + op + ".cpp";
-        if (!op_of_plan(op).empty()) continue;
+    for (const std::string& op : stems) {
+        const std::string source = "layers/" + op + ".cpp";
+        if (!owning_op(op).empty()) continue;
         ops.insert(op);
         CAPTURE(op);
         CHECK(in_header.count("layers/" + op + ".h") == 1);  // strata.h includes it (build/gen/strata_layers.h)
@@ -83,11 +84,11 @@ TEST_CASE("registry: every op in layers/ is registered under its name, with kern
         CHECK(cpu_kernel);
         if (has_layer(op)) CHECK(registration_owner("layer", op) == source);
     }
-    // every header strata.h includes is an op's, or the plan of one
+    // every header strata.h includes is an op's, or a part of one
     for (const std::string& header : in_header) {
         std::string stem = std::filesystem::path(header).stem().string();
         CAPTURE(header);
-        CHECK(ops.count(op_of_plan(stem).empty() ? stem : op_of_plan(stem)) == 1);
+        CHECK(ops.count(owning_op(stem).empty() ? stem : owning_op(stem)) == 1);
     }
 }
 
