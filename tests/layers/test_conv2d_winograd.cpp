@@ -1,7 +1,8 @@
 // conv2d's Winograd F(4x4, 3x3) path (layers/conv2d_winograd.cpp): the forward and the input gradient against the
 // implicit-GEMM path at odd shapes (sizes not multiples of the 4x4 tile, 1x1 maps, batch 1, channel counts that
 // are not multiples of anything, padding 0, 1 and d, dilations 1, 2 and 4, several chunks of tiles and of
-// channels), the same bits on 1 and 3 threads, the PyTorch fixtures, and when auto chooses it.
+// channels), the same bits on 1 and 3 threads, the PyTorch fixtures, and when auto chooses it. Its finite-difference
+// gradient checks run from conv2d's Winograd entries in tests/op_cases.h (tests/test_op_cases.cpp drives them).
 //
 // Tolerance. Both paths compute the same exact sum; the GEMM path is within (C*9 + 2) * FLT_EPSILON * S of it, with
 // S = sum |x w| over the output's terms (cuda/tests/gemm_parity.h). Winograd computes each 4x4 output tile as
